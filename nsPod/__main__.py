@@ -1,0 +1,3 @@
+from nsPod.cli import main
+
+main()

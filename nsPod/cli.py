@@ -1,0 +1,491 @@
+"""The nspod command: the only module that imports click, prints for users or exits.
+
+Each command parses its arguments, makes one call into the library (nsPod.pod) and renders
+the result. Library errors (NspodError) become one line per problem on stderr and their exit
+code: 2 for bad input, 1 for a failure at run time.
+"""
+import json
+import os
+import sys
+import time
+
+import click
+
+from nsPod import __version__
+from nsPod.errors import InputError, NspodError, describe
+
+ROOTLESS_COMMANDS = {"validate"}
+
+
+class Context:
+    """Global options, turned into a Config on first use (so that --help needs none)."""
+
+    def __init__(self, **options):
+        self.options = options
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from nsPod import config
+            self._config = config.load(**self.options)
+            if self._config.trace:
+                from nsPod import syscalls
+                syscalls.set_trace(True)
+        return self._config
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", metavar="DIR", help="State directory [env NSPOD_ROOT; default /run/nspod].")
+@click.option("--cgroup-parent", metavar="PATH",
+              help="Where pod cgroups are made [env NSPOD_CGROUP_PARENT; default nspod].")
+@click.option("--bridge", metavar="NAME", help="Pod network bridge [env NSPOD_BRIDGE; default nspod0].")
+@click.option("--subnet", metavar="CIDR", help="Pod subnet [env NSPOD_SUBNET; default 10.89.0.0/16].")
+@click.option("--restart-backoff", metavar="BASE[:MAX]",
+              help="Crash-loop backoff [env NSPOD_RESTART_BACKOFF; default 10s:300s].")
+@click.option("-v", "--verbose", is_flag=True, help="Say more.")
+@click.option("--trace", is_flag=True, default=None,
+              help="Narrate every kernel-level step to stderr [env NSPOD_TRACE=1].")
+@click.version_option(__version__, "--version", prog_name="nspod")
+@click.pass_context
+def cli(ctx, root, cgroup_parent, bridge, subnet, restart_backoff, verbose, trace):
+    """Kubernetes' pod model on one Linux host, straight on the kernel."""
+    ctx.obj = Context(root=root, cgroup_parent=cgroup_parent, bridge=bridge, subnet=subnet,
+                      restart_backoff=restart_backoff, trace=trace)
+    ctx.obj.verbose = verbose
+    if ctx.invoked_subcommand not in ROOTLESS_COMMANDS and "--help" not in sys.argv[1:] \
+            and "-h" not in sys.argv[1:]:
+        if os.geteuid() != 0:
+            raise NspodError("nspod must run as root (it creates namespaces, mounts and cgroups)")
+        ctx.obj.config  # bad global options are reported before the command does anything
+
+
+def warn(message):
+    click.echo(f"warning: {message}", err=True)
+
+
+def read_manifest(file):
+    if file == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        with open(file) as f:
+            return f.read(), file
+    except OSError as e:
+        raise InputError(f"FILE: cannot read {file}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"FILE: {file} is not a text file") from None
+
+
+def load_manifest(file, name=None):
+    from nsPod import spec
+    text, source = read_manifest(file)
+    pods, warnings = spec.load_pods(text, source, name_override=name)
+    if name is not None and len(pods) > 1:
+        raise InputError(f"--name: {file} holds {len(pods)} pods; --name needs exactly one")
+    for w in warnings:
+        warn(w)
+    return pods
+
+
+# --- making pods ----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("file")
+@click.option("--name", help="Pod name (overrides metadata.name; one-pod files only).")
+@click.option("--wait", is_flag=True, help="Return once every container runs, or the pod ended.")
+@pass_context
+def run(ctx, file, name, wait):
+    """Create and start the pod(s) of a Kubernetes Pod manifest (FILE, or - for stdin)."""
+    from nsPod import pod as pods
+    for p in load_manifest(file, name):
+        for w in pods.run(ctx.config, p):
+            warn(w)
+        click.echo(p.name)
+        if wait:
+            _wait_started(ctx.config, p.name)
+
+
+def _wait_started(config, name):
+    from nsPod import pod as pods
+    while True:
+        obj = pods.inspect(config, name)
+        st = obj["status"]
+        if st["phase"] == "Failed":
+            reason = st.get("message") or _failed_containers(st)
+            raise NspodError(f"pod {name} failed: {reason}")
+        if st["phase"] == "Succeeded":
+            return
+        if all("running" in c.get("state", {}) for c in st["containerStatuses"]):
+            return
+        time.sleep(0.05)
+
+
+def _failed_containers(st):
+    parts = []
+    for c in st.get("containerStatuses", []):
+        t = c.get("state", {}).get("terminated")
+        if t and t.get("exitCode"):
+            parts.append(f"container {c['name']} {t.get('reason')} (exit code {t['exitCode']})"
+                         + (f": {t['message']}" if t.get("message") else ""))
+    return "; ".join(parts) or "see nspod inspect"
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--memory", metavar="Q", help="Pod memory limit (e.g. 512Mi).")
+@click.option("--volume", "volumes", multiple=True, metavar="V[:SIZE]",
+              help="A tmpfs (emptyDir, medium Memory) volume, optionally size-limited.")
+@click.option("--share", default="net,ipc,uts", show_default=True,
+              help="Namespaces the containers share: net,ipc,uts and optionally pid.")
+@click.option("--hostname", help="Pod hostname (default: the pod name).")
+@click.option("--network", type=click.Choice(["bridge", "none"]), default=None,
+              help="Pod network.")
+@pass_context
+def create(ctx, name, memory, volumes, share, hostname, network):
+    """Create a pod with only its pause process; add containers with `nspod add`."""
+    from nsPod import pod as pods
+    from nsPod import spec
+    manifest = create_manifest(name, memory, volumes, share, hostname, network)
+    p, warnings = spec.pod_from_dict(manifest, allow_no_containers=True)
+    for w in warnings:
+        warn(w)
+    for w in pods.run(ctx.config, p):
+        warn(w)
+    click.echo(p.name)
+
+
+def create_manifest(name, memory, volumes, share, hostname, network):
+    kinds = {k.strip() for k in share.split(",") if k.strip()}
+    unknown = kinds - {"net", "ipc", "uts", "pid"}
+    if unknown:
+        raise InputError(f"--share: unknown namespace kind(s) {', '.join(sorted(unknown))} "
+                         "(choose from net, ipc, uts, pid)")
+    if not {"net", "ipc", "uts"} <= kinds:
+        raise InputError(f"--share: {share!r}: a pod's containers always share net, ipc and "
+                         "uts (Kubernetes' model); add pid to share the pid namespace too")
+    spec_doc = {"restartPolicy": "Never", "containers": []}
+    if "pid" in kinds:
+        spec_doc["shareProcessNamespace"] = True
+    if hostname:
+        spec_doc["hostname"] = hostname
+    if memory:
+        spec_doc["resources"] = {"limits": {"memory": memory}}
+    volume_docs = []
+    for i, v in enumerate(volumes):
+        vname, _, size = v.partition(":")
+        empty_dir = {"medium": "Memory"}
+        if size:
+            empty_dir["sizeLimit"] = size
+        volume_docs.append({"name": vname, "emptyDir": empty_dir})
+    if volume_docs:
+        spec_doc["volumes"] = volume_docs
+    metadata = {"name": name}
+    if network:
+        metadata["annotations"] = {"nspod.io/network": network}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec_doc}
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@click.argument("pod")
+@click.argument("name")
+@click.option("--init", is_flag=True, help="An init container: run to completion first.")
+@click.option("--memory", metavar="Q", help="Memory limit (e.g. 256Mi).")
+@click.option("--mount", "mounts", multiple=True, metavar="V:PATH[:ro]",
+              help="Mount pod volume V at PATH (read-only with :ro).")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="An environment variable.")
+@click.option("--restart", metavar="P", help="restartPolicy of this container.")
+@click.option("--workdir", metavar="D", help="Working directory.")
+@click.option("--image", metavar="ROOTFS", help="Root filesystem (default: the host's).")
+@click.argument("command", nargs=-1, required=True)
+@pass_context
+def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
+    """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
+    from nsPod import pod as pods
+    container = add_container_doc(name, memory, mounts, env, restart, workdir, image, command)
+    for w in pods.add(ctx.config, pod, container, init=init):
+        warn(w)
+    click.echo(name)
+
+
+def add_container_doc(name, memory, mounts, env, restart, workdir, image, command):
+    doc = {"name": name, "command": list(command)}
+    if image:
+        doc["image"] = image
+    if workdir:
+        doc["workingDir"] = workdir
+    if restart:
+        doc["restartPolicy"] = restart
+    if memory:
+        doc["resources"] = {"limits": {"memory": memory}}
+    env_docs = []
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--env: {item!r} is not K=V")
+        env_docs.append({"name": key, "value": value})
+    if env_docs:
+        doc["env"] = env_docs
+    mount_docs = []
+    for item in mounts:
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1] or \
+                (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise InputError(f"--mount: {item!r} is not V:PATH or V:PATH:ro")
+        mount = {"name": parts[0], "mountPath": parts[1]}
+        if len(parts) == 3 and parts[2] == "ro":
+            mount["readOnly"] = True
+        mount_docs.append(mount)
+    if mount_docs:
+        doc["volumeMounts"] = mount_docs
+    return doc
+
+
+# --- looking at pods ------------------------------------------------------------------------
+
+@cli.command("ps")
+@click.option("-a", "--all", "include_all", is_flag=True, help="Also pods that have ended.")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@pass_context
+def ps(ctx, include_all, output):
+    """List pods: name, phase, ready, restarts, IP, age."""
+    from nsPod import pod as pods
+    items = pods.list_pods(ctx.config, include_all)
+    if output == "json":
+        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+        return
+    if output == "yaml":
+        from nsPod import spec
+        click.echo(spec.dump_yaml({"apiVersion": "v1", "kind": "List", "items": items}), nl=False)
+        return
+    rows = [("NAME", "PHASE", "READY", "RESTARTS", "IP", "AGE")]
+    for item in items:
+        st = item["status"]
+        statuses = st.get("containerStatuses", [])
+        ready = sum(1 for c in statuses if c.get("ready"))
+        restarts = sum(c.get("restartCount", 0) for c in statuses)
+        rows.append((item["metadata"]["name"], st["phase"], f"{ready}/{len(statuses)}",
+                     str(restarts), st.get("podIP", "-"), age(st.get("startTime"))))
+    click.echo(table(rows))
+
+
+def table(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
+                     for r in rows)
+
+
+def age(rfc3339):
+    if not rfc3339:
+        return "-"
+    try:
+        then = time.mktime(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    except ValueError:
+        return "-"
+    seconds = max(0, int(time.time() - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@cli.command()
+@click.argument("pod")
+@pass_context
+def inspect(ctx, pod):
+    """The pod as Kubernetes shows it, plus nspod's `runtime` (pids, namespaces, cgroups)."""
+    from nsPod import pod as pods
+    click.echo(json.dumps(pods.inspect(ctx.config, pod), indent=2))
+
+
+@cli.command()
+@click.argument("pod")
+@pass_context
+def ns(ctx, pod):
+    """Which namespaces pause and each container are in (inode ids)."""
+    from nsPod import namespaces
+    from nsPod import pod as pods
+    rows = [("WHO", "PID") + tuple(k.upper() for k in namespaces.KINDS)]
+    for who, pid, ids in pods.namespace_table(ctx.config, pod):
+        rows.append((who, str(pid)) + tuple(_inode(ids.get(k)) for k in namespaces.KINDS))
+    click.echo(table(rows))
+
+
+def _inode(ns_id):
+    if not ns_id:
+        return "-"
+    return ns_id[ns_id.index("[") + 1:-1]
+
+
+@cli.command()
+@click.argument("pod")
+@click.argument("container", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the container writes.")
+@click.option("--tail", type=int, default=-1, metavar="N", help="Only the last N lines.")
+@click.option("--previous", is_flag=True, help="The run before the last restart.")
+@click.option("--timestamps", is_flag=True, help="Prefix each line with its RFC3339 time.")
+@pass_context
+def logs(ctx, pod, container, follow, tail, previous, timestamps):
+    """A container's output (stdout and stderr, interleaved as written)."""
+    from nsPod import logs as logfiles
+    from nsPod import pod as pods
+    if tail < -1:
+        raise InputError(f"--tail: {tail} is negative")
+    _, name, path = pods.log_path(ctx.config, pod, container, previous)
+    records = logfiles.read_records(path)
+    if tail >= 0:
+        records = records[len(records) - tail:] if tail else []
+    out = click.get_text_stream("stdout")
+    for stamp, _, text in records:
+        out.write(f"{stamp} {text}\n" if timestamps else f"{text}\n")
+    out.flush()
+    if follow and not previous:
+        _follow(ctx.config, pod, name, path, timestamps, out)
+
+
+def _follow(config, pod, container, path, timestamps, out):
+    from nsPod import logs as logfiles
+    offset = os.path.getsize(path) if os.path.exists(path) else 0
+    buffered = ""
+    while True:
+        running = pods_running(config, pod, container)
+        try:
+            with open(path, errors="replace") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset = f.tell()
+        except FileNotFoundError:
+            chunk = ""
+        buffered += chunk
+        *lines, buffered = buffered.split("\n")
+        for line in lines:
+            rec = logfiles.parse_line(line)
+            if rec:
+                end = "" if rec[2] == "P" else "\n"
+                out.write(f"{rec[0]} {rec[3]}{end}" if timestamps else f"{rec[3]}{end}")
+        out.flush()
+        if not running and not chunk:
+            return
+        time.sleep(0.1)
+
+
+def pods_running(config, pod, container):
+    from nsPod import pod as pods
+    return pods.container_running(config, pod, container)
+
+
+# --- acting on pods -------------------------------------------------------------------------
+
+@cli.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass stdin to the command.")
+@click.option("-t", "--tty", is_flag=True, help="The command uses this terminal.")
+@click.option("-c", "--container", help="Container name (default: the first).")
+@click.argument("pod")
+@click.argument("command", nargs=-1, required=True)
+@pass_context
+def exec_(ctx, interactive, tty, container, pod, command):
+    """Run a command in a container's namespaces: nspod exec POD [-c C] -- CMD..."""
+    from nsPod import pod as pods
+    if tty and not sys.stdin.isatty():
+        raise InputError("-t: standard input is not a terminal")
+    try:
+        code = pods.exec_in(ctx.config, pod, container, list(command), interactive or tty)
+    except pods.ExecFailed as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("pod")
+@click.option("--timeout", type=click.IntRange(min=0), metavar="S",
+              help="Seconds between SIGTERM and SIGKILL (default: the pod's "
+                   "terminationGracePeriodSeconds).")
+@pass_context
+def stop(ctx, pod, timeout):
+    """Stop a pod: SIGTERM, grace period, SIGKILL. State and logs are kept."""
+    from nsPod import pod as pods
+    pods.stop(ctx.config, pod, timeout)
+    click.echo(pod)
+
+
+@cli.command()
+@click.argument("pods_", metavar="POD...", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Stop running pods first; unknown pods are fine.")
+@click.option("--timeout", type=click.IntRange(min=0), metavar="S", help="Grace period for -f.")
+@pass_context
+def rm(ctx, pods_, force, timeout):
+    """Remove pods; nothing of them remains on the host."""
+    from nsPod import pod as pods
+    removed, errors = pods.remove(ctx.config, pods_, force, timeout)
+    for name in removed:
+        click.echo(name)
+    if errors:
+        for e in errors[:-1]:
+            click.echo(f"error: {e}", err=True)
+        raise errors[-1]
+
+
+@cli.command()
+@pass_context
+def gc(ctx):
+    """Remove what crashed or killed nspod processes left behind."""
+    from nsPod import pod as pods
+    for line in pods.gc(ctx.config):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("file")
+def validate(file):
+    """Parse and check a manifest; touches nothing."""
+    pods = load_manifest(file)
+    click.echo(f"ok: {len(pods)} pod{'s' if len(pods) != 1 else ''} "
+               f"({', '.join(p.name for p in pods)})")
+
+
+@cli.command()
+@click.argument("pod")
+@pass_context
+def generate(ctx, pod):
+    """The pod as a Kubernetes Pod manifest that `kubectl apply` accepts."""
+    from nsPod import pod as pods
+    from nsPod import spec
+    _, doc, _ = pods.load(ctx.config, pod)
+    click.echo(spec.dump_yaml(spec.clean_manifest(doc["manifest"])), nl=False)
+
+
+def main(argv=None):
+    """Entry point: every NspodError ends as a message and its exit code, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="nspod", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except NspodError as e:
+        for line in str(e).splitlines() or [type(e).__name__]:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"error: {describe(e)}", err=True)
+        sys.exit(1)
+    except Exception as e:  # a bug: say so in one line; the traceback only when asked
+        if os.environ.get("NSPOD_DEBUG") == "1":
+            raise
+        click.echo(f"error: internal error: {type(e).__name__}: {e} "
+                   "(NSPOD_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)

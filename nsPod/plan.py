@@ -1,0 +1,247 @@
+"""Pod spec + config + facts about the host -> PodPlan: plain data the monitor executes.
+
+Pure: no syscalls, no files. Everything the monitor and the container children need is
+decided here, so it can be unit-tested without root and printed with --dry-run.
+"""
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SHM_SIZE = 64 * 1024 * 1024  # Docker's and the kubelet's default /dev/shm size
+
+
+@dataclass
+class VolumePlan:
+    name: str
+    kind: str             # "dir" (emptyDir on disk), "tmpfs" (emptyDir Memory), "host"
+    path: str             # where it lives on the host
+    size: int | None = None
+    host_type: str = ""   # hostPath.type
+
+
+@dataclass
+class MountPlan:
+    volume: str
+    source: str           # host path of the volume
+    target: str           # absolute path inside the container
+    sub_path: str = ""
+    read_only: bool = False
+
+
+@dataclass
+class ContainerPlan:
+    name: str
+    argv: list
+    env: list             # [[name, value], ...] in order
+    cwd: str
+    mounts: list          # [MountPlan]
+    init: bool = False
+    image: str = ""
+    env_error: str = ""   # a subPathExpr/env problem only detectable now: the start fails with it
+
+    def env_dict(self):
+        return dict(self.env)
+
+
+@dataclass
+class PodPlan:
+    name: str
+    namespace: str
+    uid: str
+    hostname: str
+    # kind -> "pod" (pause's, new), "host", or "container" (each container its own: pid)
+    namespaces: dict
+    volumes: list
+    containers: list
+    init_containers: list = field(default_factory=list)
+    restart_policy: str = "Never"
+    grace_seconds: int = 30
+    shm_path: str = ""
+    state_root: str = ""
+
+    def to_json(self):
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        data = dict(data)
+        data["volumes"] = [VolumePlan(**v) for v in data["volumes"]]
+        data["containers"] = [container_from_json(c) for c in data["containers"]]
+        data["init_containers"] = [container_from_json(c) for c in data["init_containers"]]
+        return cls(**data)
+
+    def container(self, name):
+        for c in self.init_containers + self.containers:
+            if c.name == name:
+                return c
+        return None
+
+
+def container_from_json(data):
+    data = dict(data)
+    data["mounts"] = [MountPlan(**m) for m in data["mounts"]]
+    return ContainerPlan(**data)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What plan needs to know about the host and this pod's run; gathered by pod.py."""
+    uid: str
+    pod_dir: str
+    state_root: str
+    node_name: str = "localhost"
+    host_ip: str = "127.0.0.1"
+    pod_ip: str = ""
+    node_memory: int = 0          # bytes: the 'allocatable' of resourceFieldRef without limits
+    node_cpus: int = 1
+    node_ephemeral_storage: int = 0
+
+
+def make_plan(pod, facts):
+    namespaces = {
+        "net": "host" if pod.host_network else "pod",
+        # hostNetwork pods use the host's UTS namespace too, as the kubelet does.
+        "uts": "host" if pod.host_network else "pod",
+        "ipc": "host" if pod.host_ipc else "pod",
+        "pid": "host" if pod.host_pid else "pod" if pod.share_process_namespace else "container",
+    }
+    volumes = [volume_plan(v, facts) for v in pod.volumes]
+    return PodPlan(
+        name=pod.name,
+        namespace=pod.namespace,
+        uid=facts.uid,
+        hostname=hostname_of(pod),
+        namespaces=namespaces,
+        volumes=volumes,
+        init_containers=[container_plan(c, pod, volumes, facts) for c in pod.init_containers],
+        containers=[container_plan(c, pod, volumes, facts) for c in pod.containers],
+        restart_policy=pod.restart_policy,
+        grace_seconds=pod.termination_grace_period_seconds,
+        shm_path=os.path.join(facts.pod_dir, "shm") if namespaces["ipc"] == "pod" else "",
+        state_root=facts.state_root,
+    )
+
+
+def hostname_of(pod):
+    from nsPod.spec import effective_hostname
+    return effective_hostname(pod)
+
+
+def volume_plan(volume, facts):
+    if volume.kind == "hostPath":
+        return VolumePlan(volume.name, "host", volume.host_path, host_type=volume.host_path_type)
+    path = os.path.join(facts.pod_dir, "volumes", volume.name)
+    kind = "tmpfs" if volume.medium == "Memory" else "dir"
+    return VolumePlan(volume.name, kind, path, size=volume.size_limit)
+
+
+def container_plan(container, pod, volumes, facts):
+    env = container_env(container, pod, facts)
+    values = dict(env)
+    argv = [expand(a, values) for a in list(container.command) + list(container.args)]
+    sources = {v.name: v.path for v in volumes}
+    mounts = []
+    env_error = ""
+    for m in container.volume_mounts:
+        sub_path = m.sub_path
+        if m.sub_path_expr:
+            sub_path = expand(m.sub_path_expr, values)
+            if "$(" in sub_path or sub_path.startswith("/") or ".." in sub_path.split("/"):
+                env_error = (f"volumeMount {m.name} at {m.mount_path}: subPathExpr "
+                             f"{m.sub_path_expr!r} expands to {sub_path!r}, not a relative path "
+                             "inside the volume")
+        mounts.append(MountPlan(m.name, sources[m.name], m.mount_path, sub_path, m.read_only))
+    return ContainerPlan(
+        name=container.name,
+        argv=argv,
+        env=[list(kv) for kv in env],
+        cwd=container.working_dir or "/",
+        mounts=mounts,
+        init=container.init,
+        image=container.image,
+        env_error=env_error,
+    )
+
+
+def container_env(container, pod, facts):
+    """The container's environment in order, as the kubelet makes it.
+
+    Defaults first (what an image or the runtime would give), then the spec's variables in
+    order; each value may refer to the ones defined before it with $(NAME).
+    """
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname_of(pod), "HOME": "/root"}
+    for var in container.env:
+        if var.value is not None:
+            env[var.name] = expand(var.value, env)
+        elif var.field_path:
+            env[var.name] = field_value(var.field_path, pod, facts)
+        elif var.resource:
+            target = container
+            if var.resource_container:
+                target = next(c for c in pod.containers + pod.init_containers
+                              if c.name == var.resource_container)
+            env[var.name] = resource_value(var.resource, var.divisor, target, facts)
+        else:
+            env[var.name] = ""
+    return list(env.items())
+
+
+def field_value(path, pod, facts):
+    if path.startswith("metadata.labels['") and path.endswith("']"):
+        return pod.labels.get(path[len("metadata.labels['"):-2], "")
+    if path.startswith("metadata.annotations['") and path.endswith("']"):
+        return pod.annotations.get(path[len("metadata.annotations['"):-2], "")
+    return {
+        "metadata.name": pod.name,
+        "metadata.namespace": pod.namespace,
+        "metadata.uid": facts.uid,
+        "spec.nodeName": facts.node_name,
+        "spec.serviceAccountName": "",
+        "status.hostIP": facts.host_ip,
+        "status.hostIPs": facts.host_ip,
+        "status.podIP": facts.host_ip if pod.host_network else facts.pod_ip,
+        "status.podIPs": facts.host_ip if pod.host_network else facts.pod_ip,
+    }.get(path, "")
+
+
+def resource_value(resource, divisor, container, facts):
+    """resourceFieldRef as the kubelet computes it: limits default to the node's allocatable."""
+    from nsPod.quantity import parse_quantity
+    kind, _, name = resource.partition(".")
+    values = container.resources.limits if kind == "limits" else container.resources.requests
+    divisor_q = parse_quantity(divisor or "1")
+    if name == "cpu":
+        millis = values.get("cpu")
+        if millis is None:
+            millis = facts.node_cpus * 1000 if kind == "limits" else 0
+        return str(math.ceil(millis / (divisor_q * 1000)))
+    defaults = {"memory": facts.node_memory, "ephemeral-storage": facts.node_ephemeral_storage}
+    amount = values.get(name)
+    if amount is None:
+        amount = defaults.get(name, 0) if kind == "limits" else 0
+    return str(math.ceil(amount / divisor_q))
+
+
+def expand(text, values):
+    """Kubernetes' $(VAR) expansion: $$ is a literal $, unknown $(VAR) stays as written."""
+    out = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "$" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2:end]
+                    out.append(values[name] if name in values else f"$({name})")
+                    i = end + 1
+                    continue
+        out.append(ch)
+        i += 1
+    return "".join(out)

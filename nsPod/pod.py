@@ -1,0 +1,484 @@
+"""The library API the CLI calls: run, create, add, stop, rm, exec, logs, ps, inspect, ns, gc.
+
+Every function raises NspodError subclasses and prints nothing. Making a pod is the CLI's
+part (claim the name, write what was asked for, start the monitor, wait for its word) plus the
+monitor's part (everything else, see monitor.py).
+"""
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+from nsPod import state, status
+from nsPod.errors import (InputError, NspodError, PodNotFound, SetupError, StateError,
+                          describe)
+from nsPod.plan import Facts, make_plan
+from nsPod.state import PodDir, ProcessRef, now_rfc3339
+
+MONITOR_START_TIMEOUT = 120
+
+
+def require_root():
+    if os.geteuid() != 0:
+        raise NspodError("nspod must run as root (it creates namespaces, mounts and cgroups)")
+
+
+# --- making pods ----------------------------------------------------------------------------
+
+def host_facts(config, pod_dir, uid):
+    return Facts(
+        uid=uid,
+        pod_dir=pod_dir.path,
+        state_root=config.root,
+        node_name=socket.gethostname(),
+        host_ip=host_ip(),
+        node_memory=mem_total(),
+        node_cpus=os.cpu_count() or 1,
+        node_ephemeral_storage=_disk_size(config.root),
+    )
+
+
+def host_ip():
+    """The host's first non-loopback IPv4 address, from the kernel's routing tables."""
+    try:
+        with open("/proc/net/fib_trie") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "127.0.0.1"
+    for i, line in enumerate(lines):
+        if "/32 host LOCAL" in line and i > 0:
+            address = lines[i - 1].split()[-1]
+            if not address.startswith("127."):
+                return address
+    return "127.0.0.1"
+
+
+def mem_total():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _disk_size(path):
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize
+
+
+def admit(pod, plan):
+    """Checks against the host that must pass before anything is created."""
+    from nsPod import volumes
+    for i, v in enumerate(plan.volumes):
+        if v.kind == "host":
+            volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")
+
+
+def run(config, pod):
+    """Make and start one pod; returns the monitor's warnings (one line each)."""
+    require_root()
+    pod_dir = PodDir(config.root, pod.name)
+    uid = str(uuid.uuid4())
+    plan = make_plan(pod, host_facts(config, pod_dir, uid))
+    admit(pod, plan)
+    pod_dir.create()
+    try:
+        lock_fd = pod_dir.lock_monitor()
+        pod_dir.write_pod({
+            "manifest": pod.manifest,
+            "plan": plan.to_json(),
+            "created": now_rfc3339(),
+            "config": {"cgroupParent": config.cgroup_parent},
+        })
+        return _start_monitor(config, pod_dir, lock_fd)
+    except BaseException:
+        _remove_dir(pod_dir)
+        raise
+
+
+def _start_monitor(config, pod_dir, lock_fd):
+    ready_r, ready_w = os.pipe()
+    env = dict(os.environ, NSPOD_TRACE="1" if config.trace else "0")
+    # While the pod is being made, --trace narration goes to the user; otherwise and
+    # afterwards, the monitor writes to the pod's monitor.log.
+    stderr = None if config.trace else open(pod_dir.file("monitor.log"), "ab")
+    try:
+        monitor = subprocess.Popen(
+            [sys.executable, "-P", "-m", "nsPod.monitor", pod_dir.path, str(ready_w),
+             str(lock_fd), str(os.getpid())],
+            pass_fds=(ready_w, lock_fd), start_new_session=True, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    finally:
+        os.close(ready_w)
+        os.close(lock_fd)
+        if stderr is not None:
+            stderr.close()
+    with os.fdopen(ready_r, "rb") as ready:
+        data = ready.read()
+    try:
+        reply = json.loads(data) if data else None
+    except ValueError:
+        reply = None
+    if reply is None or "error" in reply:
+        # The monitor undoes what it made before it exits; wait for that, then the rest.
+        monitor.wait()
+        if reply is None:
+            raise SetupError(f"pod {pod_dir.name}: the monitor died while making the pod "
+                             f"(exit status {monitor.returncode}); see its log above")
+        raise SetupError(f"pod {pod_dir.name}: {reply['error']}")
+    # The monitor lives on detached; dropping the Popen object must not wait for it.
+    monitor.returncode = 0
+    return reply.get("warnings", [])
+
+
+def add(config, pod_name, container_dict, init=False):
+    """Add a container to a running pod and start it; returns warnings."""
+    from nsPod import spec
+    from nsPod.plan import container_plan
+    require_root()
+    pod_dir = _existing(config, pod_name)
+    doc = pod_dir.read_pod()
+    pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
+    index = len(pod.init_containers if init else pod.containers)
+    section = "initContainers" if init else "containers"
+    path = f"{section}[{index}]"
+    container, warnings = spec.container_from_dict(container_dict, path, init=init, pod=pod)
+    if pod.container(container.name) if hasattr(pod, "container") else any(
+            c.name == container.name for c in pod.containers + pod.init_containers):
+        raise InputError(f"{path}.name: pod {pod_name} already has a container "
+                         f"{container.name!r}")
+    manifest = json.loads(json.dumps(doc["manifest"]))
+    manifest.setdefault("spec", {}).setdefault(section, []).append(container_dict)
+    pod, _ = spec.pod_from_dict(manifest, allow_no_containers=True)
+    from nsPod.plan import PodPlan
+    plan = PodPlan.from_json(doc["plan"])
+    facts = host_facts(config, pod_dir, plan.uid)
+    volumes = plan.volumes
+    cplan = container_plan(container, pod, volumes, facts)
+    reply = _request(pod_dir, {"op": "add", "container": _asdict(cplan), "manifest": manifest})
+    return warnings + reply.get("warnings", [])
+
+
+def _asdict(obj):
+    from dataclasses import asdict
+    return asdict(obj)
+
+
+# --- talking to the monitor -------------------------------------------------------------------
+
+def _request(pod_dir, request, timeout=30.0):
+    if not pod_dir.monitor_alive():
+        raise StateError(f"pod {pod_dir.name} is not running")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(pod_dir.file(state.CONTROL_SOCKET))
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        raise StateError(f"pod {pod_dir.name}: no answer from its monitor: {describe(e)}") from e
+    finally:
+        sock.close()
+    if not data:
+        raise StateError(f"pod {pod_dir.name}: its monitor closed the connection")
+    reply = json.loads(data)
+    if "error" in reply:
+        raise NspodError(f"pod {pod_dir.name}: {reply['error']}")
+    return reply
+
+
+def _existing(config, name):
+    pod_dir = PodDir(config.root, name)
+    if not pod_dir.exists():
+        raise PodNotFound(name)
+    return pod_dir
+
+
+# --- stopping and removing ------------------------------------------------------------------
+
+def stop(config, name, timeout=None):
+    require_root()
+    pod_dir = _existing(config, name)
+    if pod_dir.monitor_alive():
+        grace = timeout
+        if grace is None:
+            grace = pod_dir.read_pod()["plan"]["grace_seconds"]
+        try:
+            _request(pod_dir, {"op": "stop", "timeout": grace}, timeout=grace + 60)
+        except StateError:
+            if pod_dir.monitor_alive():
+                raise
+    clean_up_after_monitor(pod_dir)
+
+
+def remove(config, names, force=False, timeout=None):
+    """Remove pods; returns (removed names, errors). Unknown names are errors unless force."""
+    require_root()
+    removed, errors = [], []
+    for name in names:
+        pod_dir = PodDir(config.root, name)
+        try:
+            if not pod_dir.exists():
+                if not force:
+                    raise PodNotFound(name)
+                continue
+            if pod_dir.monitor_alive():
+                if not force:
+                    raise StateError(f"pod {name} is running: stop it first, or use rm -f")
+                stop(config, name, timeout)
+            clean_up_after_monitor(pod_dir)
+            _remove_dir(pod_dir)
+            removed.append(name)
+        except NspodError as e:
+            errors.append(e)
+    return removed, errors
+
+
+def _remove_dir(pod_dir):
+    from nsPod.mounts import detach, mounts_under
+    for mount_point in mounts_under(pod_dir.path):
+        detach(mount_point)
+    pod_dir.remove()
+
+
+def clean_up_after_monitor(pod_dir):
+    """What a dead monitor did not undo: kill its processes, unmount its mounts.
+
+    Returns a list of what was removed, for `gc`. Runs only holding monitor.lock, so never
+    beside a live monitor.
+    """
+    from nsPod.monitor import unmount_recorded
+    lock_fd = pod_dir.lock_monitor()
+    if lock_fd is None:
+        return []
+    try:
+        pod_state = pod_dir.read_state()
+        if pod_state is None:
+            return []
+        removed = []
+        victims = []
+        for name, cstate in pod_state.get("containers", {}).items():
+            ref = ProcessRef(cstate.get("pid"), cstate.get("pidStartTime"))
+            if ref.pid and ref.kill(signal.SIGKILL):
+                victims.append(ref)
+                removed.append(f"process {ref.pid} (container {name})")
+            cstate.pop("pid", None)
+        pause = ProcessRef.from_json(pod_state.get("pause"))
+        if pause and pause.kill(signal.SIGKILL):
+            victims.append(pause)
+            removed.append(f"process {pause.pid} (pause)")
+        _wait_gone(victims)
+        for path in pod_state.get("mounts", []):
+            if path in _mount_set():
+                removed.append(f"mount {path}")
+        unmount_recorded(pod_state)
+        if pod_state["phase"] not in state.TERMINAL_PHASES:
+            for cstate in pod_state.get("containers", {}).values():
+                if "running" in cstate.get("state", {}):
+                    cstate["state"] = {"terminated": {
+                        "exitCode": 137, "signal": 9, "reason": "Error",
+                        "message": "killed after its pod's monitor died",
+                        "startedAt": cstate["state"]["running"].get("startedAt"),
+                        "finishedAt": now_rfc3339()}}
+                cstate["ready"] = False
+            pod_state["phase"] = "Failed"
+            pod_state["reason"] = "MonitorGone"
+            pod_state["message"] = "the pod's monitor ended without tearing the pod down"
+        pod_state["pause"] = None
+        pod_dir.write_state(pod_state)
+        return removed
+    finally:
+        os.close(lock_fd)
+
+
+def _mount_set():
+    from nsPod.mounts import mount_points
+    return set(mount_points())
+
+
+def _wait_gone(refs, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while any(r.alive() for r in refs):
+        if time.monotonic() > deadline:
+            alive = [r.pid for r in refs if r.alive()]
+            raise StateError(f"processes {alive} did not end after SIGKILL")
+        time.sleep(0.01)
+
+
+def gc(config):
+    """Remove what crashed monitors left: processes, mounts, half-made pod directories."""
+    require_root()
+    report = []
+    for pod_dir in state.list_pods(config.root):
+        if pod_dir.monitor_alive():
+            continue
+        if not os.path.exists(pod_dir.file(state.STATE_FILE)):
+            # A `run` that died between claiming the name and starting its monitor; a run
+            # in progress holds monitor.lock from its first instant, so this one is dead.
+            if time.time() - os.stat(pod_dir.path).st_mtime > 5:
+                _remove_dir(pod_dir)
+                report.append(f"pod {pod_dir.name}: removed its half-made state directory")
+            continue
+        for item in clean_up_after_monitor(pod_dir):
+            report.append(f"pod {pod_dir.name}: {item}")
+    return report
+
+
+# --- looking at pods ------------------------------------------------------------------------
+
+def load(config, name):
+    """(PodDir, pod.json, refreshed state) of an existing pod."""
+    pod_dir = _existing(config, name)
+    doc = pod_dir.read_pod()
+    pod_state = status.refresh(pod_dir, pod_dir.read_state())
+    return pod_dir, doc, pod_state
+
+
+def inspect(config, name):
+    pod_dir, doc, pod_state = load(config, name)
+    return status.pod_object(pod_dir, doc, pod_state, host_ip=host_ip())
+
+
+def list_pods(config, include_all=False):
+    pods = []
+    ip = host_ip()
+    for pod_dir in state.list_pods(config.root):
+        try:
+            _, doc, pod_state = load(config, pod_dir.name)
+        except (PodNotFound, StateError):
+            continue
+        if not include_all and pod_state["phase"] in state.TERMINAL_PHASES:
+            continue
+        pods.append(status.pod_object(pod_dir, doc, pod_state, host_ip=ip))
+    return pods
+
+
+def pick_container(doc, pod_name, name):
+    """The named container, or the pod's default one as kubectl picks it: the first."""
+    plan = doc["plan"]
+    everything = plan["init_containers"] + plan["containers"]
+    if name is None:
+        if not plan["containers"]:
+            raise StateError(f"pod {pod_name} has no containers")
+        return plan["containers"][0]
+    for c in everything:
+        if c["name"] == name:
+            return c
+    names = ", ".join(c["name"] for c in everything) or "none"
+    raise InputError(f"container {name!r} is not in pod {pod_name} (containers: {names})")
+
+
+def namespace_table(config, name):
+    """[(who, pid, {kind: 'net:[id]'})]: pause, then each container that is running."""
+    from nsPod import namespaces
+    pod_dir, doc, pod_state = load(config, name)
+    rows = []
+    pause = ProcessRef.from_json(pod_state.get("pause"))
+    if pause and pause.alive():
+        rows.append(("pause", pause.pid, namespaces.ns_ids(pause.pid)))
+    for c in doc["plan"]["init_containers"] + doc["plan"]["containers"]:
+        cstate = pod_state["containers"].get(c["name"], {})
+        if "pid" in cstate:
+            rows.append((c["name"], cstate["pid"], namespaces.ns_ids(cstate["pid"])))
+    return rows
+
+
+# --- exec -----------------------------------------------------------------------------------
+
+def exec_in(config, pod_name, container_name, argv, interactive=False):
+    """Run argv inside a running container; returns its exit code (126/127 if it cannot run)."""
+    from nsPod import namespaces, process, security
+    from nsPod.plan import container_from_json
+    require_root()
+    pod_dir, doc, pod_state = load(config, pod_name)
+    cplan = container_from_json(pick_container(doc, pod_name, container_name))
+    cstate = pod_state["containers"].get(cplan.name, {})
+    if "pid" not in cstate:
+        raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
+    target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
+    kinds = ["ipc", "uts", "net", "pid", "mnt"]
+    # Opened now, verified after: the fds pin the namespaces even if the pid is reused next.
+    fds = namespaces.open_all(target.pid, kinds)
+    try:
+        if not target.alive():
+            raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
+        security.become_subreaper()
+        env = cplan.env_dict()
+
+        def join():
+            namespaces.join_all(fds, target.pid)
+
+        def run_command():
+            os.chdir(cplan.cwd if os.path.isdir(cplan.cwd) else "/")
+            if not interactive:
+                devnull = os.open("/dev/null", os.O_RDONLY)
+                os.dup2(devnull, 0)
+            try:
+                os.execvpe(argv[0], argv, env)
+            except OSError as e:
+                if e.errno == errno.ENOENT and "/" not in argv[0]:
+                    e.user_message = f'exec: "{argv[0]}": executable file not found in $PATH'
+                else:
+                    e.user_message = f'exec: "{argv[0]}": {os.strerror(e.errno).lower()}'
+                raise process.StepFailed("exec", e) from e
+
+        try:
+            pid = process.spawn(run_command, pre_fork=join, fork_again=True)
+        except process.ChildFailed as e:
+            raise ExecFailed(e.message, 127 if e.errno == errno.ENOENT else 126) from None
+    finally:
+        namespaces.close_all(fds)
+    return _wait_forwarding_signals(pid)
+
+
+class ExecFailed(NspodError):
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _wait_forwarding_signals(pid):
+    def forward(signo, frame):
+        try:
+            os.kill(pid, signo)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, forward)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+def log_path(config, pod_name, container_name, previous=False):
+    pod_dir, doc, pod_state = load(config, pod_name)
+    cplan = pick_container(doc, pod_name, container_name)
+    cstate = pod_state["containers"].get(cplan["name"], {})
+    run_number = cstate.get("restartCount", 0) - (1 if previous else 0)
+    if run_number < 0:
+        raise StateError(f"container {cplan['name']} of pod {pod_name} has no previous run")
+    return pod_dir, cplan["name"], os.path.join(pod_dir.file("logs", cplan["name"]),
+                                                f"{run_number}.log")
+
+
+def container_running(config, pod_name, container_name):
+    try:
+        _, _, pod_state = load(config, pod_name)
+    except NspodError:
+        return False
+    return "pid" in pod_state["containers"].get(container_name, {})

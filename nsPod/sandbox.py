@@ -1,0 +1,49 @@
+"""The pod's sandbox: pause, alone in the pod's fresh namespaces."""
+import os
+import pathlib
+
+from nsPod import netdev, process
+from nsPod.process import step
+from nsPod.syscalls import CloneFlag, sethostname, unshare
+
+NEW_FLAGS = {"net": CloneFlag.CLONE_NEWNET, "ipc": CloneFlag.CLONE_NEWIPC,
+             "uts": CloneFlag.CLONE_NEWUTS, "pid": CloneFlag.CLONE_NEWPID}
+
+
+def pause_binary():
+    return str(pathlib.Path(__file__).resolve().parent / "_bin" / "nspod-pause")
+
+
+def spawn(pod, set_pdeathsig, prepare=None):
+    """Start pause in new namespaces of every kind the pod owns; returns its host pid."""
+    flags = 0
+    for kind, flag in NEW_FLAGS.items():
+        if pod.namespaces[kind] == "pod":
+            flags |= flag
+    binary = pause_binary()
+
+    def make_namespaces():
+        with step("make the pod's namespaces"):
+            unshare(flags)
+
+    def configure_and_exec():
+        if pod.namespaces["uts"] == "pod":
+            with step(f"set hostname {pod.hostname}"):
+                sethostname(pod.hostname)
+        if pod.namespaces["net"] == "pod":
+            with step("bring lo up"):
+                netdev.link_up("lo")
+        with step(f"exec {binary}"):
+            devnull = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.execv(binary, [binary])
+
+    return process.spawn(
+        configure_and_exec,
+        pre_fork=make_namespaces,
+        # pause must be PID 1 of a new pid namespace: only unshare's children are in it.
+        fork_again=pod.namespaces["pid"] == "pod",
+        prepare=prepare,
+        set_pdeathsig=set_pdeathsig,
+    )

@@ -1,0 +1,145 @@
+"""A pod as Kubernetes shows it: the Pod object with a PodStatus filled as the kubelet fills it.
+
+Input is what is on disk (pod.json, state.json), checked against the kernel first: a pid is
+believed only with its start time, and a pod whose monitor is gone is Unknown, not Running.
+"""
+import os
+
+from nsPod.state import TERMINAL_PHASES, ProcessRef
+
+STATUS_KEYS = ("state", "lastState", "restartCount", "ready", "started")
+
+
+def refresh(pod_dir, pod_state):
+    """Correct a state file that the kernel contradicts (the monitor died without a word)."""
+    if pod_state is None:
+        return {"phase": "Pending", "containers": {}, "reason": "Creating"}
+    if pod_state["phase"] not in TERMINAL_PHASES and not pod_dir.monitor_alive():
+        pod_state = dict(pod_state)
+        pod_state["phase"] = "Unknown"
+        pod_state["reason"] = "MonitorGone"
+        pod_state["message"] = ("the pod's monitor process is gone; "
+                                "`nspod gc` removes what it left, `nspod rm -f` the pod")
+    for cstate in pod_state.get("containers", {}).values():
+        if "pid" in cstate and not ProcessRef(cstate["pid"], cstate.get("pidStartTime")).alive():
+            cstate.pop("pid")
+    return pod_state
+
+
+def container_status(name, cstate):
+    status = {"name": name, "image": "", "imageID": "", "containerID": ""}
+    for key in STATUS_KEYS:
+        if key in cstate:
+            status[key] = cstate[key]
+    status.setdefault("lastState", {})
+    return status
+
+
+def conditions(pod_state, app_names):
+    start = pod_state.get("startTime")
+    containers = pod_state.get("containers", {})
+    ready = bool(app_names) and all(containers.get(n, {}).get("ready") for n in app_names)
+    if pod_state.get("phase") in TERMINAL_PHASES or not app_names:
+        ready = ready and pod_state.get("phase") not in TERMINAL_PHASES
+    changed = [c["state"].get("running", {}).get("startedAt") or
+               c["state"].get("terminated", {}).get("finishedAt")
+               for c in containers.values()]
+    last_change = max([t for t in changed if t] or [start])
+
+    def condition(kind, ok, reason=None, when=None):
+        cond = {"type": kind, "status": "True" if ok else "False",
+                "lastProbeTime": None, "lastTransitionTime": when or start}
+        if not ok and reason:
+            cond["reason"] = reason
+        return cond
+
+    not_ready = [n for n in app_names if not containers.get(n, {}).get("ready")]
+    reason = "PodCompleted" if pod_state.get("phase") in TERMINAL_PHASES else "ContainersNotReady"
+    message = f"containers with unready status: [{' '.join(not_ready)}]" if not_ready else None
+    result = [
+        condition("PodScheduled", True),
+        condition("Initialized", True),
+        condition("ContainersReady", ready, reason, last_change),
+        condition("Ready", ready, reason, last_change),
+    ]
+    if message and not ready:
+        for c in result[2:]:
+            c["message"] = message
+    return result
+
+
+def pod_object(pod_dir, doc, pod_state, host_ip="", qos_class="BestEffort"):
+    """The Kubernetes Pod (apiVersion, kind, metadata, spec, status) plus nspod's `runtime`."""
+    manifest = doc["manifest"]
+    plan = doc["plan"]
+    metadata = dict(manifest.get("metadata", {}))
+    metadata["name"] = plan["name"]
+    metadata["namespace"] = plan["namespace"]
+    metadata["uid"] = plan["uid"]
+    metadata["creationTimestamp"] = doc.get("created")
+    containers = pod_state.get("containers", {})
+    app_names = [c["name"] for c in plan["containers"]]
+    init_names = [c["name"] for c in plan["init_containers"]]
+    status = {
+        "phase": pod_state["phase"],
+        "conditions": conditions(pod_state, app_names),
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}] if host_ip else [],
+        "qosClass": qos_class,
+        "startTime": pod_state.get("startTime"),
+        "containerStatuses": [container_status(n, containers.get(n, {"state": {}}))
+                              for n in app_names],
+    }
+    pod_ip = pod_state.get("podIP")
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+    if init_names:
+        status["initContainerStatuses"] = [container_status(n, containers.get(n, {"state": {}}))
+                                           for n in init_names]
+    for key in ("reason", "message"):
+        if pod_state.get(key):
+            status[key] = pod_state[key]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": manifest.get("spec", {}),
+        "status": status,
+        "runtime": runtime(pod_dir, pod_state, plan),
+    }
+
+
+def runtime(pod_dir, pod_state, plan):
+    pause = pod_state.get("pause") or {}
+    data = {
+        "stateDir": pod_dir.path,
+        "namespaces": pod_state.get("namespaces", {}) if pause else {},
+        "containers": {},
+    }
+    if pause.get("pid") and ProcessRef.from_json(pause).alive():
+        data["pausePid"] = pause["pid"]
+    if pod_state.get("cgroup"):
+        data["cgroup"] = pod_state["cgroup"]
+    for c in plan["init_containers"] + plan["containers"]:
+        cstate = pod_state.get("containers", {}).get(c["name"], {})
+        entry = {}
+        if "pid" in cstate:
+            entry["pid"] = cstate["pid"]
+            entry["namespaces"] = cstate.get("namespaces", {})
+        if cstate.get("cgroup"):
+            entry["cgroup"] = cstate["cgroup"]
+        if cstate.get("log"):
+            entry["log"] = os.path.join(pod_dir.path, cstate["log"])
+        data["containers"][c["name"]] = entry
+    return data
+
+
+def ready_count(pod_state, plan):
+    names = [c["name"] for c in plan["containers"]]
+    ready = sum(1 for n in names if pod_state.get("containers", {}).get(n, {}).get("ready"))
+    return ready, len(names)
+
+
+def restart_count(pod_state):
+    return sum(c.get("restartCount", 0) for c in pod_state.get("containers", {}).values())

@@ -1,0 +1,122 @@
+"""Typed wrappers over the cffi extension nsPod._syscalls: the only importer of its lib.
+
+Every failure becomes an OSError built from errno (so callers can catch PermissionError,
+FileNotFoundError...) whose message names the call, its flags by their kernel names, and the
+path it acted on. With tracing on, each call is narrated to stderr before it is made.
+"""
+import enum
+import os
+import sys
+
+from nsPod._syscalls import ffi, lib
+from nsPod.errors import os_error
+
+ABI = "nspod-syscalls-1"
+if ffi.string(lib.nspod_abi()).decode() != ABI:
+    raise ImportError("nsPod._syscalls is a stale build: reinstall nspod")
+
+
+class CloneFlag(enum.IntFlag):
+    CLONE_NEWNS = lib.CLONE_NEWNS
+    CLONE_NEWUTS = lib.CLONE_NEWUTS
+    CLONE_NEWIPC = lib.CLONE_NEWIPC
+    CLONE_NEWNET = lib.CLONE_NEWNET
+    CLONE_NEWPID = lib.CLONE_NEWPID
+    CLONE_NEWCGROUP = lib.CLONE_NEWCGROUP
+    CLONE_NEWUSER = lib.CLONE_NEWUSER
+
+
+class MountFlag(enum.IntFlag):
+    MS_RDONLY = lib.MS_RDONLY
+    MS_NOSUID = lib.MS_NOSUID
+    MS_NODEV = lib.MS_NODEV
+    MS_NOEXEC = lib.MS_NOEXEC
+    MS_REMOUNT = lib.MS_REMOUNT
+    MS_BIND = lib.MS_BIND
+    MS_REC = lib.MS_REC
+    MS_PRIVATE = lib.MS_PRIVATE
+    MS_SLAVE = lib.MS_SLAVE
+    MS_SHARED = lib.MS_SHARED
+    MS_STRICTATIME = lib.MS_STRICTATIME
+    MS_RELATIME = lib.MS_RELATIME
+
+
+MNT_DETACH = lib.MNT_DETACH
+
+
+def flag_names(flags, kind):
+    """'MS_BIND|MS_REC' for the bits set; unknown bits as hex, so nothing is hidden."""
+    names = []
+    rest = int(flags)
+    for member in kind:
+        if member.value and rest & member.value == member.value:
+            names.append(member.name)
+            rest &= ~member.value
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) or "0"
+
+
+_trace = os.environ.get("NSPOD_TRACE") == "1"
+
+
+def set_trace(enabled):
+    global _trace
+    _trace = bool(enabled)
+    os.environ["NSPOD_TRACE"] = "1" if enabled else "0"
+
+
+def trace(message):
+    """Narrate one kernel-level step to stderr (--trace); used by every module doing one."""
+    if _trace:
+        try:
+            os.write(2, f"nspod[{os.getpid()}]: {message}\n".encode())
+        except OSError:
+            pass
+
+
+def _cstr(value):
+    return ffi.NULL if value is None else os.fsencode(value)
+
+
+def unshare(flags):
+    trace(f"unshare({flag_names(flags, CloneFlag)})")
+    if lib.unshare(int(flags)) != 0:
+        raise os_error(ffi.errno, "unshare", detail=flag_names(flags, CloneFlag))
+
+
+def setns(fd, nstype, what=None):
+    """Join the namespace open as `fd`; `what` (e.g. '/proc/42/ns/net') is for messages."""
+    trace(f"setns({what or fd}, {flag_names(nstype, CloneFlag)})")
+    if lib.setns(fd, int(nstype)) != 0:
+        raise os_error(ffi.errno, "setns", what, flag_names(nstype, CloneFlag))
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    detail = f"src={source}, flags={flag_names(flags, MountFlag)}"
+    if fstype:
+        detail = f"type={fstype}, {detail}"
+    if data:
+        detail += f", data={data}"
+    trace(f"mount({target}, {detail})")
+    if lib.mount(_cstr(source), _cstr(target), _cstr(fstype), int(flags), _cstr(data)) != 0:
+        raise os_error(ffi.errno, "mount", target, detail)
+
+
+def umount2(target, flags=0):
+    trace(f"umount2({target}, {'MNT_DETACH' if flags & MNT_DETACH else flags})")
+    if lib.umount2(_cstr(target), flags) != 0:
+        raise os_error(ffi.errno, "umount2", target)
+
+
+def pivot_root(new_root, put_old):
+    trace(f"pivot_root({new_root}, {put_old})")
+    if lib.nspod_pivot_root(_cstr(new_root), _cstr(put_old)) != 0:
+        raise os_error(ffi.errno, "pivot_root", new_root)
+
+
+def sethostname(name):
+    data = name.encode()
+    trace(f"sethostname({name})")
+    if lib.sethostname(data, len(data)) != 0:
+        raise os_error(ffi.errno, "sethostname", detail=name)
