@@ -188,7 +188,7 @@ def create_manifest(name, memory, volumes, share, hostname, network):
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec_doc}
 
 
-@cli.command(context_settings={"allow_interspersed_args": False})
+@cli.command()
 @click.argument("pod")
 @click.argument("name")
 @click.option("--init", is_flag=True, help="An init container: run to completion first.")
@@ -378,7 +378,7 @@ def pods_running(config, pod, container):
 
 # --- acting on pods -------------------------------------------------------------------------
 
-@cli.command("exec", context_settings={"allow_interspersed_args": False})
+@cli.command("exec")
 @click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass stdin to the command.")
 @click.option("-t", "--tty", is_flag=True, help="The command uses this terminal.")
 @click.option("-c", "--container", help="Container name (default: the first).")

@@ -149,12 +149,8 @@ def add(config, pod_name, container_dict, init=False):
     pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
     index = len(pod.init_containers if init else pod.containers)
     section = "initContainers" if init else "containers"
-    path = f"{section}[{index}]"
+    path = f"spec.{section}[{index}]"
     container, warnings = spec.container_from_dict(container_dict, path, init=init, pod=pod)
-    if pod.container(container.name) if hasattr(pod, "container") else any(
-            c.name == container.name for c in pod.containers + pod.init_containers):
-        raise InputError(f"{path}.name: pod {pod_name} already has a container "
-                         f"{container.name!r}")
     manifest = json.loads(json.dumps(doc["manifest"]))
     manifest.setdefault("spec", {}).setdefault(section, []).append(container_dict)
     pod, _ = spec.pod_from_dict(manifest, allow_no_containers=True)

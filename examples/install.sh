@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs what building and running nspod needs on Debian/Ubuntu, then nspod itself into
+# .venv (editable, so the checkout is what runs). Safe to run again.
+set -eu
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
+need=""
+command -v cc >/dev/null || need="$need gcc libc6-dev"
+command -v musl-gcc >/dev/null || need="$need musl-tools"
+[ -e /usr/include/sys/capability.h ] || need="$need libcap-dev"
+python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
+python3 -c 'import sysconfig, os; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null || need="$need python3-dev"
+command -v unshare >/dev/null || need="$need util-linux"
+command -v ip >/dev/null || need="$need iproute2"
+if [ -n "$need" ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"

@@ -1,0 +1,84 @@
+"""Integration fixtures: a private nspod world per test, checked for leaks afterwards.
+
+Each test gets its own state root and a cgroup parent nested under this test process's own
+cgroup (never one we did not create), and runs the real CLI as root against the real kernel.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import uuid
+
+import pytest
+
+from leaks import Snapshot
+
+NSPOD = [sys.executable, "-m", "nsPod"]
+
+
+def own_cgroup(controller="memory"):
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(",") or (controllers == "" and controller == ""):
+                return path
+    return "/"
+
+
+class Nspod:
+    """Runs `nspod --root R --cgroup-parent P ...` and keeps what a test needs at hand."""
+
+    def __init__(self, root, cgroup_parent, workdir):
+        self.root = root
+        self.cgroup_parent = cgroup_parent
+        self.workdir = workdir
+
+    def __call__(self, *args, input=None, check=True, timeout=120, env=None):
+        full_env = dict(os.environ, **(env or {}))
+        full_env.pop("NSPOD_TRACE", None)
+        result = subprocess.run(
+            NSPOD + ["--root", self.root, "--cgroup-parent", self.cgroup_parent, *args],
+            input=input, capture_output=True, text=True, timeout=timeout, env=full_env)
+        if check and result.returncode != 0:
+            raise AssertionError(f"nspod {' '.join(args)} exited {result.returncode}\n"
+                                 f"stdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def manifest(self, text, name="pod.yaml"):
+        path = os.path.join(self.workdir, name)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def run_yaml(self, text, *args):
+        return self(*args, "run", self.manifest(text)).stdout.strip()
+
+    def inspect(self, pod):
+        return json.loads(self("inspect", pod).stdout)
+
+    def pods(self):
+        pods_dir = os.path.join(self.root, "pods")
+        return sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []
+
+
+@pytest.fixture
+def nspod():
+    workdir = tempfile.mkdtemp(prefix="nspod-test-")
+    root = os.path.join(workdir, "root")
+    cgroup_parent = f"{own_cgroup().rstrip('/')}/nspod-test-{uuid.uuid4().hex[:8]}"
+    cgroup_paths = [p for p in (f"/sys/fs/cgroup/{c}{own_cgroup(c)}" for c in ("memory", "pids", "cpu"))
+                    if os.path.isdir(p)]
+    before = Snapshot(root, cgroup_paths)
+    tool = Nspod(root, cgroup_parent, workdir)
+    try:
+        yield tool
+    finally:
+        if tool.pods():
+            tool("rm", "-f", "--timeout", "0", *tool.pods(), check=False)
+        leaks = before.leaks()
+        if not leaks:
+            shutil.rmtree(workdir, ignore_errors=True)
+        assert not leaks, "the test left behind:\n" + "\n".join(leaks)

@@ -1,0 +1,88 @@
+"""What an integration test may leave behind, snapshotted before and compared after."""
+import os
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def processes():
+    """{(pid, start time): description} of every process on the host."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _read(f"/proc/{entry}/stat")
+        if not stat:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        cmdline = _read(f"/proc/{entry}/cmdline").replace(b"\0", b" ").decode(errors="replace")
+        found[(int(entry), int(fields[19]))] = cmdline.strip() or stat.decode(errors="replace")
+    return found
+
+
+def namespace_of(pid, kind):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
+def mounts():
+    return {line.split()[4] for line in _read("/proc/self/mountinfo").decode().splitlines()}
+
+
+def links():
+    return set(os.listdir("/sys/class/net"))
+
+
+def netns_files():
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def cgroup_dirs(paths):
+    found = set()
+    for base in paths:
+        for dirpath, dirnames, _ in os.walk(base):
+            found.update(os.path.join(dirpath, d) for d in dirnames)
+    return found
+
+
+class Snapshot:
+    def __init__(self, state_root, cgroup_paths=()):
+        self.state_root = state_root
+        self.cgroup_paths = cgroup_paths
+        self.processes = processes()
+        self.mounts = mounts()
+        self.links = links()
+        self.netns = netns_files()
+        self.cgroups = cgroup_dirs(cgroup_paths)
+
+    def leaks(self):
+        """One line per leaked thing, [] when the host is as it was."""
+        found = []
+        my_net = namespace_of(os.getpid(), "net")
+        my_mnt = namespace_of(os.getpid(), "mnt")
+        for (pid, start), cmd in processes().items():
+            if (pid, start) in self.processes:
+                continue
+            ours = ("nspod-pause" in cmd or "nsPod.monitor" in cmd and self.state_root in cmd)
+            foreign_ns = (namespace_of(pid, "net") not in (my_net, None)
+                          or namespace_of(pid, "mnt") not in (my_mnt, None))
+            if ours or (foreign_ns and pid != os.getpid()):
+                found.append(f"process {pid}: {cmd}")
+        found += [f"mount {m}" for m in sorted(mounts() - self.mounts)]
+        found += [f"link {l}" for l in sorted(links() - self.links)]
+        found += [f"netns {n}" for n in sorted(netns_files() - self.netns)]
+        found += [f"cgroup {c}" for c in sorted(cgroup_dirs(self.cgroup_paths) - self.cgroups)]
+        pods = os.path.join(self.state_root, "pods")
+        if os.path.isdir(pods):
+            found += [f"state dir {os.path.join(pods, p)}" for p in sorted(os.listdir(pods))]
+        return found

@@ -1,0 +1,16 @@
+#!/bin/sh
+# The whole test suite, from a fresh Debian machine: installs what it needs (apt, pip), then
+# runs the unit tests, the integration tests (root, real kernel), and the cgroup v2 tier
+# inside a User-Mode-Linux guest. Run as root from a checkout: sh tests/run.sh
+set -eu
+cd "$(dirname "$0")/.."
+sh examples/install.sh
+if ! command -v linux.uml >/dev/null || ! command -v busybox >/dev/null || ! command -v file >/dev/null; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        user-mode-linux busybox-static file || echo "tests/run.sh: could not install the cgroup v2 tier's packages; it will say why it skips"
+fi
+.venv/bin/python -m pytest -p no:cacheprovider "$@" tests/unit tests/integration
+if [ -x tests/vm/run-tier.sh ]; then
+    sh tests/vm/run-tier.sh
+fi
