@@ -31,13 +31,15 @@ def own_cgroup(controller="memory"):
 class Nspod:
     """Runs `nspod --root R --cgroup-parent P ...` and keeps what a test needs at hand."""
 
-    def __init__(self, root, cgroup_parent, workdir):
+    def __init__(self, root, cgroup_parent, workdir, marker):
+        self.marker = marker
         self.root = root
         self.cgroup_parent = cgroup_parent
         self.workdir = workdir
 
     def __call__(self, *args, input=None, check=True, timeout=120, env=None):
-        full_env = dict(os.environ, **(env or {}))
+        key, value = self.marker.split("=")
+        full_env = dict(os.environ, **{key: value}, **(env or {}))
         full_env.pop("NSPOD_TRACE", None)
         result = subprocess.run(
             NSPOD + ["--root", self.root, "--cgroup-parent", self.cgroup_parent, *args],
@@ -71,8 +73,9 @@ def nspod():
     cgroup_parent = f"{own_cgroup().rstrip('/')}/nspod-test-{uuid.uuid4().hex[:8]}"
     cgroup_paths = [p for p in (f"/sys/fs/cgroup/{c}{own_cgroup(c)}" for c in ("memory", "pids", "cpu"))
                     if os.path.isdir(p)]
-    before = Snapshot(root, cgroup_paths)
-    tool = Nspod(root, cgroup_parent, workdir)
+    marker = f"NSPOD_TEST_ID={uuid.uuid4().hex}"
+    before = Snapshot(root, marker, cgroup_paths)
+    tool = Nspod(root, cgroup_parent, workdir, marker)
     try:
         yield tool
     finally:
