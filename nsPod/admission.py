@@ -9,7 +9,7 @@ from nsPod.errors import NspodError
 _UNITS = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
 
 
-def format_bytes(n):
+def human_bytes(n):
     """Binary-suffixed, as a Kubernetes quantity reads: 512Mi, 1.25Gi, 300 (bytes).
 
     Two decimals at most; a value they do not show exactly gets a "~" (~23.25Gi).
@@ -36,13 +36,13 @@ def admit(need_bytes, mem_available, committed_bytes, reserve_bytes, per_contain
     if need_bytes <= left:
         return
     who = f"pod {pod_name}" if pod_name else "the pod"
-    parts = ", ".join(f"{name} {format_bytes(size)}" for name, size in per_container)
+    parts = ", ".join(f"{name} {human_bytes(size)}" for name, size in per_container)
     asks = f" ({parts})" if parts else ""
-    room = f"only {format_bytes(left)} is left" if left > 0 else "nothing is left"
+    room = f"only {human_bytes(left)} is left" if left > 0 else "nothing is left"
     raise NspodError(
-        f"{who} needs {format_bytes(need_bytes)}{asks} but {room} "
-        f"(MemAvailable {format_bytes(mem_available)} - {format_bytes(committed_bytes)} "
-        f"held by other pods - {format_bytes(reserve_bytes)} reserve)")
+        f"{who} needs {human_bytes(need_bytes)}{asks} but {room} "
+        f"(MemAvailable {human_bytes(mem_available)} - {human_bytes(committed_bytes)} "
+        f"held by other pods - {human_bytes(reserve_bytes)} reserve)")
 
 
 def read_mem_available(path="/proc/meminfo"):

@@ -321,6 +321,41 @@ def _inode(ns_id):
 
 @cli.command()
 @click.argument("pod")
+@pass_context
+def stats(ctx, pod):
+    """Memory use against limits, peak and OOM kills, per container and for the pod."""
+    from nsPod import pod as pods
+    rows = [("CONTAINER", "MEM USAGE", "LIMIT", "MEM %", "PEAK", "OOM KILLS", "PIDS", "CPU SECONDS")]
+    for who, st in pods.stats(ctx.config, pod):
+        mem, pids, cpu = st["memory"], st["pids"], st["cpu"]
+        usage, limit = mem.get("usage"), mem.get("limit")
+        percent = f"{100 * usage / limit:.1f}%" if usage is not None and limit else "-"
+        rows.append((who, _size(usage), _size(limit) if limit else "max", percent,
+                     _size(mem.get("peak")), str(mem.get("oomKills", 0)),
+                     "-" if pids.get("current") is None else str(pids["current"]),
+                     "-" if cpu.get("usageUsec") is None else f"{cpu['usageUsec'] / 1e6:.2f}"))
+    click.echo(table(rows))
+
+
+def _size(value):
+    from nsPod.admission import human_bytes
+    return "-" if value is None else human_bytes(value)
+
+
+@cli.command()
+@click.argument("pod")
+@pass_context
+def top(ctx, pod):
+    """The processes of each container."""
+    from nsPod import pod as pods
+    rows = [("CONTAINER", "PID", "USER", "COMMAND")]
+    for who, pid, user, cmd in pods.top(ctx.config, pod):
+        rows.append((who, str(pid), user, cmd))
+    click.echo(table(rows))
+
+
+@cli.command()
+@click.argument("pod")
 @click.argument("container", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing as the container writes.")
 @click.option("--tail", type=int, default=-1, metavar="N", help="Only the last N lines.")

@@ -20,8 +20,10 @@ import sys
 import time
 
 from nsPod import container, logs, namespaces, sandbox, security, state, volumes
+from nsPod.cgroups import Limits
+from nsPod.cgroups import parents as cgroup_parents
 from nsPod.errors import NspodError, describe
-from nsPod.plan import PodPlan, container_from_json
+from nsPod.plan import PAUSE_CGROUP, PodPlan, container_from_json
 from nsPod.process import ChildFailed
 from nsPod.state import ProcessRef, now_rfc3339
 
@@ -54,7 +56,9 @@ class Monitor:
             "namespaces": {},
             "mounts": [],
             "containers": {},
+            "cgroup": None,
         }
+        self.cgroups = None
         self.selector = selectors.DefaultSelector()
         self.children = {}         # pid -> container name, or "" for pause
         self.streams = {}          # read fd -> (container name, StreamWriter)
@@ -81,6 +85,7 @@ class Monitor:
             self.state["containers"][c.name] = waiting_state(c, "ContainerCreating")
         self.save()
         self.open_control_socket()
+        self.make_pod_cgroup()
         self.make_volumes()
         self.start_pause()
         warnings = []
@@ -108,6 +113,22 @@ class Monitor:
         self.control.listen(8)
         self.selector.register(self.control, selectors.EVENT_READ, "control")
 
+    def cgroup_rel(self, name=None):
+        return self.plan.name if name is None else f"{self.plan.name}/{name}"
+
+    def make_pod_cgroup(self):
+        # Recorded before it is made: a crash in between leaves gc something to find.
+        self.state["cgroup"] = f"{self.plan.cgroup_parent}/{self.plan.name}"
+        self.save()
+        self.cgroups = cgroup_parents.create(self.dir.root, self.plan.cgroup_parent,
+                                             self.cgroup_rel(), Limits(**self.plan.pod_limits))
+        self.cgroups.create(self.cgroup_rel(PAUSE_CGROUP), Limits())
+
+    def attach_to(self, name):
+        """spawn's prepare step: the process enters its cgroup before it runs anything."""
+        rel = self.cgroup_rel(name)
+        return lambda pid: self.cgroups.attach(rel, pid)
+
     def make_volumes(self):
         pod_volumes = list(self.plan.volumes)
         for v in pod_volumes:
@@ -127,7 +148,8 @@ class Monitor:
         self.save()
 
     def start_pause(self):
-        pid = sandbox.spawn(self.plan, set_pdeathsig=_die_with_monitor)
+        pid = sandbox.spawn(self.plan, set_pdeathsig=_die_with_monitor,
+                            prepare=self.attach_to(PAUSE_CGROUP))
         self.children[pid] = ""
         self.state["pause"] = ProcessRef.of(pid).to_json()
         self.state["namespaces"] = namespaces.ns_ids(pid, ("net", "ipc", "uts", "pid"))
@@ -147,10 +169,14 @@ class Monitor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         cstate["log"] = os.path.relpath(log_path, self.dir.path)
+        cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(name)}"
+        self.cgroups.create(self.cgroup_rel(name), Limits(**plan.limits))
+        cstate["oomKills"] = self.cgroups.oom_kills(self.cgroup_rel(name))
         started_at = now_rfc3339()
         try:
             pid = container.spawn(self.plan, plan, self.state["pause"]["pid"], container_dir,
-                                  out_w, err_w, set_pdeathsig=_die_with_monitor)
+                                  out_w, err_w, set_pdeathsig=_die_with_monitor,
+                                  prepare=self.attach_to(name))
         except ChildFailed as e:
             for fd in (out_r, err_r, log_fd):
                 os.close(fd)
@@ -237,9 +263,14 @@ class Monitor:
         code, sig = exit_status(status)
         cstate = self.container_state(name)
         running = cstate["state"].get("running", {})
+        # The kernel counts OOM kills per cgroup: a rise since the start names this container
+        # as the victim, whether its own limit or the pod's was hit.
+        oom_kills = self.cgroups.oom_kills(self.cgroup_rel(name))
+        oom = oom_kills > cstate.get("oomKills", 0)
+        cstate["oomKills"] = oom_kills
         terminated = {
             "exitCode": code,
-            "reason": "Completed" if code == 0 else "Error",
+            "reason": "OOMKilled" if oom else "Completed" if code == 0 else "Error",
             "startedAt": running.get("startedAt"),
             "finishedAt": now_rfc3339(),
         }
@@ -362,8 +393,24 @@ class Monitor:
     # --- teardown: every step idempotent --------------------------------------------------
 
     def teardown(self):
+        self.drain_logs()
+        # Each undo step runs even when an earlier one failed; what fails stays recorded in
+        # the state for `nspod gc` to retry.
+        for what, undo in (("unmount volumes", lambda: unmount_recorded(self.state)),
+                           ("remove cgroups", lambda: remove_cgroups(self.dir.root, self.state))):
+            try:
+                undo()
+            except (NspodError, OSError) as e:
+                print(f"nspod monitor: {what}: {describe(e)}", file=sys.stderr)
+        self.state["phase"] = final_phase(self.state, self.plan)
+        if self.final_reason:
+            self.state["reason"], self.state["message"] = self.final_reason
+        self.state["pause"] = None
+        self.save()
+
+    def drain_logs(self):
         for fd in list(self.streams):
-            # Drain what the containers wrote before they ended.
+            # What the containers wrote before they ended.
             name, writer = self.streams.pop(fd)
             with _suppress_os():
                 while True:
@@ -376,12 +423,6 @@ class Monitor:
         for fd in self.log_fds.values():
             os.close(fd)
         self.log_fds.clear()
-        unmount_recorded(self.state)
-        self.state["phase"] = final_phase(self.state, self.plan)
-        if self.final_reason:
-            self.state["reason"], self.state["message"] = self.final_reason
-        self.state["pause"] = None
-        self.save()
 
 
 def waiting_state(plan, reason):
@@ -404,6 +445,16 @@ def unmount_recorded(pod_state):
     for path in reversed(pod_state.get("mounts", [])):
         detach(path)
     pod_state["mounts"] = []
+
+
+def remove_cgroups(root, pod_state):
+    """Kill what is left in the pod's cgroup and remove it; 'already gone' is success."""
+    path = pod_state.get("cgroup")
+    if not path:
+        return
+    parent, _, name = path.rpartition("/")
+    cgroup_parents.remove(root, parent, name)
+    pod_state["cgroup"] = None
 
 
 def _kill(pid, sig):

@@ -7,6 +7,9 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
+# The pause process's own leaf cgroup under the pod's (cgroup v2 allows processes only in
+# leaves). Not a DNS-1123 label, so no container can be called that.
+PAUSE_CGROUP = "_pause"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHM_SIZE = 64 * 1024 * 1024  # Docker's and the kubelet's default /dev/shm size
 
@@ -39,6 +42,7 @@ class ContainerPlan:
     init: bool = False
     image: str = ""
     env_error: str = ""   # a subPathExpr/env problem only detectable now: the start fails with it
+    limits: dict = field(default_factory=dict)   # cgroups.Limits fields
 
     def env_dict(self):
         return dict(self.env)
@@ -59,6 +63,11 @@ class PodPlan:
     grace_seconds: int = 30
     shm_path: str = ""
     state_root: str = ""
+    cgroup_parent: str = "nspod"
+    pod_limits: dict = field(default_factory=dict)   # cgroups.Limits fields
+    qos_class: str = "BestEffort"
+    memory_need: int = 0       # bytes admission must find free (0: no limit, nothing reserved)
+    memory_asks: list = field(default_factory=list)  # [[container, bytes]] behind memory_need
 
     def to_json(self):
         return asdict(self)
@@ -96,6 +105,7 @@ class Facts:
     node_memory: int = 0          # bytes: the 'allocatable' of resourceFieldRef without limits
     node_cpus: int = 1
     node_ephemeral_storage: int = 0
+    cgroup_parent: str = "nspod"
 
 
 def make_plan(pod, facts):
@@ -107,6 +117,7 @@ def make_plan(pod, facts):
         "pid": "host" if pod.host_pid else "pod" if pod.share_process_namespace else "container",
     }
     volumes = [volume_plan(v, facts) for v in pod.volumes]
+    need, asks = memory_need(pod)
     return PodPlan(
         name=pod.name,
         namespace=pod.namespace,
@@ -120,7 +131,76 @@ def make_plan(pod, facts):
         grace_seconds=pod.termination_grace_period_seconds,
         shm_path=os.path.join(facts.pod_dir, "shm") if namespaces["ipc"] == "pod" else "",
         state_root=facts.state_root,
+        cgroup_parent=facts.cgroup_parent,
+        pod_limits=pod_limits(pod),
+        qos_class=qos_class(pod),
+        memory_need=need,
+        memory_asks=asks,
     )
+
+
+def _total(containers, kind, key):
+    """Sum over app containers, at least the largest init container (they run alone);
+    None when any container is unbounded, as an unlimited container makes the pod so."""
+    values = [getattr(c.resources, kind).get(key) for c in containers]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values)
+
+
+def pod_limits(pod):
+    """The pod cgroup's limits: spec.resources when given, else what its containers add up to."""
+    limits = {}
+    for key, field_name in (("memory", "memory"), ("cpu", "cpu_millis")):
+        value = pod.resources.limits.get(key)
+        if value is None:
+            value = _total(pod.containers, "limits", key)
+            inits = [c.resources.limits.get(key) for c in pod.init_containers]
+            if value is not None and inits:
+                value = None if None in inits else max([value] + inits)
+        if value is not None:
+            limits[field_name] = value
+    requested = pod.resources.requests.get("cpu")
+    if requested is None:
+        requested = sum(container_requests(c).get("cpu", 0) for c in pod.containers) or None
+    if requested is not None:
+        limits["cpu_request_millis"] = requested
+    return limits
+
+
+def container_requests(container):
+    """Requests default to limits, as the API server's defaulting does."""
+    return {**container.resources.limits, **container.resources.requests}
+
+
+def container_limits(container):
+    limits = {"oom_group": True}  # the kubelet's choice on cgroup v2: an OOM kill takes all
+    if "memory" in container.resources.limits:
+        limits["memory"] = container.resources.limits["memory"]
+    if "cpu" in container.resources.limits:
+        limits["cpu_millis"] = container.resources.limits["cpu"]
+    if "cpu" in container_requests(container):
+        limits["cpu_request_millis"] = container_requests(container)["cpu"]
+    return limits
+
+
+def memory_need(pod):
+    """(bytes, [[container, bytes]]): what admission must find free for this pod."""
+    if "memory" in pod.resources.limits:
+        return pod.resources.limits["memory"], []
+    asks = [[c.name, c.resources.limits["memory"]] for c in pod.containers
+            if "memory" in c.resources.limits]
+    limit = pod_limits(pod).get("memory")
+    if limit is None:
+        # Some container is unbounded: reserve what the bounded ones ask for.
+        return sum(size for _, size in asks), asks
+    return limit, asks
+
+
+def qos_class(pod):
+    from nsPod.qos import qos_class as compute
+    return compute([(c.resources.limits, c.resources.requests)
+                    for c in pod.init_containers + pod.containers])
 
 
 def hostname_of(pod):
@@ -161,6 +241,7 @@ def container_plan(container, pod, volumes, facts):
         init=container.init,
         image=container.image,
         env_error=env_error,
+        limits=container_limits(container),
     )
 
 

@@ -4,7 +4,9 @@ Every function raises NspodError subclasses and prints nothing. Making a pod is 
 part (claim the name, write what was asked for, start the monitor, wait for its word) plus the
 monitor's part (everything else, see monitor.py).
 """
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -40,6 +42,7 @@ def host_facts(config, pod_dir, uid):
         node_memory=mem_total(),
         node_cpus=os.cpu_count() or 1,
         node_ephemeral_storage=_disk_size(config.root),
+        cgroup_parent=config.cgroup_parent,
     )
 
 
@@ -73,12 +76,57 @@ def _disk_size(path):
     return st.f_blocks * st.f_frsize
 
 
-def admit(pod, plan):
-    """Checks against the host that must pass before anything is created."""
-    from nsPod import volumes
+def admit(config, pod, plan):
+    """Checks against the host that must pass before anything is created.
+
+    Memory: the pod's need must fit in MemAvailable less what the pods nspod already runs
+    under this root may use (their limits) less a reserve (NSPOD_MEMORY_RESERVE, default
+    256Mi). Callers hold the admission lock until the pod's pod.json is written, so two
+    concurrent runs cannot both take the last of it.
+    """
+    from nsPod import admission, volumes
     for i, v in enumerate(plan.volumes):
         if v.kind == "host":
             volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")
+    if plan.memory_need:
+        admission.admit(plan.memory_need, admission.read_mem_available(),
+                        committed_memory(config), memory_reserve(),
+                        plan.memory_asks, pod_name=pod.name)
+
+
+def memory_reserve():
+    from nsPod.quantity import parse_bytes
+    text = os.environ.get("NSPOD_MEMORY_RESERVE") or "256Mi"
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise InputError(f"NSPOD_MEMORY_RESERVE: {e}") from None
+
+
+def committed_memory(config):
+    """What the live pods under this root may use: the sum of their admitted needs."""
+    total = 0
+    for pod_dir in state.list_pods(config.root):
+        try:
+            pod_state = pod_dir.read_state()
+            if pod_state is not None and pod_state["phase"] in state.TERMINAL_PHASES:
+                continue
+            total += pod_dir.read_pod()["plan"].get("memory_need", 0)
+        except NspodError:
+            continue
+    return total
+
+
+@contextlib.contextmanager
+def admission_lock(config):
+    os.makedirs(config.root, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(config.root, "admission.lock"),
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def run(config, pod):
@@ -87,16 +135,20 @@ def run(config, pod):
     pod_dir = PodDir(config.root, pod.name)
     uid = str(uuid.uuid4())
     plan = make_plan(pod, host_facts(config, pod_dir, uid))
-    admit(pod, plan)
-    pod_dir.create()
+    with admission_lock(config):
+        admit(config, pod, plan)
+        pod_dir.create()
+        try:
+            lock_fd = pod_dir.lock_monitor()
+            pod_dir.write_pod({
+                "manifest": pod.manifest,
+                "plan": plan.to_json(),
+                "created": now_rfc3339(),
+            })
+        except BaseException:
+            _remove_dir(pod_dir)
+            raise
     try:
-        lock_fd = pod_dir.lock_monitor()
-        pod_dir.write_pod({
-            "manifest": pod.manifest,
-            "plan": plan.to_json(),
-            "created": now_rfc3339(),
-            "config": {"cgroupParent": config.cgroup_parent},
-        })
         return _start_monitor(config, pod_dir, lock_fd)
     except BaseException:
         _remove_dir(pod_dir)
@@ -256,7 +308,7 @@ def clean_up_after_monitor(pod_dir):
     Returns a list of what was removed, for `gc`. Runs only holding monitor.lock, so never
     beside a live monitor.
     """
-    from nsPod.monitor import unmount_recorded
+    from nsPod.monitor import remove_cgroups, unmount_recorded
     lock_fd = pod_dir.lock_monitor()
     if lock_fd is None:
         return []
@@ -281,6 +333,9 @@ def clean_up_after_monitor(pod_dir):
             if path in _mount_set():
                 removed.append(f"mount {path}")
         unmount_recorded(pod_state)
+        if pod_state.get("cgroup"):
+            removed.append(f"cgroup {pod_state['cgroup']}")
+            remove_cgroups(pod_dir.root, pod_state)
         if pod_state["phase"] not in state.TERMINAL_PHASES:
             for cstate in pod_state.get("containers", {}).values():
                 if "running" in cstate.get("state", {}):
@@ -431,8 +486,13 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
                     e.user_message = f'exec: "{argv[0]}": {os.strerror(e.errno).lower()}'
                 raise process.StepFailed("exec", e) from e
 
+        from nsPod.cgroups import open_driver
+        driver = open_driver(doc["plan"]["cgroup_parent"])
+        rel = f"{pod_name}/{cplan.name}"
         try:
-            pid = process.spawn(run_command, pre_fork=join, fork_again=True)
+            # In the container's cgroup before it runs: its memory is the container's.
+            pid = process.spawn(run_command, pre_fork=join, fork_again=True,
+                                prepare=lambda pid: driver.attach(rel, pid))
         except process.ChildFailed as e:
             raise ExecFailed(e.message, 127 if e.errno == errno.ENOENT else 126) from None
     finally:
@@ -478,3 +538,45 @@ def container_running(config, pod_name, container_name):
     except NspodError:
         return False
     return "pid" in pod_state["containers"].get(container_name, {})
+
+
+# --- resource use ---------------------------------------------------------------------------
+
+def _pod_cgroups(config, name):
+    """(driver, [(who, rel)]) for a pod whose cgroups exist: the pod, then each container."""
+    from nsPod.cgroups import open_driver
+    pod_dir, doc, pod_state = load(config, name)
+    if not pod_state.get("cgroup"):
+        raise StateError(f"pod {name} is not running (its cgroups are gone)")
+    driver = open_driver(doc["plan"]["cgroup_parent"])
+    plan = doc["plan"]
+    rows = [(c["name"], f"{name}/{c['name']}") for c in plan["init_containers"] + plan["containers"]
+            if pod_state["containers"].get(c["name"], {}).get("cgroup")]
+    return driver, [("(pod)", name)] + rows
+
+
+def stats(config, name):
+    """[(who, stats dict)]: memory use against limits, peak and OOM kills, per container."""
+    driver, rows = _pod_cgroups(config, name)
+    return [(who, driver.stats(rel)) for who, rel in rows]
+
+
+def top(config, name):
+    """[(container, pid, user, command)] for every process in each container's cgroup."""
+    import pwd
+    driver, rows = _pod_cgroups(config, name)
+    processes = []
+    for who, rel in rows[1:]:
+        for pid in driver.procs(rel):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                uid = os.stat(f"/proc/{pid}").st_uid
+            except OSError:
+                continue
+            try:
+                user = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                user = str(uid)
+            processes.append((who, pid, user, cmd))
+    return processes

@@ -68,7 +68,7 @@ def conditions(pod_state, app_names):
     return result
 
 
-def pod_object(pod_dir, doc, pod_state, host_ip="", qos_class="BestEffort"):
+def pod_object(pod_dir, doc, pod_state, host_ip=""):
     """The Kubernetes Pod (apiVersion, kind, metadata, spec, status) plus nspod's `runtime`."""
     manifest = doc["manifest"]
     plan = doc["plan"]
@@ -85,7 +85,7 @@ def pod_object(pod_dir, doc, pod_state, host_ip="", qos_class="BestEffort"):
         "conditions": conditions(pod_state, app_names),
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}] if host_ip else [],
-        "qosClass": qos_class,
+        "qosClass": plan.get("qos_class", "BestEffort"),
         "startTime": pod_state.get("startTime"),
         "containerStatuses": [container_status(n, containers.get(n, {"state": {}}))
                               for n in app_names],

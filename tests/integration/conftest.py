@@ -33,6 +33,7 @@ class Nspod:
 
     def __init__(self, root, cgroup_parent, workdir, marker):
         self.marker = marker
+        self.pod_names = set()
         self.root = root
         self.cgroup_parent = cgroup_parent
         self.workdir = workdir
@@ -44,6 +45,8 @@ class Nspod:
         result = subprocess.run(
             NSPOD + ["--root", self.root, "--cgroup-parent", self.cgroup_parent, *args],
             input=input, capture_output=True, text=True, timeout=timeout, env=full_env)
+        if args and args[0] in ("run", "create") or "run" in args[:3]:
+            self.pod_names.update(result.stdout.split())
         if check and result.returncode != 0:
             raise AssertionError(f"nspod {' '.join(args)} exited {result.returncode}\n"
                                  f"stdout: {result.stdout}\nstderr: {result.stderr}")
@@ -63,7 +66,9 @@ class Nspod:
 
     def pods(self):
         pods_dir = os.path.join(self.root, "pods")
-        return sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []
+        names = sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []
+        self.pod_names.update(names)
+        return names
 
 
 @pytest.fixture
@@ -71,11 +76,9 @@ def nspod():
     workdir = tempfile.mkdtemp(prefix="nspod-test-")
     root = os.path.join(workdir, "root")
     cgroup_parent = f"{own_cgroup().rstrip('/')}/nspod-test-{uuid.uuid4().hex[:8]}"
-    cgroup_paths = [p for p in (f"/sys/fs/cgroup/{c}{own_cgroup(c)}" for c in ("memory", "pids", "cpu"))
-                    if os.path.isdir(p)]
     marker = f"NSPOD_TEST_ID={uuid.uuid4().hex}"
-    before = Snapshot(root, marker, cgroup_paths)
     tool = Nspod(root, cgroup_parent, workdir, marker)
+    before = Snapshot(root, marker, cgroup_parent, tool.pod_names)
     try:
         yield tool
     finally:

@@ -40,25 +40,28 @@ def netns_files():
         return set()
 
 
-def cgroup_dirs(paths):
+def cgroup_dirs(parent):
+    """The test's own cgroup parent in every hierarchy nspod may write: it must be gone."""
     found = set()
-    for base in paths:
-        for dirpath, dirnames, _ in os.walk(base):
-            found.update(os.path.join(dirpath, d) for d in dirnames)
-    return found
+    for base in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        found.add(os.path.join(base, parent.strip("/")))
+    if os.path.isdir("/sys/fs/cgroup/memory"):
+        for hierarchy in os.listdir("/sys/fs/cgroup"):
+            found.add(os.path.join("/sys/fs/cgroup", hierarchy, parent.strip("/")))
+    return {d for d in found if os.path.isdir(d)}
 
 
 class Snapshot:
-    def __init__(self, state_root, marker, cgroup_paths=()):
+    def __init__(self, state_root, marker, cgroup_parent, pod_names):
         self.state_root = state_root
         self.workdir = os.path.dirname(state_root)
         self.marker = marker
-        self.cgroup_paths = cgroup_paths
+        self.cgroup_parent = cgroup_parent
+        self.pod_names = pod_names  # filled as the test makes pods
         self.processes = processes()
         self.mounts = mounts()
         self.links = links()
         self.netns = netns_files()
-        self.cgroups = cgroup_dirs(cgroup_paths)
 
     def leaks(self):
         """One line per leaked thing, [] when the host is as it was."""
@@ -70,10 +73,12 @@ class Snapshot:
             if self.state_root in cmd or self.marker in _read(f"/proc/{pid}/environ").decode(errors="replace"):
                 found.append(f"process {pid}: {cmd}")
         found += [f"mount {m}" for m in sorted(mounts() - self.mounts)
-                  if m.startswith(self.workdir) or m.startswith("/run/netns/")]
+                  if m.startswith(self.workdir)
+                  or m.startswith("/run/netns/nspod-") and m[len("/run/netns/nspod-"):] in self.pod_names]
         found += [f"link {l}" for l in sorted(links() - self.links)]
-        found += [f"netns {n}" for n in sorted(netns_files() - self.netns)]
-        found += [f"cgroup {c}" for c in sorted(cgroup_dirs(self.cgroup_paths) - self.cgroups)]
+        found += [f"netns {n}" for n in sorted(netns_files() - self.netns)
+                  if n.removeprefix("nspod-") in self.pod_names]
+        found += [f"cgroup {c}" for c in sorted(cgroup_dirs(self.cgroup_parent))]
         pods = os.path.join(self.state_root, "pods")
         if os.path.isdir(pods):
             found += [f"state dir {os.path.join(pods, p)}" for p in sorted(os.listdir(pods))]

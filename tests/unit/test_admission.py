@@ -1,6 +1,6 @@
 import pytest
 
-from nsPod.admission import admit, format_bytes, read_mem_available
+from nsPod.admission import admit, human_bytes, read_mem_available
 from nsPod.errors import NspodError
 
 Ki, Mi, Gi = 1 << 10, 1 << 20, 1 << 30
@@ -33,8 +33,8 @@ def test_nothing_left_and_no_per_container_list():
                                     (512 * Mi, "512Mi"), (5 * Gi // 4, "1.25Gi"),
                                     (2 * Gi - Mi, "~2Gi"), (24375252 * Ki, "~23.25Gi"),
                                     (1 << 60, "1Ei")])
-def test_format_bytes(n, text):
-    assert format_bytes(n) == text
+def test_human_bytes(n, text):
+    assert human_bytes(n) == text
 
 
 def test_read_mem_available(tmp_path):

@@ -374,12 +374,10 @@ def test_image_once_delivered(enable):
 GATED = [
     ("spec.activeDeadlineSeconds", 10),
     ("spec.initContainers", [{"name": "setup", "command": ["true"]}]),
-    ("spec.resources", {"limits": {"memory": "1Gi"}}),
     ("spec.hostAliases", [{"ip": "10.0.0.1", "hostnames": ["db"]}]),
     ("spec.dnsPolicy", "ClusterFirst"),
     ("spec.dnsConfig", {"nameservers": ["1.1.1.1"]}),
     ("spec.securityContext", {"runAsUser": 1000}),
-    (f"{C0}.resources", {"limits": {"memory": "1Gi"}}),
     (f"{C0}.securityContext", {"privileged": True}),
     (f"{C0}.ports", [{"containerPort": 80}]),
     (f"{C0}.livenessProbe", {"exec": {"command": ["true"]}}),
@@ -407,10 +405,10 @@ def test_gated_fields_may_be_empty(path):
 
 
 def test_gated_fields_are_validated_all_the_same():
-    doc = with_container(resources={"limits": {"memory": "12XB"}})
+    doc = with_container(ports=[{"containerPort": 0}])
     assert problems_of(doc) == [
-        "spec.containers[0].resources: not supported yet",
-        'spec.containers[0].resources.limits.memory: "12XB" is not a quantity (examples: 512Mi, 1Gi)']
+        "spec.containers[0].ports: not supported yet",
+        "spec.containers[0].ports[0].containerPort: 0 must be at least 1"]
 
 
 def test_app_containers_may_not_set_restart_policy():
