@@ -269,7 +269,17 @@ def stop(config, name, timeout=None):
         except StateError:
             if pod_dir.monitor_alive():
                 raise
+        _wait_monitor_exit(pod_dir)
     clean_up_after_monitor(pod_dir)
+
+
+def _wait_monitor_exit(pod_dir, timeout=10.0):
+    """The monitor answers once the pod is down, then exits: its lock goes with it."""
+    deadline = time.monotonic() + timeout
+    while pod_dir.monitor_alive():
+        if time.monotonic() > deadline:
+            raise StateError(f"pod {pod_dir.name}: its monitor did not exit after stopping")
+        time.sleep(0.002)
 
 
 def remove(config, names, force=False, timeout=None):

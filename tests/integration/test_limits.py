@@ -43,7 +43,8 @@ def test_container_limit_oom_kills_only_that_container(nspod):
     assert "running" in container_status(obj, "calm")["state"]
     stats = nspod("stats", "p").stdout.splitlines()
     hog_row = next(r.split() for r in stats if r.startswith("hog"))
-    assert hog_row[2] == "50Mi" and hog_row[5] == "1"
+    # One OOM kill; on cgroup v2 memory.oom.group takes the whole container (sh and python).
+    assert hog_row[2] == "50Mi" and int(hog_row[5]) >= 1
 
 
 def test_pod_limit_holds_when_containers_have_none_and_names_the_victim(nspod):
