@@ -18,4 +18,7 @@ if [ -n "$need" ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# compat: a .pth path entry, not an import-hook finder that every nspod process would load;
+# compileall: bytecode up front, since PYTHONDONTWRITEBYTECODE may be set.
+.venv/bin/python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
+.venv/bin/python -m compileall -q nsPod

@@ -199,7 +199,7 @@ def create_manifest(name, memory, volumes, share, hostname, network):
 @click.option("--restart", metavar="P", help="restartPolicy of this container.")
 @click.option("--workdir", metavar="D", help="Working directory.")
 @click.option("--image", metavar="ROOTFS", help="Root filesystem (default: the host's).")
-@click.argument("command", nargs=-1, required=True)
+@click.argument("command", metavar="-- CMD [ARGS]...", nargs=-1, required=True)
 @pass_context
 def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
     """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
@@ -418,7 +418,7 @@ def pods_running(config, pod, container):
 @click.option("-t", "--tty", is_flag=True, help="The command uses this terminal.")
 @click.option("-c", "--container", help="Container name (default: the first).")
 @click.argument("pod")
-@click.argument("command", nargs=-1, required=True)
+@click.argument("command", metavar="-- CMD [ARGS]...", nargs=-1, required=True)
 @pass_context
 def exec_(ctx, interactive, tty, container, pod, command):
     """Run a command in a container's namespaces: nspod exec POD [-c C] -- CMD..."""
@@ -498,8 +498,13 @@ def main(argv=None):
         cli.main(args=argv, prog_name="nspod", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        # One line per problem, as for every other bad input; --help has the usage.
+        where = f" (see 'nspod {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else ""
+        click.echo(f"error: {e.format_message()}{where}", err=True)
+        sys.exit(2)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -1,10 +1,9 @@
 """Namespace kinds, and joining a running process's namespaces.
 
-A namespace in a plan is runc's idea: a kind plus where it comes from — None to create a
-new one, a path (/proc/<pause>/ns/net) to join one that exists.
+A pod's plan says, per kind, where each namespace comes from (runc's idea of a kind plus a
+path): "pod" (pause's, made new), "host", or "container" (each container makes its own).
 """
 import os
-from dataclasses import dataclass
 
 from nsPod.syscalls import CloneFlag, setns, trace
 
@@ -25,16 +24,6 @@ JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
 
 # The kinds `nspod ns` shows, in its column order.
 KINDS = ("net", "ipc", "uts", "pid", "mnt", "cgroup")
-
-
-@dataclass(frozen=True)
-class Namespace:
-    kind: str
-    path: str | None = None   # None: make a new one
-
-    @property
-    def flag(self):
-        return FLAGS[self.kind]
 
 
 def ns_path(pid, kind):

@@ -1,6 +1,5 @@
 """The pod's sandbox: pause, alone in the pod's fresh namespaces."""
 import os
-import pathlib
 
 from nsPod import netdev, process
 from nsPod.process import step
@@ -11,7 +10,7 @@ NEW_FLAGS = {"net": CloneFlag.CLONE_NEWNET, "ipc": CloneFlag.CLONE_NEWIPC,
 
 
 def pause_binary():
-    return str(pathlib.Path(__file__).resolve().parent / "_bin" / "nspod-pause")
+    return os.path.join(os.path.dirname(os.path.realpath(__file__)), "_bin", "nspod-pause")
 
 
 def spawn(pod, set_pdeathsig, prepare=None):

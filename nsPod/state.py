@@ -15,7 +15,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import time
 
 from nsPod.errors import PodExists, PodNotFound, StateError
@@ -136,6 +135,7 @@ class PodDir:
             raise PodExists(self.name) from None
 
     def remove(self):
+        import shutil
         shutil.rmtree(self.path, ignore_errors=False, onerror=_ignore_missing)
 
     def read_pod(self):

@@ -6,7 +6,6 @@ path it acted on. With tracing on, each call is narrated to stderr before it is 
 """
 import enum
 import os
-import sys
 
 from nsPod._syscalls import ffi, lib
 from nsPod.errors import os_error
