@@ -87,7 +87,9 @@ class Monitor:
         self.open_control_socket()
         self.make_pod_cgroup()
         self.make_volumes()
+        self.write_etc_files()
         self.start_pause()
+        self.connect_network()
         warnings = []
         for c in self.plan.containers:
             warning = self.start_container(c)
@@ -142,6 +144,30 @@ class Monitor:
             from nsPod.syscalls import MountFlag
             mount_tmpfs(self.plan.shm_path, "mode=1777,size=65536k",
                         MountFlag.MS_NOSUID | MountFlag.MS_NODEV | MountFlag.MS_NOEXEC)
+
+    def write_etc_files(self):
+        """The pod's hosts, hostname and resolv.conf: one copy, bind-mounted into each container."""
+        etc = self.dir.file("etc")
+        os.makedirs(etc, exist_ok=True)
+        for name, content in self.plan.etc_files.items():
+            state.write_text(os.path.join(etc, name), content)
+
+    def connect_network(self):
+        network = self.plan.network
+        if network["mode"] != "bridge":
+            return
+        from nsPod import netclient
+        # Recorded first: whatever part of it exists, teardown and gc know to undo it.
+        self.state["network"] = {"bridge": network["bridge"], "subnet": network["subnet"]}
+        self.state["podIP"] = network["ip"]
+        self.save()
+        reply = netclient.attach(self.dir.root, self.plan.name, self.state["pause"]["pid"],
+                                 network["bridge"], network["subnet"], preferred=network["ip"])
+        reply.pop("ok", None)
+        self.state["network"] = reply
+        self.state["network"]["subnet"] = network["subnet"]
+        self.state["podIP"] = reply["ip"]
+        self.save()
 
     def record_mount(self, path):
         self.state["mounts"].append(path)
@@ -396,8 +422,11 @@ class Monitor:
         self.drain_logs()
         # Each undo step runs even when an earlier one failed; what fails stays recorded in
         # the state for `nspod gc` to retry.
-        for what, undo in (("unmount volumes", lambda: unmount_recorded(self.state)),
-                           ("remove cgroups", lambda: remove_cgroups(self.dir.root, self.state))):
+        for what, undo in (
+                ("unmount volumes", lambda: unmount_recorded(self.state)),
+                ("remove cgroups", lambda: remove_cgroups(self.dir.root, self.state)),
+                ("detach network", lambda: detach_network(self.dir.root, self.plan.name,
+                                                          self.state))):
             try:
                 undo()
             except (NspodError, OSError) as e:
@@ -455,6 +484,17 @@ def remove_cgroups(root, pod_state):
     parent, _, name = path.rpartition("/")
     cgroup_parents.remove(root, parent, name)
     pod_state["cgroup"] = None
+
+
+def detach_network(root, pod_name, pod_state):
+    """veth, netns name, lease; the bridge too when no pod uses it any more."""
+    network = pod_state.get("network")
+    if not network:
+        return
+    from nsPod import netclient
+    netclient.detach(root, pod_name, network["bridge"], network.get("subnet"), wait=False,
+                     remove_bridge=True)
+    pod_state["network"] = None
 
 
 def _kill(pid, sig):

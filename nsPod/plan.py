@@ -68,6 +68,9 @@ class PodPlan:
     qos_class: str = "BestEffort"
     memory_need: int = 0       # bytes admission must find free (0: no limit, nothing reserved)
     memory_asks: list = field(default_factory=list)  # [[container, bytes]] behind memory_need
+    # {"mode": "bridge"|"none"|"host", "bridge", "subnet", "ip"}
+    network: dict = field(default_factory=lambda: {"mode": "none"})
+    etc_files: dict = field(default_factory=dict)    # name -> content: hosts, hostname, resolv.conf
 
     def to_json(self):
         return asdict(self)
@@ -106,6 +109,11 @@ class Facts:
     node_cpus: int = 1
     node_ephemeral_storage: int = 0
     cgroup_parent: str = "nspod"
+    bridge: str = "nspod0"
+    subnet: str = ""
+    host_hosts: str = ""          # the host's /etc/hosts, for hostNetwork pods
+    host_resolv_conf: str = ""    # the host's /etc/resolv.conf
+    host_name: str = "localhost"
 
 
 def make_plan(pod, facts):
@@ -117,6 +125,7 @@ def make_plan(pod, facts):
         "pid": "host" if pod.host_pid else "pod" if pod.share_process_namespace else "container",
     }
     volumes = [volume_plan(v, facts) for v in pod.volumes]
+    etc = etc_files(pod, facts)
     need, asks = memory_need(pod)
     return PodPlan(
         name=pod.name,
@@ -125,8 +134,8 @@ def make_plan(pod, facts):
         hostname=hostname_of(pod),
         namespaces=namespaces,
         volumes=volumes,
-        init_containers=[container_plan(c, pod, volumes, facts) for c in pod.init_containers],
-        containers=[container_plan(c, pod, volumes, facts) for c in pod.containers],
+        init_containers=[container_plan(c, pod, volumes, facts, etc) for c in pod.init_containers],
+        containers=[container_plan(c, pod, volumes, facts, etc) for c in pod.containers],
         restart_policy=pod.restart_policy,
         grace_seconds=pod.termination_grace_period_seconds,
         shm_path=os.path.join(facts.pod_dir, "shm") if namespaces["ipc"] == "pod" else "",
@@ -136,7 +145,84 @@ def make_plan(pod, facts):
         qos_class=qos_class(pod),
         memory_need=need,
         memory_asks=asks,
+        network=network_plan(pod, facts),
+        etc_files=etc,
     )
+
+
+def network_mode(pod):
+    if pod.host_network:
+        return "host"
+    return "none" if pod.network == "none" else "bridge"
+
+
+def network_plan(pod, facts):
+    mode = network_mode(pod)
+    if mode != "bridge":
+        return {"mode": mode}
+    return {"mode": mode, "bridge": facts.bridge, "subnet": facts.subnet, "ip": facts.pod_ip}
+
+
+ETC_FILES = {"hosts": "/etc/hosts", "hostname": "/etc/hostname", "resolv.conf": "/etc/resolv.conf"}
+
+
+def etc_files(pod, facts):
+    """The pod's /etc/hosts, /etc/hostname and /etc/resolv.conf, as the kubelet writes them."""
+    hostname = hostname_of(pod)
+    if pod.host_network:
+        hosts = facts.host_hosts.rstrip("\n") + "\n"
+        hostname = facts.host_name
+    else:
+        hosts = ("# Kubernetes-managed hosts file.\n"
+                 "127.0.0.1\tlocalhost\n"
+                 "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\n"
+                 "fe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+        if facts.pod_ip:
+            from nsPod.spec import host_domain
+            domain = host_domain(pod)
+            short = hostname.split(".")[0]
+            names = "\t".join([f"{short}.{domain}", short] if domain else [short])
+            hosts += f"{facts.pod_ip}\t{names}\n"
+    if pod.host_aliases:
+        hosts += "\n# Entries added by HostAliases.\n"
+        for alias in pod.host_aliases:
+            names = "\t".join(alias.hostnames)
+            hosts += f"{alias.ip}\t{names}\n"
+    return {"hosts": hosts, "hostname": hostname + "\n",
+            "resolv.conf": resolv_conf(pod, facts.host_resolv_conf)}
+
+
+def resolv_conf(pod, host_text):
+    """dnsPolicy None: dnsConfig alone; any other: the host's (a single host has no cluster
+    DNS, as with a kubelet without clusterDNS), merged with dnsConfig as the kubelet merges."""
+    nameservers, searches, options = [], [], {}
+    if pod.dns_policy != "None":
+        for line in host_text.splitlines():
+            words = line.split()
+            if not words or words[0].startswith(("#", ";")):
+                continue
+            if words[0] == "nameserver" and len(words) > 1:
+                nameservers.append(words[1])
+            elif words[0] in ("search", "domain"):
+                searches = words[1:]
+            elif words[0] == "options":
+                for opt in words[1:]:
+                    name, _, value = opt.partition(":")
+                    options[name] = value or None
+    config = pod.dns_config
+    if config:
+        nameservers += [n for n in config.nameservers if n not in nameservers]
+        searches += [s for s in config.searches if s not in searches]
+        for name, value in config.options:
+            options[name] = value
+    lines = [f"nameserver {n}" for n in nameservers[:3]]
+    if searches:
+        lines.append("search " + " ".join(searches[:32]))
+    if options:
+        lines.append("options " + " ".join(n if v is None else f"{n}:{v}"
+                                           for n, v in options.items()))
+    return "\n".join(lines) + "\n"
 
 
 def _total(containers, kind, key):
@@ -216,7 +302,7 @@ def volume_plan(volume, facts):
     return VolumePlan(volume.name, kind, path, size=volume.size_limit)
 
 
-def container_plan(container, pod, volumes, facts):
+def container_plan(container, pod, volumes, facts, etc=None):
     env = container_env(container, pod, facts)
     values = dict(env)
     argv = [expand(a, values) for a in list(container.command) + list(container.args)]
@@ -232,6 +318,11 @@ def container_plan(container, pod, volumes, facts):
                              f"{m.sub_path_expr!r} expands to {sub_path!r}, not a relative path "
                              "inside the volume")
         mounts.append(MountPlan(m.name, sources[m.name], m.mount_path, sub_path, m.read_only))
+    # The pod's hosts files, unless the container mounts its own there (kept verbatim).
+    targets = {m.target for m in mounts}
+    for name, target in ETC_FILES.items():
+        if etc is not None and target not in targets:
+            mounts.append(MountPlan(f"etc-{name}", os.path.join(facts.pod_dir, "etc", name), target))
     return ContainerPlan(
         name=container.name,
         argv=argv,

@@ -32,18 +32,32 @@ def require_root():
 
 # --- making pods ----------------------------------------------------------------------------
 
-def host_facts(config, pod_dir, uid):
+def host_facts(config, pod_dir, uid, pod_ip=""):
     return Facts(
         uid=uid,
         pod_dir=pod_dir.path,
         state_root=config.root,
         node_name=socket.gethostname(),
         host_ip=host_ip(),
+        pod_ip=pod_ip,
         node_memory=mem_total(),
         node_cpus=os.cpu_count() or 1,
         node_ephemeral_storage=_disk_size(config.root),
         cgroup_parent=config.cgroup_parent,
+        bridge=config.bridge,
+        subnet=config.subnet,
+        host_hosts=_read_text("/etc/hosts"),
+        host_resolv_conf=_read_text("/etc/resolv.conf"),
+        host_name=socket.gethostname(),
     )
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def host_ip():
@@ -131,26 +145,38 @@ def admission_lock(config):
 
 def run(config, pod):
     """Make and start one pod; returns the monitor's warnings (one line each)."""
+    from nsPod.plan import network_mode
     require_root()
     pod_dir = PodDir(config.root, pod.name)
-    uid = str(uuid.uuid4())
-    plan = make_plan(pod, host_facts(config, pod_dir, uid))
+    bridged = network_mode(pod) == "bridge"
+    if bridged:
+        from nsPod import netclient
+        # pyroute2 loads in the network helper while the rest of the pod is made.
+        netclient.prewarm(config.root)
+    leases = None
     with admission_lock(config):
-        admit(config, pod, plan)
         pod_dir.create()
         try:
             lock_fd = pod_dir.lock_monitor()
-            pod_dir.write_pod({
-                "manifest": pod.manifest,
-                "plan": plan.to_json(),
-                "created": now_rfc3339(),
-            })
+            pod_ip = ""
+            if bridged:
+                from nsPod import ipam
+                leases = ipam.Leases(config.root, config.subnet)
+                pod_ip = leases.allocate(pod.name)
+            plan = make_plan(pod, host_facts(config, pod_dir, str(uuid.uuid4()), pod_ip))
+            admit(config, pod, plan)
+            pod_dir.write_pod({"manifest": pod.manifest, "plan": plan.to_json(),
+                               "created": now_rfc3339()})
         except BaseException:
+            if leases is not None:
+                leases.release(pod.name)
             _remove_dir(pod_dir)
             raise
     try:
         return _start_monitor(config, pod_dir, lock_fd)
     except BaseException:
+        if leases is not None:
+            leases.release(pod.name)
         _remove_dir(pod_dir)
         raise
 
@@ -208,9 +234,8 @@ def add(config, pod_name, container_dict, init=False):
     pod, _ = spec.pod_from_dict(manifest, allow_no_containers=True)
     from nsPod.plan import PodPlan
     plan = PodPlan.from_json(doc["plan"])
-    facts = host_facts(config, pod_dir, plan.uid)
-    volumes = plan.volumes
-    cplan = container_plan(container, pod, volumes, facts)
+    facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
+    cplan = container_plan(container, pod, plan.volumes, facts, plan.etc_files)
     reply = _request(pod_dir, {"op": "add", "container": _asdict(cplan), "manifest": manifest})
     return warnings + reply.get("warnings", [])
 
@@ -318,7 +343,7 @@ def clean_up_after_monitor(pod_dir):
     Returns a list of what was removed, for `gc`. Runs only holding monitor.lock, so never
     beside a live monitor.
     """
-    from nsPod.monitor import remove_cgroups, unmount_recorded
+    from nsPod.monitor import detach_network, remove_cgroups, unmount_recorded
     lock_fd = pod_dir.lock_monitor()
     if lock_fd is None:
         return []
@@ -346,6 +371,10 @@ def clean_up_after_monitor(pod_dir):
         if pod_state.get("cgroup"):
             removed.append(f"cgroup {pod_state['cgroup']}")
             remove_cgroups(pod_dir.root, pod_state)
+        if pod_state.get("network"):
+            removed.append(f"network {pod_state['network'].get('hostVeth', '')} "
+                           f"{pod_state.get('podIP', '')}".rstrip())
+            detach_network(pod_dir.root, pod_dir.name, pod_state)
         if pod_state["phase"] not in state.TERMINAL_PHASES:
             for cstate in pod_state.get("containers", {}).values():
                 if "running" in cstate.get("state", {}):
@@ -395,7 +424,16 @@ def gc(config):
             continue
         for item in clean_up_after_monitor(pod_dir):
             report.append(f"pod {pod_dir.name}: {item}")
+    report += _gc_network(config)
     return report
+
+
+def _gc_network(config):
+    """Leases, veths and netns names of pods that are gone; the bridge once unused."""
+    from nsPod import netclient
+    live = [p.name for p in state.list_pods(config.root) if p.monitor_alive()]
+    removed = netclient.gc(config.root, config.bridge, config.subnet, keep=live)
+    return [f"network: {item}" for item in removed]
 
 
 # --- looking at pods ------------------------------------------------------------------------

@@ -47,6 +47,17 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
+def write_text(path, text, mode=0o644):
+    """temp + rename, like write_json (a container may be reading the file)."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

@@ -121,6 +121,8 @@ def runtime(pod_dir, pod_state, plan):
         data["pausePid"] = pause["pid"]
     if pod_state.get("cgroup"):
         data["cgroup"] = pod_state["cgroup"]
+    if pod_state.get("network"):
+        data["network"] = pod_state["network"]
     for c in plan["init_containers"] + plan["containers"]:
         cstate = pod_state.get("containers", {}).get(c["name"], {})
         entry = {}

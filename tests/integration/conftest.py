@@ -5,6 +5,7 @@ cgroup (never one we did not create), and runs the real CLI as root against the 
 """
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import uuid
 import pytest
 
 from leaks import Snapshot
+from nsPod import netclient
 
 NSPOD = [sys.executable, "-m", "nsPod"]
 
@@ -31,7 +33,9 @@ def own_cgroup(controller="memory"):
 class Nspod:
     """Runs `nspod --root R --cgroup-parent P ...` and keeps what a test needs at hand."""
 
-    def __init__(self, root, cgroup_parent, workdir, marker):
+    def __init__(self, root, cgroup_parent, workdir, marker, bridge, subnet):
+        self.bridge = bridge
+        self.subnet = subnet
         self.marker = marker
         self.pod_names = set()
         self.root = root
@@ -43,7 +47,7 @@ class Nspod:
         full_env = dict(os.environ, **{key: value}, **(env or {}))
         full_env.pop("NSPOD_TRACE", None)
         result = subprocess.run(
-            NSPOD + ["--root", self.root, "--cgroup-parent", self.cgroup_parent, *args],
+            NSPOD + self.global_args() + list(args),
             input=input, capture_output=True, text=True, timeout=timeout, env=full_env)
         if args and args[0] in ("run", "create") or "run" in args[:3]:
             self.pod_names.update(result.stdout.split())
@@ -51,6 +55,10 @@ class Nspod:
             raise AssertionError(f"nspod {' '.join(args)} exited {result.returncode}\n"
                                  f"stdout: {result.stdout}\nstderr: {result.stderr}")
         return result
+
+    def global_args(self):
+        return ["--root", self.root, "--cgroup-parent", self.cgroup_parent,
+                "--bridge", self.bridge, "--subnet", self.subnet]
 
     def manifest(self, text, name="pod.yaml"):
         path = os.path.join(self.workdir, name)
@@ -77,13 +85,18 @@ def nspod():
     root = os.path.join(workdir, "root")
     cgroup_parent = f"{own_cgroup().rstrip('/')}/nspod-test-{uuid.uuid4().hex[:8]}"
     marker = f"NSPOD_TEST_ID={uuid.uuid4().hex}"
-    tool = Nspod(root, cgroup_parent, workdir, marker)
-    before = Snapshot(root, marker, cgroup_parent, tool.pod_names)
+    # A bridge and subnet of its own: a leaked bridge of an earlier test cannot interfere.
+    bridge = f"nspt{uuid.uuid4().hex[:6]}"
+    subnet = f"10.89.{random.randrange(256)}.0/24"
+    tool = Nspod(root, cgroup_parent, workdir, marker, bridge, subnet)
+    before = Snapshot(root, marker, cgroup_parent, tool.pod_names, bridge)
     try:
         yield tool
     finally:
         if tool.pods():
             tool("rm", "-f", "--timeout", "0", *tool.pods(), check=False)
+        # The network helper idles on for a while by design; a test's is stopped here.
+        netclient.stop(root)
         leaks = before.leaks()
         if not leaks:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,5 @@
 """What an integration test may leave behind, snapshotted before and compared after."""
+import json
 import os
 
 
@@ -52,7 +53,8 @@ def cgroup_dirs(parent):
 
 
 class Snapshot:
-    def __init__(self, state_root, marker, cgroup_parent, pod_names):
+    def __init__(self, state_root, marker, cgroup_parent, pod_names, bridge):
+        self.bridge = bridge
         self.state_root = state_root
         self.workdir = os.path.dirname(state_root)
         self.marker = marker
@@ -75,7 +77,14 @@ class Snapshot:
         found += [f"mount {m}" for m in sorted(mounts() - self.mounts)
                   if m.startswith(self.workdir)
                   or m.startswith("/run/netns/nspod-") and m[len("/run/netns/nspod-"):] in self.pod_names]
-        found += [f"link {l}" for l in sorted(links() - self.links)]
+        from nsPod.network import host_veth_name
+        ours = {self.bridge} | {host_veth_name(p, self.bridge) for p in self.pod_names}
+        found += [f"link {l}" for l in sorted((links() - self.links) & ours)]
+        leases = os.path.join(self.state_root, "network", "leases.json")
+        if os.path.exists(leases):
+            with open(leases) as f:
+                held = json.load(f).get("leases") or {}
+            found += [f"IP lease {lease['ip']} of pod {pod}" for pod, lease in sorted(held.items())]
         found += [f"netns {n}" for n in sorted(netns_files() - self.netns)
                   if n.removeprefix("nspod-") in self.pod_names]
         found += [f"cgroup {c}" for c in sorted(cgroup_dirs(self.cgroup_parent))]

@@ -55,7 +55,8 @@ def test_hostname_is_pod_name_or_spec_hostname(nspod):
 
 
 def test_loopback_is_up_and_private(nspod):
-    nspod.run_yaml(pod_yaml("p", container("a")))
+    nspod("create", "p", "--network", "none")
+    nspod("add", "p", "a", "--", "sleep", "1000")
     out = nspod("exec", "p", "--", "cat", "/sys/class/net/lo/operstate").stdout.strip()
     assert out in ("unknown", "up")
     links = nspod("exec", "p", "--", "ls", "/sys/class/net").stdout.split()
@@ -144,7 +145,8 @@ def test_container_writes_never_reach_the_host(nspod, tmp_path):
 def test_container_mounts_do_not_propagate_from_a_shared_root(nspod):
     """On systemd hosts / is shared; nspod must make its mounts private before mounting."""
     manifest = nspod.manifest(pod_yaml("p", container("a")))
-    args = " ".join(NSPOD_ARGS(nspod))
+    from conftest import NSPOD
+    args = " ".join(NSPOD + nspod.global_args())
     script = (f"mount --make-rshared / && {args} run {manifest} >/dev/null && "
               f"cat /proc/self/mountinfo")
     out = subprocess.run(["unshare", "--mount", "--propagation", "unchanged", "sh", "-c", script],
@@ -155,11 +157,6 @@ def test_container_mounts_do_not_propagate_from_a_shared_root(nspod):
     leaked = [l for l in out.stdout.splitlines()
               if l.split()[4].startswith(os.path.join(pod_dir, "containers")) or " - overlay " in l]
     assert leaked == []
-
-
-def NSPOD_ARGS(nspod):
-    from conftest import NSPOD
-    return NSPOD + ["--root", nspod.root, "--cgroup-parent", nspod.cgroup_parent]
 
 
 def test_share_process_namespace_pause_is_pid1_and_reaps(nspod):

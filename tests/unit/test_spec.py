@@ -374,9 +374,6 @@ def test_image_once_delivered(enable):
 GATED = [
     ("spec.activeDeadlineSeconds", 10),
     ("spec.initContainers", [{"name": "setup", "command": ["true"]}]),
-    ("spec.hostAliases", [{"ip": "10.0.0.1", "hostnames": ["db"]}]),
-    ("spec.dnsPolicy", "ClusterFirst"),
-    ("spec.dnsConfig", {"nameservers": ["1.1.1.1"]}),
     ("spec.securityContext", {"runAsUser": 1000}),
     (f"{C0}.securityContext", {"privileged": True}),
     (f"{C0}.ports", [{"containerPort": 80}]),
@@ -685,7 +682,6 @@ def test_hostname_with_host_network_warns():
 def test_kubectl_get_output():
     lines = yaml_problems(manifest("kubectl-get.yaml"))
     assert lines == [
-        "spec.dnsPolicy: not supported yet",
         "spec.restartPolicy: Always is not supported yet (only Never); set restartPolicy: Never",
         "spec.containers[0].terminationMessagePath: not supported yet",
         "spec.containers[0].terminationMessagePolicy: not supported yet",
