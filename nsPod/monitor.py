@@ -59,6 +59,7 @@ class Monitor:
             "cgroup": None,
         }
         self.cgroups = None
+        self.forwarders = []
         self.selector = selectors.DefaultSelector()
         self.children = {}         # pid -> container name, or "" for pause
         self.streams = {}          # read fd -> (container name, StreamWriter)
@@ -90,6 +91,7 @@ class Monitor:
         self.write_etc_files()
         self.start_pause()
         self.connect_network()
+        self.publish_host_ports()
         warnings = []
         for c in self.plan.containers:
             warning = self.start_container(c)
@@ -167,6 +169,17 @@ class Monitor:
         self.state["network"] = reply
         self.state["network"]["subnet"] = network["subnet"]
         self.state["podIP"] = reply["ip"]
+        self.save()
+
+    def publish_host_ports(self):
+        if not self.plan.host_ports:
+            return
+        from nsPod import ports
+        for host_port, container_port, _ in self.plan.host_ports:
+            listener = ports.bind(host_port)
+            self.forwarders.append(
+                ports.Forwarder(self.selector, listener, self.state["podIP"], container_port))
+        self.state["hostPorts"] = self.plan.host_ports
         self.save()
 
     def record_mount(self, path):
@@ -247,6 +260,8 @@ class Monitor:
                     self.on_control()
                 elif key.data == "log":
                     self.on_log(key.fd)
+                else:
+                    key.data.on_ready(key.fileobj)
             if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
                 self.kill_everything(signal.SIGKILL)
                 self.stop_deadline = time.monotonic() + 3600
@@ -419,6 +434,9 @@ class Monitor:
     # --- teardown: every step idempotent --------------------------------------------------
 
     def teardown(self):
+        for forwarder in self.forwarders:
+            forwarder.close()
+        self.forwarders = []
         self.drain_logs()
         # Each undo step runs even when an earlier one failed; what fails stays recorded in
         # the state for `nspod gc` to retry.

@@ -71,6 +71,8 @@ class PodPlan:
     # {"mode": "bridge"|"none"|"host", "bridge", "subnet", "ip"}
     network: dict = field(default_factory=lambda: {"mode": "none"})
     etc_files: dict = field(default_factory=dict)    # name -> content: hosts, hostname, resolv.conf
+    sysctls: list = field(default_factory=list)      # [[name, value]]: set in pause's namespaces
+    host_ports: list = field(default_factory=list)   # [[hostPort, containerPort, container]]
 
     def to_json(self):
         return asdict(self)
@@ -147,7 +149,17 @@ def make_plan(pod, facts):
         memory_asks=asks,
         network=network_plan(pod, facts),
         etc_files=etc,
+        sysctls=[list(kv) for kv in pod.security_context.sysctls],
+        host_ports=host_ports(pod),
     )
+
+
+def host_ports(pod):
+    """Ports the monitor publishes on the host. hostNetwork pods listen on the host already."""
+    if pod.host_network:
+        return []
+    return [[p.host_port, p.container_port, c.name]
+            for c in pod.init_containers + pod.containers for p in c.ports if p.host_port]
 
 
 def network_mode(pod):

@@ -102,10 +102,27 @@ def admit(config, pod, plan):
     for i, v in enumerate(plan.volumes):
         if v.kind == "host":
             volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")
+    check_host_ports(pod, plan)
     if plan.memory_need:
         admission.admit(plan.memory_need, admission.read_mem_available(),
                         committed_memory(config), memory_reserve(),
                         plan.memory_asks, pod_name=pod.name)
+
+
+def check_host_ports(pod, plan):
+    from nsPod import ports
+    for section, containers in (("initContainers", pod.init_containers),
+                                ("containers", pod.containers)):
+        for ci, c in enumerate(containers):
+            for pi, p in enumerate(c.ports):
+                where = f"spec.{section}[{ci}].ports[{pi}]"
+                if p.host_port and p.protocol != "TCP":
+                    raise InputError(f"{where}.protocol: {p.protocol} hostPorts are not "
+                                     "supported yet (TCP only)")
+                if p.host_port and plan.network["mode"] == "none":
+                    raise InputError(f"{where}.hostPort: needs the pod network (this pod has "
+                                     "nspod.io/network: none, so no IP to forward to)")
+    ports.check_free([host for host, _, _ in plan.host_ports])
 
 
 def memory_reserve():

@@ -3,7 +3,7 @@ import os
 
 from nsPod import netdev, process
 from nsPod.process import step
-from nsPod.syscalls import CloneFlag, sethostname, unshare
+from nsPod.syscalls import CloneFlag, sethostname, trace, unshare
 
 NEW_FLAGS = {"net": CloneFlag.CLONE_NEWNET, "ipc": CloneFlag.CLONE_NEWIPC,
              "uts": CloneFlag.CLONE_NEWUTS, "pid": CloneFlag.CLONE_NEWPID}
@@ -11,6 +11,15 @@ NEW_FLAGS = {"net": CloneFlag.CLONE_NEWNET, "ipc": CloneFlag.CLONE_NEWIPC,
 
 def pause_binary():
     return os.path.join(os.path.dirname(os.path.realpath(__file__)), "_bin", "nspod-pause")
+
+
+def set_sysctl(name, value):
+    """net.ipv4.ip_local_port_range -> /proc/sys/net/ipv4/ip_local_port_range; a '/' in a
+    Kubernetes sysctl name stands for a '.' inside one component (an interface name)."""
+    path = "/proc/sys/" + name.translate(str.maketrans("./", "/."))
+    trace(f"write {path} {value}")
+    with open(path, "w") as f:
+        f.write(value)
 
 
 def spawn(pod, set_pdeathsig, prepare=None):
@@ -32,6 +41,10 @@ def spawn(pod, set_pdeathsig, prepare=None):
         if pod.namespaces["net"] == "pod":
             with step("bring lo up"):
                 netdev.link_up("lo")
+        for name, value in pod.sysctls:
+            # /proc/sys/net and the IPC sysctls show the namespaces of the process writing.
+            with step(f"set sysctl {name}={value}"):
+                set_sysctl(name, value)
         with step(f"exec {binary}"):
             devnull = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):

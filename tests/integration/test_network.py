@@ -184,3 +184,63 @@ def test_gc_after_a_monitor_crash_releases_the_network(nspod):
     with open(os.path.join(nspod.root, "network", "leases.json")) as f:
         assert json.load(f)["leases"] == {}
     nspod("rm", "p")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_host_port_publishes_a_pod_port_on_the_host(nspod):
+    port = free_port()
+    argv = json.dumps(["python3", "-c", SERVE, "0.0.0.0", "8080"])
+    text = pod_yaml("hp", f"""\
+    - name: web
+      command: {argv}
+      ports:
+        - containerPort: 8080
+          hostPort: {port}
+""")
+    nspod.run_yaml(text)
+    wait_for(lambda: "listening" in nspod("logs", "hp").stdout, what="the server")
+    for _ in range(3):
+        reply = subprocess.run(["python3", "-c", CONNECT, "127.0.0.1", str(port)],
+                               capture_output=True, text=True).stdout.strip()
+        assert reply == "hello from hp"
+    # Taken: by this pod, so a second pod asking for it is refused before anything is made.
+    taken = nspod("run", nspod.manifest(text.replace("name: hp", "name: hp2"), "hp2.yaml"),
+                  check=False)
+    assert taken.returncode == 1 and f"hostPort {port}: already in use" in taken.stderr
+    assert nspod.pods() == ["hp"]
+    nspod("rm", "-f", "hp")
+    reply = subprocess.run(["python3", "-c", CONNECT, "127.0.0.1", str(port)],
+                           capture_output=True, text=True).stdout.strip()
+    assert reply.startswith("failed")
+
+
+def test_namespaced_sysctls_are_set_pod_wide(nspod):
+    text = pod_yaml("sc", container("a") + container("b"), extra_spec="""\
+  securityContext:
+    sysctls:
+      - name: net.ipv4.ip_local_port_range
+        value: "20000 20999"
+      - name: kernel.shm_rmid_forced
+        value: "1"
+""")
+    nspod.run_yaml(text)
+    for c in ("a", "b"):
+        out = nspod("exec", "sc", "-c", c, "--", "cat", "/proc/sys/net/ipv4/ip_local_port_range",
+                    "/proc/sys/kernel/shm_rmid_forced").stdout.split()
+        assert out == ["20000", "20999", "1"]
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        assert f.read().split() != ["20000", "20999"]
+    unsafe = pod_yaml("bad", container("a"), extra_spec="""\
+  securityContext:
+    sysctls:
+      - name: vm.swappiness
+        value: "10"
+""")
+    result = nspod("run", nspod.manifest(unsafe, "bad.yaml"), check=False)
+    assert result.returncode == 2 and "vm.swappiness" in result.stderr
