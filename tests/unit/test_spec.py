@@ -374,9 +374,7 @@ def test_image_once_delivered(enable):
 GATED = [
     ("spec.activeDeadlineSeconds", 10),
     ("spec.initContainers", [{"name": "setup", "command": ["true"]}]),
-    ("spec.securityContext", {"runAsUser": 1000}),
     (f"{C0}.securityContext", {"privileged": True}),
-    (f"{C0}.ports", [{"containerPort": 80}]),
     (f"{C0}.livenessProbe", {"exec": {"command": ["true"]}}),
     (f"{C0}.readinessProbe", {"tcpSocket": {"port": 80}}),
     (f"{C0}.startupProbe", {"httpGet": {"port": 80}}),
@@ -402,10 +400,11 @@ def test_gated_fields_may_be_empty(path):
 
 
 def test_gated_fields_are_validated_all_the_same():
-    doc = with_container(ports=[{"containerPort": 0}])
+    doc = with_container(terminationMessagePolicy="Bogus")
     assert problems_of(doc) == [
-        "spec.containers[0].ports: not supported yet",
-        "spec.containers[0].ports[0].containerPort: 0 must be at least 1"]
+        "spec.containers[0].terminationMessagePolicy: not supported yet",
+        'spec.containers[0].terminationMessagePolicy: "Bogus" is not one of: File, '
+        'FallbackToLogsOnError']
 
 
 def test_app_containers_may_not_set_restart_policy():
