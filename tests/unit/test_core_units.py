@@ -50,14 +50,15 @@ def test_process_ref_rejects_reused_pid():
 
 def test_cri_log_records(tmp_path):
     path = tmp_path / "0.log"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    out = logs.StreamWriter(fd, "stdout")
-    err = logs.StreamWriter(fd, "stderr")
+    log = logs.LogFile(str(path))
+    out = logs.StreamWriter(log, "stdout")
+    err = logs.StreamWriter(log, "stderr")
     out.feed(b"hello\nwor")
     err.feed(b"oops\n")
     out.feed(b"ld\n" + b"x" * (logs.MAX_LINE + 10))
     out.close()
-    os.close(fd)
+    err.close()
+    assert log.fd is None  # the last stream to end closes the file
     lines = path.read_text().splitlines()
     stamp, stream, tag, text = lines[0].split(" ", 3)
     assert (stream, tag, text) == ("stdout", "F", "hello")
@@ -141,3 +142,17 @@ def test_spawn_prepare_sees_the_final_pid_before_go():
     pid = process.spawn(main, prepare=seen.append)
     os.waitpid(pid, 0)
     assert seen == [pid]
+
+
+def test_log_rotation_keeps_max_files_and_reads_in_order(tmp_path):
+    path = tmp_path / "0.log"
+    log = logs.LogFile(str(path), max_size=1024, max_files=3)
+    out = logs.StreamWriter(log, "stdout")
+    for i in range(200):
+        out.feed(b"line %03d\n" % i)
+    out.close()
+    assert sorted(os.listdir(tmp_path)) == ["0.log", "0.log.1", "0.log.2"]
+    texts = [t for _, _, t in logs.read_records(str(path))]
+    assert texts == sorted(texts) and texts[-1] == "line 199"
+    assert len(texts) < 200  # the oldest part was dropped
+    assert all(os.path.getsize(p) <= 1024 for p in logs.parts(str(path)))
