@@ -12,6 +12,10 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
 python3 -c 'import sysconfig, os; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null || need="$need python3-dev"
 command -v unshare >/dev/null || need="$need util-linux"
 command -v ip >/dev/null || need="$need iproute2"
+# seccomp (RuntimeDefault): pyseccomp drives the system's libseccomp, found through ldconfig.
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 ' || need="$need libseccomp2"
+# The image and security tests build their busybox root filesystems from /bin/busybox.
+[ -x /bin/busybox ] || need="$need busybox-static"
 if [ -n "$need" ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need

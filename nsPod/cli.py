@@ -204,6 +204,9 @@ def create_manifest(name, memory, volumes, share, hostname, network):
 def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
     """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
     from nsPod import pod as pods
+    if restart and not init:
+        raise InputError("--restart: only init containers take a restartPolicy (with --init "
+                         "--restart Always: a native sidecar); app containers follow the pod's")
     container = add_container_doc(name, memory, mounts, env, restart, workdir, image, command)
     for w in pods.add(ctx.config, pod, container, init=init):
         warn(w)
@@ -435,6 +438,30 @@ def exec_(ctx, interactive, tty, container, pod, command):
 
 @cli.command()
 @click.argument("pod")
+@click.argument("container")
+@pass_context
+def restart(ctx, pod, container):
+    """Restart one container of a running pod; nothing else in the pod changes."""
+    from nsPod import pod as pods
+    click.echo(pods.restart(ctx.config, pod, container))
+
+
+@cli.command()
+@click.argument("file")
+@pass_context
+def apply(ctx, file):
+    """Change a running pod to match FILE: only containers whose spec changed restart."""
+    from nsPod import pod as pods
+    for p in load_manifest(file):
+        changes = pods.apply(ctx.config, p)
+        if not changes:
+            click.echo(f"pod {p.name}: unchanged")
+        for name, fields in changes:
+            click.echo(f"pod {p.name}: container {name} restarted ({', '.join(fields)} changed)")
+
+
+@cli.command()
+@click.argument("pod")
 @click.option("--timeout", type=click.IntRange(min=0), metavar="S",
               help="Seconds between SIGTERM and SIGKILL (default: the pod's "
                    "terminationGracePeriodSeconds).")
@@ -490,6 +517,52 @@ def generate(ctx, pod):
     from nsPod import spec
     _, doc, _ = pods.load(ctx.config, pod)
     click.echo(spec.dump_yaml(spec.clean_manifest(doc["manifest"])), nl=False)
+
+
+# --- images ---------------------------------------------------------------------------------
+
+@cli.group()
+def image():
+    """nspod's local image store: root filesystems for containers' `image`."""
+
+
+@image.command("import")
+@click.argument("name")
+@click.argument("source", metavar="FILE|DIR")
+@pass_context
+def image_import(ctx, name, source):
+    """Store a root filesystem as NAME[:TAG]: a tarball (docker export), a directory, or an
+    OCI image layout (its Entrypoint, Cmd, Env, WorkingDir and User are kept)."""
+    from nsPod import images
+    click.echo(images.import_image(ctx.config, name, source)["name"])
+
+
+@image.command("ls")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@pass_context
+def image_ls(ctx, output):
+    """List the stored images."""
+    from nsPod import images
+    items = images.list_images(ctx.config)
+    if output == "json":
+        click.echo(json.dumps(items, indent=2))
+        return
+    rows = [("NAME", "FORMAT", "SIZE", "CREATED", "COMMAND")]
+    for item in items:
+        command = (item.get("entrypoint") or []) + (item.get("cmd") or [])
+        rows.append((item["name"], item.get("format", "-"), _size(item.get("size")),
+                     age(item.get("created")), " ".join(command) or "-"))
+    click.echo(table(rows))
+
+
+@image.command("rm")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@pass_context
+def image_rm(ctx, names):
+    """Remove images; one a pod under this root uses is refused."""
+    from nsPod import images
+    for name in names:
+        click.echo(images.remove(ctx.config, name))
 
 
 def main(argv=None):

@@ -1,24 +1,41 @@
 """One container: the child-side steps that turn a forked process into it, in order.
 
 Runs in a process forked by the monitor (process.spawn). The order matters and each position
-has its reason in a comment; read `_enter_pod` and `_build_root_and_exec` top to bottom.
+has its reason in a comment; read `_enter_pod`, `_build_root_and_exec` and `apply_security`
+top to bottom. `exec` (pod.exec_in) runs prepare_security and apply_security too, so that a
+command run in a container has the container's uid, gid, capabilities and seccomp filter.
 """
 import errno
 import os
+import stat
 
-from nsPod import mounts, namespaces, process
+from nsPod import mounts, namespaces, process, security
 from nsPod.process import step
 from nsPod.syscalls import CloneFlag, MountFlag, mount, pivot_root, umount2, unshare, MNT_DETACH
 
-DEVICES = {  # name: (major, minor), runc's default set
-    "null": (1, 3), "zero": (1, 5), "full": (1, 7),
-    "random": (1, 8), "urandom": (1, 9), "tty": (5, 0),
-}
+# The devices every container gets (runc's default set). Each is the host's own node, bound
+# onto a file in a nodev /dev: see _mount_dev for why this is the device allowlist.
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {
     "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
     "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx",
 }
+# Host /dev entries a privileged container does not copy: it gets its own instances of these.
+PRIVATE_DEV_ENTRIES = {"pts", "shm", "mqueue", "hugepages", "ptmx", "console"}
 NOSUID_NODEV_NOEXEC = MountFlag.MS_NOSUID | MountFlag.MS_NODEV | MountFlag.MS_NOEXEC
+# containerd's defaults (oci.populateDefaultUnixSpec), which runc applies: kernel files that
+# leak host information or let a container act on the host, hidden or made read-only.
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# A plan written before security settings existed means what an empty securityContext means.
+DEFAULT_SECURITY = {
+    "user": "", "group": "", "supplementalGroups": [], "fsGroup": None, "runAsNonRoot": False,
+    "privileged": False, "noNewPrivs": False, "readOnlyRootFilesystem": False,
+    "capabilities": None, "seccomp": "Unconfined",
+}
 
 
 def spawn(pod, container, pause_pid, container_dir, stdout_fd, stderr_fd, set_pdeathsig,
@@ -57,6 +74,13 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd):
     if container.env_error:
         with step("resolve subPathExpr"):
             raise ValueError(container.env_error)
+    settings = security_settings(container)
+    privileged = settings["privileged"]
+    # Non-privileged containers get no device but the allowlisted ones: every mount of theirs
+    # is nodev (see _mount_dev).
+    nodev = 0 if privileged else MountFlag.MS_NODEV
+    with step("prepare the seccomp filter"):
+        prepared = prepare_security(container)
     with step("make the container's mount namespace"):
         unshare(CloneFlag.CLONE_NEWNS)
         # Before any mount: on a host where / is shared (systemd), every mount below would
@@ -64,16 +88,18 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd):
         mount(None, "/", None, MountFlag.MS_REC | MountFlag.MS_PRIVATE)
     rootfs = os.path.join(container_dir, "rootfs")
     with step("mount the container's root"):
-        _mount_overlay_root(container_dir, rootfs)
+        _mount_overlay_root(container_dir, rootfs, container, nodev)
     with step("mount /proc"):
         # A fresh proc: it shows the pid namespace of the mounter, which is now ours.
         target = mounts.make_mountpoint(rootfs, "/proc")
         mount("proc", target, "proc", NOSUID_NODEV_NOEXEC)
     with step("mount /dev"):
-        _mount_dev(rootfs, pod.shm_path)
+        _mount_dev(rootfs, pod.shm_path, privileged)
     with step("mount /sys"):
         target = mounts.make_mountpoint(rootfs, "/sys")
-        mount("sysfs", target, "sysfs", NOSUID_NODEV_NOEXEC | MountFlag.MS_RDONLY)
+        # Writable only for privileged containers, as in Kubernetes.
+        read_only = 0 if privileged else MountFlag.MS_RDONLY
+        mount("sysfs", target, "sysfs", NOSUID_NODEV_NOEXEC | read_only)
     with step("mount /tmp"):
         target = mounts.make_mountpoint(rootfs, "/tmp")
         mounts.mount_tmpfs(target, "mode=1777", MountFlag.MS_NOSUID | MountFlag.MS_NODEV)
@@ -83,15 +109,35 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd):
             # volumes and logs would be readable from inside.
             target = mounts.secure_join(rootfs, pod.state_root)
             mounts.mount_tmpfs(target, "mode=0700,size=4k", NOSUID_NODEV_NOEXEC | MountFlag.MS_RDONLY)
+    if settings["fsGroup"] is not None:
+        with step(f"give the pod's emptyDir volumes to fsGroup {settings['fsGroup']}"):
+            _chown_empty_dirs(pod, container, settings["fsGroup"])
     for m in container.mounts:
         with step(f"mount volume {m.volume} at {m.target}"):
-            _mount_volume(rootfs, m)
+            _mount_volume(rootfs, m, nodev)
+    if not privileged:
+        # After the volumes, so that no volume mounted over /proc or /sys can undo them.
+        with step("mask and protect kernel files in /proc and /sys"):
+            for path in READONLY_PATHS:
+                mounts.make_read_only(os.path.join(rootfs, path.lstrip("/")))
+            for path in MASKED_PATHS:
+                mounts.mask(os.path.join(rootfs, path.lstrip("/")))
+    with step(f"working directory {container.cwd}"):
+        # runc makes a missing working directory; so do we, in the container's own layer,
+        # and before a read-only root would refuse it.
+        os.makedirs(mounts.secure_join(rootfs, container.cwd), exist_ok=True)
+    if settings["readOnlyRootFilesystem"]:
+        with step("make the root filesystem read-only"):
+            # Last, once every mount point exists: writes to the root now fail with EROFS,
+            # while /tmp, /dev and the volumes mounted on it stay as they are.
+            mounts.remount(rootfs, MountFlag.MS_RDONLY)
     with step("pivot_root"):
         _pivot_root(rootfs)
     with step(f"working directory {container.cwd}"):
-        # runc makes a missing working directory; so do we, in the container's own layer.
-        os.makedirs(container.cwd, exist_ok=True)
         os.chdir(container.cwd)
+    # While stderr is still the monitor's: --trace narrates these steps there, not into the
+    # container's log.
+    apply_security(container, prepared)
     with step("standard streams"):
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -100,7 +146,11 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd):
     _exec(container)
 
 
-def _mount_overlay_root(container_dir, rootfs):
+def _mount_overlay_root(container_dir, rootfs, container, nodev):
+    lower = container.rootfs or "/"
+    if not os.path.isdir(lower):
+        raise FileNotFoundError(errno.ENOENT, f"image {container.image}: the root filesystem "
+                                              "is not a directory", lower)
     # The upper layer lives on a tmpfs mounted in this mount namespace only: it vanishes with
     # the container, is charged to its memory cgroup, and is never a layer nested inside the
     # lower one (which overlayfs refuses when the state root is on the host's root fs).
@@ -109,23 +159,54 @@ def _mount_overlay_root(container_dir, rootfs):
         os.mkdir(os.path.join(container_dir, d), 0o755)
     upper = os.path.join(container_dir, "upper")
     work = os.path.join(container_dir, "work")
-    mount("overlay", rootfs, "overlay", 0, f"lowerdir=/,upperdir={upper},workdir={work}")
+    # The image is only ever a lower layer: containers sharing it never write into it.
+    options = (f"lowerdir={_overlay_path(lower)},upperdir={_overlay_path(upper)},"
+               f"workdir={_overlay_path(work)}")
+    mount("overlay", rootfs, "overlay", nodev, options)
+    if container.rootfs:
+        # The image's root directory as the container's '/': overlayfs takes the upper
+        # directory's mode for it, which is the tmpfs's 0755 whatever the image says.
+        st = os.stat(lower)
+        os.chmod(rootfs, stat.S_IMODE(st.st_mode))
+        os.chown(rootfs, st.st_uid, st.st_gid)
 
 
-def _mount_dev(rootfs, shm_path):
+def _overlay_path(path):
+    """A path in overlayfs's options: ',' separates options and ':' lower layers, so both
+    are escaped (an image directory is called name:tag)."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def _mount_dev(rootfs, shm_path, privileged):
+    """A tmpfs /dev with the standard devices, pts, shm and links.
+
+    The device allowlist, without a devices cgroup (nspod uses none; on cgroup v2 it would be a
+    BPF program): the tmpfs is nodev, like every other mount of a non-privileged container,
+    and each allowed device is the host's node bound onto a file in it. A bind mount is a
+    mount of its own, so those devices open; a node made with mknod (CAP_MKNOD is a default
+    capability) anywhere else in the container cannot be opened (EACCES). runc takes the same
+    way when it cannot use the devices cgroup (rootless). Privileged containers get every
+    device of the host, as in Kubernetes, in a /dev where mknod'ed nodes work too.
+    """
     dev = mounts.make_mountpoint(rootfs, "/dev")
-    # No MS_NODEV here: the device nodes below must work.
-    mounts.mount_tmpfs(dev, "mode=0755,size=65536k", MountFlag.MS_NOSUID | MountFlag.MS_STRICTATIME)
-    for name, (major, minor) in DEVICES.items():
-        path = os.path.join(dev, name)
-        os.mknod(path, 0o666 | 0o020000, os.makedev(major, minor))
-        os.chmod(path, 0o666)
+    flags = MountFlag.MS_NOSUID | MountFlag.MS_STRICTATIME
+    if not privileged:
+        flags |= MountFlag.MS_NODEV
+    mounts.mount_tmpfs(dev, "mode=0755,size=65536k", flags)
+    if privileged:
+        _copy_host_devices("/dev", dev)
+    else:
+        for name in DEVICES:
+            path = os.path.join(dev, name)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+            mounts.bind(os.path.join("/dev", name), path, recursive=False)
     pts = os.path.join(dev, "pts")
-    os.mkdir(pts, 0o755)
+    os.makedirs(pts, 0o755, exist_ok=True)
     mount("devpts", pts, "devpts", MountFlag.MS_NOSUID | MountFlag.MS_NOEXEC,
           "newinstance,ptmxmode=0666,mode=0620,gid=5")
     for name, target in DEV_LINKS.items():
-        os.symlink(target, os.path.join(dev, name))
+        if not os.path.lexists(os.path.join(dev, name)):
+            os.symlink(target, os.path.join(dev, name))
     shm = os.path.join(dev, "shm")
     os.mkdir(shm, 0o1777)
     if shm_path:
@@ -135,7 +216,35 @@ def _mount_dev(rootfs, shm_path):
         mounts.mount_tmpfs(shm, "mode=1777,size=65536k", NOSUID_NODEV_NOEXEC)
 
 
-def _mount_volume(rootfs, m):
+def _copy_host_devices(source, target):
+    """Every character and block device under the host's /dev, made anew in `target`."""
+    for entry in os.scandir(source):
+        if entry.name in PRIVATE_DEV_ENTRIES and source == "/dev":
+            continue
+        st = entry.stat(follow_symlinks=False)
+        path = os.path.join(target, entry.name)
+        if stat.S_ISDIR(st.st_mode):
+            os.makedirs(path, stat.S_IMODE(st.st_mode), exist_ok=True)
+            _copy_host_devices(entry.path, path)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            os.mknod(path, st.st_mode, st.st_rdev)
+            os.chown(path, st.st_uid, st.st_gid)
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+
+def _chown_empty_dirs(pod, container, fs_group):
+    """The kubelet's SetVolumeOwnership for emptyDir: group fsGroup, setgid so that what is
+    made inside belongs to that group too, group-writable. hostPath volumes stay as they are."""
+    empty_dirs = {v.name: v.path for v in pod.volumes if v.kind in ("dir", "tmpfs")}
+    for m in container.mounts:
+        path = empty_dirs.get(m.volume)
+        if path:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            os.chown(path, -1, fs_group)
+            os.chmod(path, mode | stat.S_ISGID | stat.S_IRWXG)
+
+
+def _mount_volume(rootfs, m, nodev):
     source = m.source
     if m.sub_path:
         # Resolved inside the volume, so a symlink in it cannot point the mount elsewhere;
@@ -144,7 +253,7 @@ def _mount_volume(rootfs, m):
         if not os.path.lexists(source):
             os.makedirs(source, mode=0o777, exist_ok=True)
     target = mounts.make_mountpoint(rootfs, m.target, directory=os.path.isdir(source))
-    mounts.bind(source, target, read_only=m.read_only)
+    mounts.bind(source, target, read_only=m.read_only, extra_flags=nodev)
 
 
 def _pivot_root(rootfs):
@@ -156,9 +265,132 @@ def _pivot_root(rootfs):
     os.chdir("/")
 
 
+# --- who the process is: shared by the container and `exec` ---------------------------------
+
+def security_settings(plan):
+    """The plan's security settings, with an old plan's gaps filled with the defaults."""
+    from nsPod.plan import DEFAULT_CAPABILITIES
+    settings = {**DEFAULT_SECURITY, **(plan.security or {})}
+    if settings["capabilities"] is None:
+        settings["capabilities"] = list(DEFAULT_CAPABILITIES)
+    return settings
+
+
+def prepare_security(plan):
+    """What apply_security needs that must be made while the host's files are still visible:
+    the compiled seccomp filter (pyseccomp loads libseccomp from the host). Call it before the
+    mount namespace changes (the container) or in the parent, before joining (exec)."""
+    settings = security_settings(plan)
+    if settings["seccomp"] != "RuntimeDefault":
+        return None
+    from nsPod import seccomp
+    return seccomp.runtime_default(settings["capabilities"])
+
+
+def apply_security(plan, prepared):
+    """Become the container's user with its capabilities, no_new_privs and seccomp filter.
+
+    Runs as root with every capability, after pivot_root (the container's and exec's child
+    alike: /etc/passwd, /etc/group and /proc are the container's), right before execve.
+    `prepared` is what prepare_security returned. Each step's place is forced by the
+    privileges it needs or takes away.
+    """
+    settings = security_settings(plan)
+    privileged = settings["privileged"]
+    with step("find the user and groups in the container's /etc/passwd and /etc/group"):
+        uid, gid, groups = resolve_identity(settings)
+    if settings["runAsNonRoot"] and uid == 0:
+        with step("check runAsNonRoot"):
+            raise PermissionError(errno.EPERM, "container has runAsNonRoot and image will run "
+                                               "as root (set runAsUser, or USER in the image)")
+    # Privileged: everything this process has (which the host may have limited).
+    keep = (security.permitted_capabilities() if privileged
+            else security.capability_numbers(settings["capabilities"]))
+    if prepared is not None:
+        from nsPod import seccomp   # loaded already, by prepare_security
+    if prepared is not None and not settings["noNewPrivs"]:
+        with step("load the seccomp filter"):
+            # Without no_new_privs the kernel lets only CAP_SYS_ADMIN install a filter: now,
+            # while we have it. The filter allows every step below (capset, setuid, prctl).
+            seccomp.load(prepared)
+    if not privileged:
+        with step("drop capabilities from the bounding set"):
+            # Before the effective set loses CAP_SETPCAP, which PR_CAPBSET_DROP needs. For a
+            # root process the bounding set is what it gets back at execve.
+            security.limit_bounding_set(keep)
+    with step(f"set user {uid}, group {gid}, groups {groups}"):
+        # After the bounding set, before the capset: setuid() away from root empties the
+        # permitted set unless KEEPCAPS is on; with it, permitted survives (effective does
+        # not) until the capset below. Groups before gid before uid: each needs
+        # CAP_SETGID/CAP_SETUID, which the uid change takes away.
+        security.set_identity(uid, gid, groups)
+    with step("set capabilities"):
+        # After setuid: effective and permitted become the container's set. A non-root user
+        # loses them at execve (no ambient capabilities), as in Kubernetes.
+        security.set_capabilities(keep)
+    if settings["noNewPrivs"]:
+        with step("set no_new_privs"):
+            security.set_no_new_privs()
+        if prepared is not None:
+            with step("load the seccomp filter"):
+                # Last, just before execve: no_new_privs lets it in without CAP_SYS_ADMIN,
+                # and the filter has nothing of ours left to judge but the execve.
+                seccomp.load(prepared)
+
+
+def resolve_identity(settings):
+    """(uid, gid, supplementary groups) as runc finds them: a user name or number from the
+    container's /etc/passwd (the number needs no entry), its primary group unless a group is
+    given, the groups that list it as a member, then supplementalGroups and fsGroup."""
+    user, group = str(settings["user"] or ""), str(settings["group"] or "")
+    passwd = _read_db("/etc/passwd")
+    if not user:
+        user = "0"
+    if user.isdigit():
+        uid = int(user)
+        entry = next((e for e in passwd if e[2] == user), None)
+    else:
+        entry = next((e for e in passwd if e[0] == user), None)
+        if entry is None:
+            raise LookupError(f"unable to find user {user}: no matching entries in passwd file")
+        uid = int(entry[2])
+    gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    group_db = _read_db("/etc/group")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            found = next((e for e in group_db if e[0] == group), None)
+            if found is None:
+                raise LookupError(f"unable to find group {group}: no matching entries in "
+                                  "group file")
+            gid = int(found[2])
+    groups = []
+    if entry:
+        groups += [int(e[2]) for e in group_db
+                   if len(e) > 3 and entry[0] in e[3].split(",") and e[2].isdigit()]
+    groups += [int(g) for g in settings["supplementalGroups"] or ()]
+    if settings["fsGroup"] is not None:
+        groups.append(int(settings["fsGroup"]))
+    return uid, gid, list(dict.fromkeys(groups))
+
+
+def _read_db(path):
+    """The colon-separated records of /etc/passwd or /etc/group; none if there is no file."""
+    try:
+        with open(path, errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f
+                    if line.strip() and not line.startswith("#") and line.count(":") >= 2]
+    except OSError:
+        return []
+
+
 def _exec(container):
-    argv = container.argv
-    env = container.env_dict()
+    exec_argv(container.argv, container.env_dict())
+
+
+def exec_argv(argv, env):
+    """execvpe with the runtime's wording for what cannot be run (a 127 or 126, like a shell)."""
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as e:
@@ -167,3 +399,42 @@ def _exec(container):
         else:
             e.user_message = f'exec: "{argv[0]}": {os.strerror(e.errno).lower()}'
         raise process.StepFailed("exec", e) from e
+
+
+JOINED_KINDS = ("ipc", "uts", "net", "pid", "mnt")
+
+
+def spawn_joined(target, plan, argv, attach=None, stdin=False, quiet=False):
+    """A new process inside a running container (nspod exec, exec probes and hooks): its
+    namespaces, its cgroup (attach), its uid, gid, capabilities and seccomp filter.
+
+    `target` is the container's ProcessRef: its namespaces are opened first and the pid is
+    checked after, so a pid reused in between is not joined. Returns the new process's pid;
+    raises process.ChildFailed when the command cannot be run.
+    """
+    from nsPod.errors import StateError
+    fds = namespaces.open_all(target.pid, JOINED_KINDS)
+    try:
+        if not target.alive():
+            raise StateError(f"container {plan.name} is not running")
+        # Made here, where the host's libseccomp is in reach; applied in the child.
+        prepared = prepare_security(plan)
+        env = plan.env_dict()
+
+        def join():
+            if quiet:
+                devnull = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+            namespaces.join_all(fds, target.pid)
+
+        def run():
+            os.chdir(plan.cwd if os.path.isdir(plan.cwd) else "/")
+            if not stdin:
+                os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+            apply_security(plan, prepared)
+            exec_argv(list(argv), env)
+
+        return process.spawn(run, pre_fork=join, fork_again=True, prepare=attach)
+    finally:
+        namespaces.close_all(fds)

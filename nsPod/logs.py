@@ -34,11 +34,23 @@ class LogFile:
         self.size = os.fstat(self.fd).st_size
         self.users = 0   # streams still writing here; the last one to end closes it
 
-    def write(self, data):
-        if self.size and self.size + len(data) > self.max_size:
-            self.rotate()
-        os.write(self.fd, data)
-        self.size += len(data)
+    def write(self, lines):
+        """Append whole CRI lines, rotating between lines so no part outgrows max_size."""
+        batch, batch_size = [], 0
+        for line in lines:
+            if self.size + batch_size + len(line) > self.max_size and (self.size or batch):
+                self._flush(batch)
+                batch, batch_size = [], 0
+                self.rotate()
+            batch.append(line)
+            batch_size += len(line)
+        self._flush(batch)
+
+    def _flush(self, batch):
+        if batch:
+            data = b"".join(batch)
+            os.write(self.fd, data)
+            self.size += len(data)
 
     def rotate(self):
         os.close(self.fd)
@@ -114,8 +126,8 @@ class StreamWriter:
         if not records:
             return
         stamp = timestamp().encode()
-        self.log_file.write(b"".join(b"%s %s %s %s\n" % (stamp, self.stream, tag, text)
-                                       for text, tag in records))
+        self.log_file.write([b"%s %s %s %s\n" % (stamp, self.stream, tag, text)
+                             for text, tag in records])
 
 
 def parse_line(line):

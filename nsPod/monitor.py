@@ -1,15 +1,23 @@
 """The per-pod monitor: one detached process per pod that owns the pod's lifetime.
 
-It makes the pod (volumes, pause, containers), is the parent or subreaper of every process in
-it, records each exit, turns container output into CRI logs, answers the control socket, and
-tears the pod down when pause dies, when every container has ended, or when told to stop.
-It sleeps in the kernel: one selector over the signal wakeup fd (SIGCHLD, SIGTERM), the
-control socket and the log pipes. It imports no click, yaml or pyroute2 (memory per pod).
+It makes the pod's sandbox (cgroups, volumes, pause, network), runs its containers as the
+kubelet would (init containers in order, native sidecars, restart policies with crash-loop
+backoff, probes, hooks, deadlines), is the parent or subreaper of every process in it,
+records each exit, turns container output into CRI logs, answers the control socket, and
+tears the pod down when it has ended or is told to stop.
 
-Started by the CLI as `python -m nsPod.monitor POD_DIR READY_FD LOCK_FD`: it reports
-{"ok": true, "warnings": [...]} or {"error": "..."} on READY_FD, then lives on alone.
+It sleeps in the kernel: one selector over the signal wakeup fd (SIGCHLD, SIGTERM), the
+control socket, the log pipes and hostPort sockets, with the nearest timer (backoff, probe,
+grace period, deadline) as its timeout. It imports no click, yaml or pyroute2 (its memory is
+paid once per pod); probes, hooks, hostPorts and the network client load only when a pod
+uses them.
+
+Started by the CLI as `python -m nsPod.monitor POD_DIR READY_FD LOCK_FD CLI_PID`: it
+reports {"ok": true, "warnings": [...]} or {"error": "..."} on READY_FD, then lives alone.
 """
 import errno
+import heapq
+import itertools
 import json
 import os
 import selectors
@@ -19,15 +27,17 @@ import struct
 import sys
 import time
 
-from nsPod import container, logs, namespaces, sandbox, security, state, volumes
+from nsPod import container, lifecycle, logs, namespaces, sandbox, security, state, volumes
 from nsPod.cgroups import Limits
 from nsPod.cgroups import parents as cgroup_parents
 from nsPod.errors import NspodError, describe
-from nsPod.plan import PAUSE_CGROUP, PodPlan, container_from_json
+from nsPod.lifecycle import APP, INIT, SIDECAR
+from nsPod.plan import PAUSE_CGROUP, PodPlan, container_from_json, termination_log
 from nsPod.process import ChildFailed
 from nsPod.state import ProcessRef, now_rfc3339
 
 CONTROL_TIMEOUT = 2.0
+KILL_WAIT = 3600.0   # after SIGKILL there is nothing left to wait for but the kernel
 
 
 class Aborted(NspodError):
@@ -40,6 +50,30 @@ def exit_status(status):
         sig = os.WTERMSIG(status)
         return 128 + sig, sig
     return os.WEXITSTATUS(status), None
+
+
+class Run:
+    """What the monitor knows of one container besides its status in state.json."""
+
+    def __init__(self, plan, backoff):
+        self.plan = plan
+        self.name = plan.name
+        self.kind = lifecycle.kind_of(plan)
+        self.backoff = backoff
+        self.pid = None
+        self.serial = 0            # bumped at each start: results of older checks are ignored
+        self.started_mono = None
+        self.launched = False      # started at least once in the current sandbox
+        self.completed = False     # an init container that succeeded in the current sandbox
+        self.done = False          # ended and will not be started again
+        self.pending = None        # timer of a restart to come
+        self.manual_restart = False
+        self.adhoc = False         # added by `nspod add --init`: its failure is its own
+        self.log_file = None
+        self.stream_fds = ()
+        self.probes = {}           # probe kind -> {"successes", "failures", "pid", "timer"}
+        self.hook_pid = None
+        self.post_start_done = True
 
 
 class Monitor:
@@ -57,51 +91,103 @@ class Monitor:
             "mounts": [],
             "containers": {},
             "cgroup": None,
+            "conditions": {},
         }
+        self.backoff_base, self.backoff_max = doc.get("backoff", [10.0, 300.0])
+        self.runs = {}
+        for plan in self.plan.init_containers + self.plan.containers:
+            self.add_run(plan)
+        self.log_limits = logs.limits_from_env()
         self.cgroups = None
         self.forwarders = []
         self.selector = selectors.DefaultSelector()
-        self.children = {}         # pid -> container name, or "" for pause
-        self.streams = {}          # read fd -> (container name, StreamWriter)
-        self.log_fds = {}          # container name -> log file fd
-        self.stop_deadline = None  # set once stopping: SIGKILL after it
+        self.children = {}         # pid -> ("pause",) | ("container", run) | ("check", ...)
+        self.streams = {}          # read fd -> StreamWriter
+        self.timers = []           # heap of (monotonic time, sequence, callback)
+        self.cancelled = set()
+        self.sequence = itertools.count()
+        self.stopping = False
+        self.sidecars_stopping = False
+        self.pause_signalled = False
+        self.warnings = None
+        self.stop_deadline = None
         self.stop_waiters = []     # control connections to answer when the pod is down
+        self.init_waiters = {}     # container name -> connections waiting for it to end
         self.setup_done = False
+        self.sandbox_down = False  # pause died; a new sandbox comes once everything is reaped
+        self.init_failed = None
         self.final_reason = None
+        self.generation = 0
 
-    # --- state -------------------------------------------------------------------------
+    def add_run(self, plan):
+        run = Run(plan, lifecycle.Backoff(self.backoff_base, self.backoff_max))
+        self.runs[plan.name] = run
+        reason = "PodInitializing" if run.kind == APP and self.plan.init_containers else \
+            "ContainerCreating"
+        self.state["containers"][plan.name] = {
+            "state": {"waiting": {"reason": reason}}, "restartCount": 0, "ready": False,
+            "started": False, "init": plan.init, "lastState": {}}
+        return run
+
+    def ordered(self, kinds):
+        return [r for r in self.runs.values() if r.kind in kinds]
+
+    # --- state ---------------------------------------------------------------------------
 
     def save(self):
         self.dir.write_state(self.state)
 
-    def container_state(self, name):
-        return self.state["containers"][name]
+    def cstate(self, run):
+        return self.state["containers"][run.name]
 
-    # --- setup: a straight line, each step recorded before it is taken ------------------
+    # --- timers --------------------------------------------------------------------------
+
+    def at(self, delay, callback):
+        token = next(self.sequence)
+        heapq.heappush(self.timers, (time.monotonic() + delay, token, callback))
+        return token
+
+    def cancel(self, token):
+        if token is not None:
+            self.cancelled.add(token)
+
+    def run_timers(self):
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, token, callback = heapq.heappop(self.timers)
+            if token in self.cancelled:
+                self.cancelled.discard(token)
+                continue
+            callback()
+
+    def next_timeout(self):
+        while self.timers and self.timers[0][1] in self.cancelled:
+            self.cancelled.discard(heapq.heappop(self.timers)[1])
+        if not self.timers:
+            return None
+        return max(0.0, self.timers[0][0] - time.monotonic())
+
+    # --- setup: a straight line, each step recorded before it is taken --------------------
 
     def setup(self):
         os.makedirs(self.dir.file("logs"), exist_ok=True)
         os.makedirs(self.dir.file("containers"), exist_ok=True)
-        for c in self.plan.init_containers + self.plan.containers:
-            self.state["containers"][c.name] = waiting_state(c, "ContainerCreating")
+        os.makedirs(self.dir.file("termination"), exist_ok=True)
         self.save()
         self.open_control_socket()
         self.make_pod_cgroup()
         self.make_volumes()
         self.write_etc_files()
-        self.start_pause()
-        self.connect_network()
+        self.make_sandbox()
         self.publish_host_ports()
+        if self.plan.active_deadline_seconds:
+            self.at(self.plan.active_deadline_seconds, self.on_deadline)
         warnings = []
-        for c in self.plan.containers:
-            warning = self.start_container(c)
-            if warning:
-                warnings.append(warning)
-        self.state["phase"] = "Running"
-        self.save()
+        self.warnings = warnings
+        self.advance()
+        self.warnings = None
+        self.update_phase()
         self.setup_done = True
-        if self.all_containers_ended():
-            self.begin_stop(0)
         return warnings
 
     def open_control_socket(self):
@@ -134,8 +220,7 @@ class Monitor:
         return lambda pid: self.cgroups.attach(rel, pid)
 
     def make_volumes(self):
-        pod_volumes = list(self.plan.volumes)
-        for v in pod_volumes:
+        for v in self.plan.volumes:
             if v.kind == "tmpfs":
                 self.record_mount(v.path)
             volumes.create(v)
@@ -147,12 +232,26 @@ class Monitor:
             mount_tmpfs(self.plan.shm_path, "mode=1777,size=65536k",
                         MountFlag.MS_NOSUID | MountFlag.MS_NODEV | MountFlag.MS_NOEXEC)
 
+    def record_mount(self, path):
+        self.state["mounts"].append(path)
+        self.save()
+
     def write_etc_files(self):
         """The pod's hosts, hostname and resolv.conf: one copy, bind-mounted into each container."""
         etc = self.dir.file("etc")
         os.makedirs(etc, exist_ok=True)
         for name, content in self.plan.etc_files.items():
             state.write_text(os.path.join(etc, name), content)
+
+    def make_sandbox(self):
+        """pause in the pod's new namespaces, then its network (the same IP every time)."""
+        pid = sandbox.spawn(self.plan, set_pdeathsig=_die_with_monitor,
+                            prepare=self.attach_to(PAUSE_CGROUP))
+        self.children[pid] = ("pause",)
+        self.state["pause"] = ProcessRef.of(pid).to_json()
+        self.state["namespaces"] = namespaces.ns_ids(pid, ("net", "ipc", "uts", "pid"))
+        self.save()
+        self.connect_network()
 
     def connect_network(self):
         network = self.plan.network
@@ -182,91 +281,107 @@ class Monitor:
         self.state["hostPorts"] = self.plan.host_ports
         self.save()
 
-    def record_mount(self, path):
-        self.state["mounts"].append(path)
-        self.save()
+    # --- what runs when: the kubelet's order ----------------------------------------------
 
-    def start_pause(self):
-        pid = sandbox.spawn(self.plan, set_pdeathsig=_die_with_monitor,
-                            prepare=self.attach_to(PAUSE_CGROUP))
-        self.children[pid] = ""
-        self.state["pause"] = ProcessRef.of(pid).to_json()
-        self.state["namespaces"] = namespaces.ns_ids(pid, ("net", "ipc", "uts", "pid"))
-        self.save()
+    def advance(self):
+        """Start whatever may start now: the next init container, sidecars, app containers."""
+        if self.stopping or self.sandbox_down or self.init_failed:
+            return
+        for run in self.ordered((INIT, SIDECAR)):
+            if run.kind == INIT:
+                if run.completed:
+                    continue
+                if run.pid is None and run.pending is None and not run.done:
+                    self.start(run)
+                if not run.completed:
+                    return  # one at a time, each to completion
+            else:
+                if not run.launched and run.pid is None and run.pending is None:
+                    self.start(run)
+                # A sidecar gates the next init container until it has started (its
+                # startup probe, when it has one, succeeded).
+                if not self.cstate(run).get("started"):
+                    return
+        self.state["initialized"] = True
+        for run in self.ordered((APP,)):
+            if self.stopping:
+                return  # a start that failed may have ended the pod
+            if not run.launched and run.pid is None and run.pending is None and not run.done:
+                self.start(run)
 
-    def start_container(self, plan):
-        """Start one container; a failure is its status (StartError), not the pod's end."""
-        name = plan.name
-        cstate = self.container_state(name)
-        run = cstate["restartCount"]
-        log_dir = self.dir.file("logs", name)
+    def start(self, run):
+        """Start one container run; a failure to start is that run's end (StartError)."""
+        cstate = self.cstate(run)
+        if cstate.get("everStarted"):
+            # Every start after the first is a restart: counted, its predecessor kept as
+            # lastState (logs --previous reads that run's file).
+            cstate["restartCount"] += 1
+            if "terminated" in cstate["state"]:
+                cstate["lastState"] = {"terminated": cstate["state"]["terminated"]}
+        run.launched = True
+        run.pending = None
+        run.serial += 1
+        run.post_start_done = run.plan.lifecycle.get("postStart") is None
+        log_dir = self.dir.file("logs", run.name)
         os.makedirs(log_dir, exist_ok=True)
-        log_path = os.path.join(log_dir, f"{run}.log")
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        container_dir = self.dir.file("containers", name)
+        log_path = os.path.join(log_dir, f"{cstate['restartCount']}.log")
+        log_file = logs.LogFile(log_path, *self.log_limits)
+        cstate["log"] = os.path.relpath(log_path, self.dir.path)
+        cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(run.name)}"
+        self.cgroups.create(self.cgroup_rel(run.name), Limits(**run.plan.limits))
+        cstate["oomKills"] = self.cgroups.oom_kills(self.cgroup_rel(run.name))
+        message_file = termination_log(self.dir.path, run.name)
+        state.write_text(message_file, "", mode=0o666)
+        container_dir = self.dir.file("containers", run.name)
         os.makedirs(container_dir, exist_ok=True)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        cstate["log"] = os.path.relpath(log_path, self.dir.path)
-        cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(name)}"
-        self.cgroups.create(self.cgroup_rel(name), Limits(**plan.limits))
-        cstate["oomKills"] = self.cgroups.oom_kills(self.cgroup_rel(name))
         started_at = now_rfc3339()
         try:
-            pid = container.spawn(self.plan, plan, self.state["pause"]["pid"], container_dir,
-                                  out_w, err_w, set_pdeathsig=_die_with_monitor,
-                                  prepare=self.attach_to(name))
+            pid = container.spawn(self.plan, run.plan, self.state["pause"]["pid"],
+                                  container_dir, out_w, err_w, set_pdeathsig=_die_with_monitor,
+                                  prepare=self.attach_to(run.name))
         except ChildFailed as e:
-            for fd in (out_r, err_r, log_fd):
+            for fd in (out_r, err_r):
                 os.close(fd)
-            finished = now_rfc3339()
-            cstate["state"] = {"terminated": {
-                "exitCode": 128, "reason": "StartError", "message": e.message,
-                "startedAt": started_at, "finishedAt": finished}}
-            cstate.pop("pid", None)
-            self.save()
-            return f"container {name}: StartError: {e.message}"
+            log_file.release()
+            cstate["everStarted"] = True
+            terminated = {"exitCode": 128, "reason": "StartError", "message": e.message,
+                          "startedAt": started_at, "finishedAt": now_rfc3339()}
+            if self.warnings is not None:
+                self.warnings.append(f"container {run.name}: StartError: {e.message}")
+            self.ended(run, terminated, ran_for=0.0)
+            return
         finally:
             # Only the container may hold the write ends, so its exit is our EOF.
             os.close(out_w)
             os.close(err_w)
-        self.children[pid] = name
-        self.log_fds[name] = log_fd
+        run.pid = pid
+        run.started_mono = time.monotonic()
+        run.log_file = log_file
+        self.children[pid] = ("container", run)
+        run.stream_fds = (out_r, err_r)
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
-            self.streams[fd] = (name, logs.StreamWriter(log_fd, stream))
+            self.streams[fd] = logs.StreamWriter(log_file, stream)
             self.selector.register(fd, selectors.EVENT_READ, "log")
         ref = ProcessRef.of(pid)
+        lc = run.plan.lifecycle
+        started = lc.get("startupProbe") is None and run.post_start_done
         cstate.update({
-            "pid": ref.pid, "pidStartTime": ref.start_time,
+            "pid": ref.pid, "pidStartTime": ref.start_time, "everStarted": True,
             "state": {"running": {"startedAt": started_at}},
-            "started": True, "ready": True,
+            "started": started,
+            "ready": started and lc.get("readinessProbe") is None,
             "namespaces": namespaces.ns_ids(pid),
         })
         self.save()
-        return None
+        if not run.post_start_done:
+            self.run_hook(run, "postStart")
+        else:
+            self.begin_probes(run)
 
-    # --- the loop ------------------------------------------------------------------------
-
-    def loop(self):
-        while True:
-            timeout = None
-            if self.stop_deadline is not None:
-                timeout = max(0.0, self.stop_deadline - time.monotonic())
-            for key, _ in self.selector.select(timeout):
-                if key.data == "signal":
-                    self.on_signal()
-                elif key.data == "control":
-                    self.on_control()
-                elif key.data == "log":
-                    self.on_log(key.fd)
-                else:
-                    key.data.on_ready(key.fileobj)
-            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
-                self.kill_everything(signal.SIGKILL)
-                self.stop_deadline = time.monotonic() + 3600
-            if self.finished():
-                return
+    # --- exits ---------------------------------------------------------------------------
 
     def on_signal(self):
         try:
@@ -275,7 +390,7 @@ class Monitor:
         except BlockingIOError:
             pass
         self.reap()
-        if self.term_requested and self.stop_deadline is None:
+        if self.term_requested and not self.stopping:
             self.begin_stop(self.plan.grace_seconds)
 
     def reap(self):
@@ -286,65 +401,472 @@ class Monitor:
                 return
             if pid == 0:
                 return
-            name = self.children.pop(pid, None)
-            if name == "":
+            what = self.children.pop(pid, None)
+            if what is None:
+                continue  # an orphan re-parented to us: reaping it is all it needs
+            if what[0] == "pause":
                 self.on_pause_exit(status)
-            elif name is not None:
-                self.on_container_exit(name, status)
-            # anything else: an orphan re-parented to us; reaping it is all it needs
+            elif what[0] == "container":
+                self.on_container_exit(what[1], status)
+            else:
+                self.on_check_exit(what, status)
 
-    def on_pause_exit(self, status):
-        if self.stop_deadline is None:
-            code, sig = exit_status(status)
-            how = f"signal {sig}" if sig else f"exit code {code}"
-            self.final_reason = ("SandboxDied", f"the pod's pause process ended ({how})")
-            self.begin_stop(0)
-
-    def on_container_exit(self, name, status):
+    def on_container_exit(self, run, status):
         code, sig = exit_status(status)
-        cstate = self.container_state(name)
-        running = cstate["state"].get("running", {})
+        cstate = self.cstate(run)
         # The kernel counts OOM kills per cgroup: a rise since the start names this container
         # as the victim, whether its own limit or the pod's was hit.
-        oom_kills = self.cgroups.oom_kills(self.cgroup_rel(name))
+        oom_kills = self.cgroups.oom_kills(self.cgroup_rel(run.name))
         oom = oom_kills > cstate.get("oomKills", 0)
         cstate["oomKills"] = oom_kills
         terminated = {
             "exitCode": code,
             "reason": "OOMKilled" if oom else "Completed" if code == 0 else "Error",
-            "startedAt": running.get("startedAt"),
+            "startedAt": cstate["state"].get("running", {}).get("startedAt"),
             "finishedAt": now_rfc3339(),
         }
         if sig:
             terminated["signal"] = sig
+        # What it wrote last may still sit in its pipes: the log must hold it before the
+        # run is judged (FallbackToLogsOnError reads it).
+        for fd in run.stream_fds:
+            while fd in self.streams and self.on_log(fd):
+                pass
+        message = self.termination_message(run, code)
+        if message:
+            terminated["message"] = message
+        run.pid = None
+        self.stop_checks(run)
+        self.ended(run, terminated, time.monotonic() - (run.started_mono or time.monotonic()))
+
+    def termination_message(self, run, code):
+        lc = run.plan.lifecycle
+        try:
+            with open(termination_log(self.dir.path, run.name), errors="replace") as f:
+                text = f.read(4096)
+        except OSError:
+            text = ""
+        tail = ""
+        if lc.get("terminationMessagePolicy") == "FallbackToLogsOnError" and code != 0 \
+                and not text.strip():
+            tail = logs.tail_text(self.dir.file(self.cstate(run)["log"]))
+        return lifecycle.termination_message(lc.get("terminationMessagePolicy"), code, text, tail)
+
+    def ended(self, run, terminated, ran_for):
+        """A run is over: record it, then restart it, move on, or end the pod, by policy."""
+        cstate = self.cstate(run)
+        cstate.pop("pid", None)
+        cstate.pop("pidStartTime", None)
         cstate["state"] = {"terminated": terminated}
         cstate["ready"] = False
         cstate["started"] = False
-        cstate.pop("pid", None)
-        cstate.pop("pidStartTime", None)
+        code = terminated["exitCode"]
+        for conn in self.init_waiters.pop(run.name, []):
+            _send(conn, {"ok": code == 0, "exitCode": code, "reason": terminated["reason"]})
+            conn.close()
+        if self.stopping or self.sandbox_down:
+            self.save()
+            self.rebuild_when_reaped()
+            return
+        if run.manual_restart:
+            run.manual_restart = False
+            run.backoff.reset()
+            self.schedule_restart(run, 0.0)
+        elif run.adhoc:
+            run.done = True
+            run.completed = code == 0
+        elif run.kind == INIT and code == 0:
+            run.completed = True
+        elif lifecycle.should_restart(run.kind, self.plan.restart_policy, code):
+            self.schedule_restart(run, run.backoff.next_delay(ran_for))
+        else:
+            run.done = True
+            if run.kind == INIT:
+                self.init_failed = run.name
+                self.final_reason = None
         self.save()
-        if self.stop_deadline is None and self.all_containers_ended():
-            # restartPolicy Never: once every container has ended the pod is done.
-            self.begin_stop(0)
+        self.advance()
+        self.update_phase()
+        if self.state["phase"] in state.TERMINAL_PHASES:
+            self.begin_stop(self.plan.grace_seconds)
 
-    def all_containers_ended(self):
-        names = [c.name for c in self.plan.containers]
-        return bool(names) and all(
-            "terminated" in self.container_state(n)["state"] for n in names)
+    def schedule_restart(self, run, delay):
+        cstate = self.cstate(run)
+        if delay > 0:
+            cstate["lastState"] = {"terminated": cstate["state"]["terminated"]}
+            cstate["state"] = {"waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off {delay:g}s restarting failed container={run.name} "
+                           f"pod={self.plan.name}"}}
+            cstate["nextStart"] = time.time() + delay
+        run.pending = self.at(delay, lambda: self.restart_now(run))
+
+    def restart_now(self, run):
+        run.pending = None
+        self.cstate(run).pop("nextStart", None)
+        if self.stopping or self.sandbox_down:
+            return
+        if not (run.kind == INIT and run.completed):
+            self.start(run)
+        self.update_phase()
+
+    def on_pause_exit(self, status):
+        if self.stopping:
+            return
+        code, sig = exit_status(status)
+        how = f"signal {sig}" if sig else f"exit code {code}"
+        if self.plan.restart_policy == "Never":
+            self.final_reason = ("SandboxDied", f"the pod's pause process ended ({how})")
+            self.begin_stop(0)
+            return
+        # A new sandbox: everything of the old one goes first, then pause, network, init
+        # containers in order and the app containers again, each restart counted.
+        self.sandbox_down = True
+        self.state["pause"] = None
+        print(f"nspod monitor: pause ended ({how}); making a new sandbox", file=sys.stderr)
+        for run in self.runs.values():
+            self.cancel(run.pending)
+            run.pending = None
+            self.stop_checks(run)
+            if run.pid:
+                _kill(run.pid, signal.SIGKILL)
+        self.save()
+        self.rebuild_when_reaped()
+
+    def rebuild_when_reaped(self):
+        """The new sandbox comes once the old one's last container has been reaped."""
+        if self.sandbox_down and not any(r.pid for r in self.runs.values()):
+            self.rebuild_sandbox()
+
+    def rebuild_sandbox(self):
+        self.generation += 1
+        for run in self.runs.values():
+            run.launched = False
+            run.completed = False
+            run.done = False
+        self.state["initialized"] = False
+        try:
+            self.make_sandbox()
+        except (NspodError, OSError) as e:
+            self.final_reason = ("SandboxCreationFailed", describe(e))
+            self.begin_stop(0)
+            return
+        self.sandbox_down = False
+        if self.forwarders:
+            for forwarder in self.forwarders:
+                forwarder.target = (self.state["podIP"], forwarder.target[1])
+        self.advance()
+        self.update_phase()
+
+    def on_deadline(self):
+        if self.stopping:
+            return
+        self.final_reason = ("DeadlineExceeded",
+                             "Pod was active on the node longer than the specified deadline")
+        self.begin_stop(self.plan.grace_seconds)
+
+    # --- probes and hooks ----------------------------------------------------------------
+
+    def begin_probes(self, run):
+        lc = run.plan.lifecycle
+        if lc.get("startupProbe"):
+            self.schedule_probe(run, "startupProbe", first=True)
+            return
+        for kind in ("livenessProbe", "readinessProbe"):
+            if lc.get(kind):
+                self.schedule_probe(run, kind, first=True)
+
+    def schedule_probe(self, run, kind, first=False):
+        spec = run.plan.lifecycle[kind]
+        probe = run.probes.setdefault(kind, {"successes": 0, "failures": 0, "pid": None,
+                                             "timer": None})
+        delay = spec["initialDelaySeconds"] if first else spec["periodSeconds"]
+        serial = run.serial
+        probe["timer"] = self.at(delay, lambda: self.run_probe(run, kind, serial))
+
+    def run_probe(self, run, kind, serial):
+        if run.pid is None or run.serial != serial or self.stopping:
+            return
+        spec = run.plan.lifecycle[kind]
+        pid = self.spawn_check(run, spec["handler"])
+        probe = run.probes[kind]
+        if pid is None:
+            self.probe_result(run, kind, serial, False)
+            return
+        probe["pid"] = pid
+        self.children[pid] = ("check", run, kind, serial)
+        probe["timer"] = self.at(spec["timeoutSeconds"], lambda: _kill(pid, signal.SIGKILL))
+
+    def spawn_check(self, run, handler):
+        from nsPod import probes
+        try:
+            cstate = self.cstate(run)
+            target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
+            return probes.spawn(handler, self.state["pause"]["pid"], self.state.get("podIP"),
+                                target, run.plan, self.attach_to(run.name))
+        except (ChildFailed, OSError, NspodError):
+            return None
+
+    def on_check_exit(self, what, status):
+        _, run, kind, serial = what
+        ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        if kind in ("postStart", "preStop"):
+            run.hook_pid = None
+            self.hook_done(run, kind, serial, ok)
+            return
+        probe = run.probes.get(kind)
+        if probe:
+            self.cancel(probe["timer"])
+            probe["pid"] = None
+        self.probe_result(run, kind, serial, ok)
+
+    def probe_result(self, run, kind, serial, ok):
+        if run.pid is None or run.serial != serial or self.stopping:
+            return
+        spec = run.plan.lifecycle[kind]
+        probe = run.probes[kind]
+        if ok:
+            probe["successes"] += 1
+            probe["failures"] = 0
+        else:
+            probe["failures"] += 1
+            probe["successes"] = 0
+        cstate = self.cstate(run)
+        if kind == "startupProbe":
+            if ok:
+                cstate["started"] = True
+                cstate["ready"] = run.plan.lifecycle.get("readinessProbe") is None
+                self.save()
+                for other in ("livenessProbe", "readinessProbe"):
+                    if run.plan.lifecycle.get(other):
+                        self.schedule_probe(run, other, first=True)
+                self.advance()
+                self.update_phase()
+                return
+            if probe["failures"] >= spec["failureThreshold"]:
+                self.kill_for_probe(run, spec)
+                return
+        elif kind == "livenessProbe":
+            if probe["failures"] >= spec["failureThreshold"]:
+                self.kill_for_probe(run, spec)
+                return
+        elif kind == "readinessProbe":
+            ready = cstate["ready"]
+            if ok and probe["successes"] >= spec["successThreshold"]:
+                ready = True
+            elif not ok and probe["failures"] >= spec["failureThreshold"]:
+                ready = False
+            if ready != cstate["ready"]:
+                cstate["ready"] = ready
+                self.save()
+                self.update_phase()
+        self.schedule_probe(run, kind)
+
+    def kill_for_probe(self, run, spec):
+        """A failed liveness or startup probe: the container is killed, then restarted by
+        the pod's policy (as the kubelet does; with Never it just ends)."""
+        grace = spec.get("terminationGracePeriodSeconds")
+        self.terminate(run, self.plan.grace_seconds if grace is None else grace)
+
+    def run_hook(self, run, kind):
+        handler = run.plan.lifecycle[kind]
+        serial = run.serial
+        if handler["kind"] == "sleep":
+            self.at(handler["seconds"], lambda: self.hook_done(run, kind, serial, True))
+            return
+        pid = self.spawn_check(run, handler)
+        if pid is None:
+            self.hook_done(run, kind, serial, False)
+            return
+        run.hook_pid = pid
+        self.children[pid] = ("check", run, kind, serial)
+
+    def hook_done(self, run, kind, serial, ok):
+        if run.serial != serial or run.pid is None:
+            return
+        if kind == "postStart":
+            run.post_start_done = True
+            if not ok:
+                # The kubelet kills a container whose postStart hook failed.
+                print(f"nspod monitor: container {run.name}: postStart hook failed",
+                      file=sys.stderr)
+                _kill(run.pid, signal.SIGKILL)
+                return
+            cstate = self.cstate(run)
+            lc = run.plan.lifecycle
+            if lc.get("startupProbe") is None:
+                cstate["started"] = True
+                cstate["ready"] = lc.get("readinessProbe") is None
+                self.save()
+                self.advance()
+                self.update_phase()
+            self.begin_probes(run)
+        else:
+            _kill(run.pid, signal.SIGTERM)
+
+    def stop_checks(self, run):
+        for probe in run.probes.values():
+            self.cancel(probe.get("timer"))
+            if probe.get("pid"):
+                _kill(probe["pid"], signal.SIGKILL)
+        run.probes = {}
+        if run.hook_pid:
+            _kill(run.hook_pid, signal.SIGKILL)
+            run.hook_pid = None
+
+    # --- stopping ------------------------------------------------------------------------
+
+    def terminate(self, run, grace):
+        """preStop, then SIGTERM, then SIGKILL after the grace period."""
+        if run.pid is None:
+            return
+        pid, serial = run.pid, run.serial
+        if grace <= 0:
+            _kill(pid, signal.SIGKILL)
+            return
+        if run.plan.lifecycle.get("preStop") and run.hook_pid is None:
+            self.run_hook(run, "preStop")
+        else:
+            _kill(pid, signal.SIGTERM)
+        self.at(grace, lambda: run.serial == serial and run.pid and _kill(run.pid, signal.SIGKILL))
+
+    def begin_stop(self, grace_seconds):
+        """App containers first (preStop, SIGTERM), then sidecars in reverse order, then pause;
+        SIGKILL for whatever is left at the end of the grace period."""
+        if self.stopping:
+            if grace_seconds == 0:
+                self.kill_everything()
+            return
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + grace_seconds
+        self.at(grace_seconds, self.kill_everything)
+        for run in self.runs.values():
+            self.cancel(run.pending)
+            run.pending = None
+            for probe in run.probes.values():
+                self.cancel(probe.get("timer"))
+        for run in self.ordered((APP, INIT)):
+            self.terminate(run, grace_seconds)
+        self.stop_sidecars_when_apps_gone()
+
+    def stop_sidecars_when_apps_gone(self):
+        if not self.stopping or self.sidecars_stopping:
+            return
+        if any(r.pid for r in self.ordered((APP, INIT))):
+            return
+        self.sidecars_stopping = True
+        left = max(0.0, self.stop_deadline - time.monotonic())
+        for run in reversed(self.ordered((SIDECAR,))):
+            self.terminate(run, left)
+
+    def kill_everything(self):
+        for run in self.runs.values():
+            if run.pid:
+                _kill(run.pid, signal.SIGKILL)
+        for pid, what in list(self.children.items()):
+            if what[0] == "check":
+                _kill(pid, signal.SIGKILL)
+        self.kill_pause(signal.SIGKILL)
+
+    def kill_pause(self, sig=signal.SIGTERM):
+        for pid, what in self.children.items():
+            if what[0] == "pause":
+                # pause exits 0 on SIGTERM; as PID 1 of a shared pid namespace its exit
+                # takes every remaining process of the namespace with it.
+                _kill(pid, sig)
+
+    def finished(self):
+        if not self.stopping:
+            return False
+        self.stop_sidecars_when_apps_gone()
+        if any(r.pid for r in self.runs.values()):
+            return False
+        if any(what[0] == "pause" for what in self.children.values()):
+            if not self.pause_signalled:
+                self.pause_signalled = True
+                self.kill_pause()
+            return False
+        # Probes and hooks still running have nothing left to check: they go before we do.
+        checks = [pid for pid, what in self.children.items() if what[0] == "check"]
+        for pid in checks:
+            _kill(pid, signal.SIGKILL)
+        return not checks
+
+    # --- phase and conditions ------------------------------------------------------------
+
+    def app_states(self):
+        states = []
+        for run in self.ordered((APP,)):
+            cstate = self.cstate(run)
+            if run.pid:
+                states.append("running")
+            elif run.pending is not None or run.manual_restart:
+                states.append("restarting")
+            elif "terminated" in cstate["state"]:
+                code = cstate["state"]["terminated"]["exitCode"]
+                states.append("succeeded" if code == 0 else "failed")
+            else:
+                states.append("waiting")
+        return states
+
+    def update_phase(self):
+        init_done = bool(self.state.get("initialized"))
+        phase = lifecycle.pod_phase(self.plan.restart_policy, bool(self.init_failed), init_done,
+                                    self.app_states())
+        if self.final_reason:
+            phase = "Failed"
+        unready = [r.name for r in self.ordered((APP, SIDECAR))
+                   if not self.cstate(r).get("ready")]
+        waiting_for = next((r.name for r in self.ordered((INIT, SIDECAR))
+                            if not r.completed and r.kind == INIT
+                            or r.kind == SIDECAR and not self.cstate(r).get("started")), "")
+        reasons = lifecycle.condition_reasons(phase, init_done, waiting_for, unready)
+        changed = phase != self.state["phase"]
+        self.state["phase"] = phase
+        for kind, (ok, reason, message) in reasons.items():
+            old = self.state["conditions"].get(kind)
+            if old is None or old["status"] != ok:
+                self.state["conditions"][kind] = {
+                    "status": ok, "reason": reason, "message": message,
+                    "lastTransitionTime": now_rfc3339()}
+                changed = True
+            else:
+                old.update(reason=reason, message=message)
+        if changed:
+            self.save()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def loop(self):
+        while not self.finished():
+            for key, _ in self.selector.select(self.next_timeout()):
+                if key.data == "signal":
+                    self.on_signal()
+                elif key.data == "control":
+                    self.on_control()
+                elif key.data == "log":
+                    self.on_log(key.fd)
+                else:
+                    key.data.on_ready(key.fileobj)
+            self.run_timers()
 
     def on_log(self, fd):
-        name, writer = self.streams[fd]
+        """Move what is in one pipe into the log; True while there may be more."""
+        writer = self.streams.get(fd)
+        if writer is None:
+            return False  # drained and closed earlier in this round of events
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
-            return
+            return False
         if data:
             writer.feed(data)
-            return
+            return True
         writer.close()
         self.selector.unregister(fd)
         os.close(fd)
         del self.streams[fd]
+        return False
 
     # --- control socket ------------------------------------------------------------------
 
@@ -364,74 +886,91 @@ class Monitor:
                 self.begin_stop(self.plan.grace_seconds if timeout is None else timeout)
                 return
             if op == "add":
-                reply = self.add_container(request)
+                reply = self.add_container(request, conn)
+                if reply is None:
+                    return  # an init container: answered when it has ended
+            elif op == "restart":
+                reply = self.restart_container(request["container"])
+            elif op == "apply":
+                reply = self.apply(request)
             elif op == "ping":
                 reply = {"ok": True}
             else:
                 raise NspodError(f"unknown request {op!r}")
-        except (OSError, ValueError, NspodError) as e:
+        except (OSError, ValueError, KeyError, NspodError) as e:
             reply = {"error": describe(e)}
         _send(conn, reply)
         conn.close()
 
-    def add_container(self, request):
-        if self.stop_deadline is not None:
+    def check_running(self):
+        if self.stopping:
             raise NspodError(f"pod {self.plan.name} is stopping")
+        if self.sandbox_down:
+            raise NspodError(f"pod {self.plan.name} is making a new sandbox; try again")
+
+    def add_container(self, request, conn):
+        self.check_running()
         plan = container_from_json(request["container"])
-        if self.plan.container(plan.name):
+        if plan.name in self.runs:
             raise NspodError(f"pod {self.plan.name} already has a container {plan.name!r}")
-        self.plan.containers.append(plan)
+        (self.plan.init_containers if plan.init else self.plan.containers).append(plan)
+        self.write_plan(request["manifest"])
+        run = self.add_run(plan)
+        self.warnings = []
+        if run.kind == INIT:
+            # `nspod add --init`: runs now, to completion, beside whatever else runs; the
+            # answer comes when it has ended.
+            run.adhoc = True
+            self.init_waiters.setdefault(plan.name, []).append(conn)
+            self.start(run)
+            self.warnings = None
+            return None if plan.name in self.init_waiters else {"ok": True}
+        self.start(run)
+        warnings, self.warnings = self.warnings, None
+        self.update_phase()
+        return {"ok": True, "warnings": warnings}
+
+    def write_plan(self, manifest):
         doc = self.dir.read_pod()
         doc["plan"] = self.plan.to_json()
-        doc["manifest"] = request["manifest"]
+        doc["manifest"] = manifest
         self.dir.write_pod(doc)
-        self.state["containers"][plan.name] = waiting_state(plan, "ContainerCreating")
-        warning = self.start_container(plan)
-        return {"ok": True, "warnings": [warning] if warning else []}
 
-    # --- stopping ------------------------------------------------------------------------
+    def restart_container(self, name):
+        """`nspod restart`: this container only, now, counted; nothing else changes."""
+        self.check_running()
+        run = self.runs.get(name)
+        if run is None:
+            raise NspodError(f"pod {self.plan.name} has no container {name!r}")
+        run.done = False
+        if run.pid:
+            run.manual_restart = True
+            self.terminate(run, self.plan.grace_seconds)
+        else:
+            self.cancel(run.pending)
+            run.backoff.reset()
+            self.restart_now(run)
+        return {"ok": True}
 
-    def begin_stop(self, grace_seconds):
-        """SIGTERM now, SIGKILL at the deadline; teardown once everything has been reaped."""
-        if self.stop_deadline is not None:
-            self.stop_deadline = min(self.stop_deadline, time.monotonic() + grace_seconds)
-            return
-        self.stop_deadline = time.monotonic() + grace_seconds
-        self.kill_containers(signal.SIGTERM if grace_seconds > 0 else signal.SIGKILL)
-        if not self.container_pids():
-            self.kill_pause()
+    def apply(self, request):
+        """Replace the plans of changed containers and restart exactly those, in place."""
+        self.check_running()
+        changed = [container_from_json(c) for c in request["containers"]]
+        for plan in changed:
+            if plan.name not in self.runs:
+                raise NspodError(f"pod {self.plan.name} has no container {plan.name!r}")
+        for plan in changed:
+            lists = self.plan.init_containers if plan.init else self.plan.containers
+            lists[[c.name for c in lists].index(plan.name)] = plan
+            run = self.runs[plan.name]
+            run.plan = plan
+            self.cgroups.set_limits(self.cgroup_rel(plan.name), Limits(**plan.limits))
+        self.write_plan(request["manifest"])
+        for plan in changed:
+            self.restart_container(plan.name)
+        return {"ok": True}
 
-    def container_pids(self):
-        return [pid for pid, name in self.children.items() if name]
-
-    def kill_containers(self, sig):
-        for pid in self.container_pids():
-            _kill(pid, sig)
-
-    def kill_pause(self):
-        for pid, name in self.children.items():
-            if name == "":
-                # pause exits 0 on SIGTERM; as PID 1 of a shared pid namespace its exit
-                # takes every remaining process of the namespace with it.
-                _kill(pid, signal.SIGTERM)
-
-    def kill_everything(self, sig):
-        self.kill_containers(sig)
-        for pid, name in self.children.items():
-            if name == "":
-                _kill(pid, signal.SIGKILL)
-
-    def finished(self):
-        if self.stop_deadline is None:
-            return False
-        if self.container_pids():
-            return False
-        if "" in self.children.values():
-            self.kill_pause()
-            return False
-        return True
-
-    # --- teardown: every step idempotent --------------------------------------------------
+    # --- teardown: every step idempotent ---------------------------------------------------
 
     def teardown(self):
         for forwarder in self.forwarders:
@@ -449,16 +988,36 @@ class Monitor:
                 undo()
             except (NspodError, OSError) as e:
                 print(f"nspod monitor: {what}: {describe(e)}", file=sys.stderr)
-        self.state["phase"] = final_phase(self.state, self.plan)
+        self.state["phase"] = self.final_phase()
         if self.final_reason:
             self.state["reason"], self.state["message"] = self.final_reason
         self.state["pause"] = None
+        for run in self.runs.values():
+            self.cstate(run)["ready"] = False
+            self.cstate(run).pop("nextStart", None)
+        self.update_conditions_at_end()
         self.save()
+
+    def final_phase(self):
+        if self.final_reason or self.init_failed:
+            return "Failed"
+        codes = []
+        for run in self.ordered((APP,)):
+            terminated = self.cstate(run)["state"].get("terminated")
+            codes.append(terminated["exitCode"] if terminated else 137)
+        return "Succeeded" if codes and all(code == 0 for code in codes) else "Failed"
+
+    def update_conditions_at_end(self):
+        for kind in ("ContainersReady", "Ready"):
+            cond = self.state["conditions"].get(kind)
+            if cond and cond["status"]:
+                cond.update(status=False, reason="PodCompleted", message=None,
+                            lastTransitionTime=now_rfc3339())
 
     def drain_logs(self):
         for fd in list(self.streams):
             # What the containers wrote before they ended.
-            name, writer = self.streams.pop(fd)
+            writer = self.streams.pop(fd)
             with _suppress_os():
                 while True:
                     data = os.read(fd, 65536)
@@ -466,24 +1025,9 @@ class Monitor:
                         break
                     writer.feed(data)
             writer.close()
+            with _suppress_os():
+                self.selector.unregister(fd)
             os.close(fd)
-        for fd in self.log_fds.values():
-            os.close(fd)
-        self.log_fds.clear()
-
-
-def waiting_state(plan, reason):
-    return {"state": {"waiting": {"reason": reason}}, "restartCount": 0, "ready": False,
-            "started": False, "init": plan.init}
-
-
-def final_phase(pod_state, plan):
-    """Succeeded when every app container ended with 0 under restartPolicy Never."""
-    codes = []
-    for c in plan.containers:
-        terminated = pod_state["containers"][c.name]["state"].get("terminated")
-        codes.append(terminated["exitCode"] if terminated else 137)
-    return "Succeeded" if codes and all(code == 0 for code in codes) else "Failed"
 
 
 def unmount_recorded(pod_state):
@@ -520,6 +1064,7 @@ def _kill(pid, sig):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+    return True
 
 
 def _die_with_monitor():
@@ -592,6 +1137,7 @@ def main(argv):
             import traceback
             traceback.print_exc()
         monitor.setup_done = True  # a second signal must not interrupt the undoing
+        monitor.warnings = None
         monitor.begin_stop(0)
     _send_ready(ready_fd, reply)
     # From here on the CLI is gone: our stderr is the pod's monitor.log.

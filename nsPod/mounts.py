@@ -53,12 +53,57 @@ def make_mountpoint(root, path, directory=True):
     return target
 
 
-def bind(source, target, read_only=False, recursive=True):
+def bind(source, target, read_only=False, recursive=True, extra_flags=0):
+    """Bind source at target; read_only and extra_flags (e.g. MS_NODEV) are per-mount flags
+    of the new mount only, on top of those the source's mount already has."""
     flags = MountFlag.MS_BIND | (MountFlag.MS_REC if recursive else 0)
     mount(source, target, None, flags)
     if read_only:
-        # A bind mount takes MS_RDONLY only in a second, remount call.
-        mount(None, target, None, MountFlag.MS_BIND | MountFlag.MS_REMOUNT | MountFlag.MS_RDONLY)
+        extra_flags |= MountFlag.MS_RDONLY
+    if extra_flags:
+        # A bind mount takes its flags only in a second, remount call.
+        remount(target, extra_flags)
+
+
+MS_NOATIME, MS_NODIRATIME = 1024, 2048  # <sys/mount.h>; only ever read back and kept
+# statvfs's f_flag bits and the per-mount flags they stand for.
+_STATVFS_FLAGS = {
+    os.ST_RDONLY: MountFlag.MS_RDONLY, os.ST_NOSUID: MountFlag.MS_NOSUID,
+    os.ST_NODEV: MountFlag.MS_NODEV, os.ST_NOEXEC: MountFlag.MS_NOEXEC,
+    os.ST_NOATIME: MS_NOATIME, os.ST_NODIRATIME: MS_NODIRATIME,
+    os.ST_RELATIME: MountFlag.MS_RELATIME,
+}
+
+
+def remount(target, add_flags):
+    """Add per-mount flags to the mount at target (MS_REMOUNT|MS_BIND).
+
+    Such a remount sets the flags to exactly those given: the ones the mount already has
+    (nosuid, noexec of a host path...) are read back and kept, as runc does, or making a
+    volume read-only would quietly make it exec-able too.
+    """
+    current = os.statvfs(target).f_flag
+    flags = MountFlag(0)
+    for bit, flag in _STATVFS_FLAGS.items():
+        if current & bit:
+            flags |= flag
+    mount(None, target, None, MountFlag.MS_BIND | MountFlag.MS_REMOUNT | flags | add_flags)
+
+
+def mask(path):
+    """Make path unreadable as runc's maskedPaths do: /dev/null over a file, an empty
+    read-only tmpfs over a directory; a path this kernel lacks needs nothing."""
+    if os.path.isdir(path):
+        mount("tmpfs", path, "tmpfs", MountFlag.MS_RDONLY | MountFlag.MS_NOSUID
+              | MountFlag.MS_NODEV | MountFlag.MS_NOEXEC, "size=0,mode=0555")
+    elif os.path.lexists(path):
+        mount("/dev/null", path, None, MountFlag.MS_BIND)
+
+
+def make_read_only(path):
+    """runc's readonlyPaths: path bound onto itself, read-only (if this kernel has it)."""
+    if os.path.lexists(path):
+        bind(path, path, read_only=True)
 
 
 def mount_tmpfs(target, options, flags=0):

@@ -43,6 +43,11 @@ class ContainerPlan:
     image: str = ""
     env_error: str = ""   # a subPathExpr/env problem only detectable now: the start fails with it
     limits: dict = field(default_factory=dict)   # cgroups.Limits fields
+    # restartPolicy (sidecars), probes, hooks, terminationMessage*: see lifecycle_plan()
+    lifecycle: dict = field(default_factory=dict)
+    rootfs: str = ""      # the overlay's lower layer: an image's root filesystem; "" is the host's /
+    # who the process is and what it may do: see security_plan()
+    security: dict = field(default_factory=dict)
 
     def env_dict(self):
         return dict(self.env)
@@ -73,6 +78,7 @@ class PodPlan:
     etc_files: dict = field(default_factory=dict)    # name -> content: hosts, hostname, resolv.conf
     sysctls: list = field(default_factory=list)      # [[name, value]]: set in pause's namespaces
     host_ports: list = field(default_factory=list)   # [[hostPort, containerPort, container]]
+    active_deadline_seconds: int | None = None
 
     def to_json(self):
         return asdict(self)
@@ -116,6 +122,7 @@ class Facts:
     host_hosts: str = ""          # the host's /etc/hosts, for hostNetwork pods
     host_resolv_conf: str = ""    # the host's /etc/resolv.conf
     host_name: str = "localhost"
+    images: dict = field(default_factory=dict)   # "name:tag" -> the image store's config of it
 
 
 def make_plan(pod, facts):
@@ -151,6 +158,7 @@ def make_plan(pod, facts):
         etc_files=etc,
         sysctls=[list(kv) for kv in pod.security_context.sysctls],
         host_ports=host_ports(pod),
+        active_deadline_seconds=pod.active_deadline_seconds,
     )
 
 
@@ -315,9 +323,10 @@ def volume_plan(volume, facts):
 
 
 def container_plan(container, pod, volumes, facts, etc=None):
+    image = image_config(container, pod, facts)
     env = container_env(container, pod, facts)
     values = dict(env)
-    argv = [expand(a, values) for a in list(container.command) + list(container.args)]
+    argv = command_line(container, pod, values, image)
     sources = {v.name: v.path for v in volumes}
     mounts = []
     env_error = ""
@@ -330,6 +339,9 @@ def container_plan(container, pod, volumes, facts, etc=None):
                              f"{m.sub_path_expr!r} expands to {sub_path!r}, not a relative path "
                              "inside the volume")
         mounts.append(MountPlan(m.name, sources[m.name], m.mount_path, sub_path, m.read_only))
+    if container.termination_message_path:
+        mounts.append(MountPlan("termination-log", termination_log(facts.pod_dir, container.name),
+                                container.termination_message_path))
     # The pod's hosts files, unless the container mounts its own there (kept verbatim).
     targets = {m.target for m in mounts}
     for name, target in ETC_FILES.items():
@@ -339,13 +351,163 @@ def container_plan(container, pod, volumes, facts, etc=None):
         name=container.name,
         argv=argv,
         env=[list(kv) for kv in env],
-        cwd=container.working_dir or "/",
+        cwd=container.working_dir or image.get("workingDir") or "/",
         mounts=mounts,
         init=container.init,
         image=container.image,
         env_error=env_error,
         limits=container_limits(container),
+        lifecycle=lifecycle_plan(container, facts),
+        rootfs=image.get("rootfs", ""),
+        security=security_plan(container, pod, image),
     )
+
+
+# --- the root filesystem and the security context (images.py, container.py) ----------------
+
+# What containerd's CRI and Docker give a container that asks for nothing (OCI defaults).
+DEFAULT_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+
+
+def container_path(container, pod):
+    """The container's field path in the manifest, for errors found only now."""
+    for key, group in (("initContainers", pod.init_containers), ("containers", pod.containers)):
+        for i, c in enumerate(group):
+            if c.name == container.name:
+                return f"spec.{key}[{i}]"
+    return f"container {container.name}"
+
+
+def image_config(container, pod, facts):
+    """What the container's image gives: {rootfs, entrypoint, cmd, env, workingDir, user}.
+
+    {} for the host's root; a directory path is a root filesystem with nothing else; a name
+    must be in the image store (facts.images), or the pod is refused before anything is made.
+    """
+    from nsPod.spec import image_is_path, image_reference
+    image = container.image
+    if not image:
+        return {}
+    if image_is_path(image):
+        return {"rootfs": image}
+    config = facts.images.get(image_reference(image))
+    if config is None:
+        from nsPod.errors import InputError
+        raise InputError(f"{container_path(container, pod)}.image: {image!r} is not in nspod's "
+                         f"image store (add it with: nspod image import {image} FILE|DIR)")
+    return config
+
+
+def image_env(container, pod, facts):
+    """The image's Env as a dict (KEY=VALUE strings; a bare KEY means an empty value)."""
+    env = {}
+    for item in image_config(container, pod, facts).get("env") or ():
+        key, _, value = item.partition("=")
+        if key:
+            env[key] = value
+    return env
+
+
+def command_line(container, pod, values, image):
+    """argv as Kubernetes makes it: command replaces the image's Entrypoint and args its Cmd;
+    only the spec's own words are $(VAR)-expanded (the kubelet never sees the image's)."""
+    command = [expand(a, values) for a in container.command]
+    args = [expand(a, values) for a in container.args]
+    if command:
+        return command + args
+    entrypoint = list(image.get("entrypoint") or ())
+    argv = entrypoint + (args or list(image.get("cmd") or ()))
+    if not argv:
+        from nsPod.errors import InputError
+        raise InputError(f"{container_path(container, pod)}.command: required: image "
+                         f"{container.image!r} has no Entrypoint or Cmd to run")
+    return argv
+
+
+def capabilities(security_context):
+    """The capability set as containerd's CRI computes it: the defaults; add ALL, then drop
+    ALL, then the single adds, then the single drops (so add ALL + drop X is all but X)."""
+    from nsPod.spec import _CAPABILITY_NAMES
+    add, drop = security_context.capabilities_add, security_context.capabilities_drop
+    caps = set(DEFAULT_CAPABILITIES)
+    if "ALL" in add:
+        caps = set(_CAPABILITY_NAMES)
+    if "ALL" in drop:
+        caps = set()
+    caps |= {c for c in add if c != "ALL"}
+    caps -= set(drop)
+    return sorted(caps)
+
+
+def security_plan(container, pod, image):
+    """The container's security settings: its own securityContext over the pod's, over the
+    image's USER. Read by container.apply_security (the container and `exec` alike)."""
+    from nsPod.spec import _CAPABILITY_NAMES
+    mine, pods = container.security_context, pod.security_context
+
+    def pick(name):
+        value = getattr(mine, name)
+        return value if value is not None else getattr(pods, name)
+
+    run_as_user, run_as_group = pick("run_as_user"), pick("run_as_group")
+    image_user, _, image_group = (image.get("user") or "").partition(":")
+    privileged = bool(mine.privileged)
+    return {
+        # Names (from an image's USER) are looked up in the container's own /etc/passwd.
+        "user": image_user if run_as_user is None else str(run_as_user),
+        "group": (str(run_as_group) if run_as_group is not None
+                  else image_group if run_as_user is None else ""),
+        "supplementalGroups": list(pods.supplemental_groups),
+        "fsGroup": pods.fs_group,
+        "runAsNonRoot": bool(pick("run_as_non_root")),
+        "privileged": privileged,
+        # Kubernetes: no_new_privs only when allowPrivilegeEscalation is explicitly false.
+        "noNewPrivs": mine.allow_privilege_escalation is False,
+        "readOnlyRootFilesystem": bool(mine.read_only_root_filesystem),
+        "capabilities": sorted(_CAPABILITY_NAMES) if privileged else capabilities(mine),
+        # Privileged containers run unconfined, as containerd runs them; unset is Unconfined.
+        "seccomp": ("Unconfined" if privileged
+                    else mine.seccomp_profile or pods.seccomp_profile or "Unconfined"),
+    }
+
+
+def termination_log(pod_dir, name):
+    """The host file bound at the container's terminationMessagePath (its root is a tmpfs
+    that is gone once the container has ended; this file stays for the monitor to read)."""
+    return os.path.join(pod_dir, "termination", name)
+
+
+def lifecycle_plan(container, facts):
+    ports = {p.name: p.container_port for p in container.ports if p.name}
+
+    def handler(h):
+        if h is None:
+            return None
+        data = {"kind": h.kind, "command": list(h.command), "host": h.host, "path": h.path,
+                "scheme": h.scheme, "headers": [list(x) for x in h.headers], "seconds": h.seconds}
+        data["port"] = ports.get(h.port, h.port) if isinstance(h.port, str) else h.port
+        return data
+
+    def probe(p):
+        if p is None:
+            return None
+        return {"handler": handler(p.handler), "initialDelaySeconds": p.initial_delay_seconds,
+                "timeoutSeconds": p.timeout_seconds, "periodSeconds": p.period_seconds,
+                "successThreshold": p.success_threshold, "failureThreshold": p.failure_threshold,
+                "terminationGracePeriodSeconds": p.termination_grace_period_seconds}
+
+    return {
+        "restartPolicy": container.restart_policy,
+        "startupProbe": probe(container.startup_probe),
+        "livenessProbe": probe(container.liveness_probe),
+        "readinessProbe": probe(container.readiness_probe),
+        "postStart": handler(container.post_start),
+        "preStop": handler(container.pre_stop),
+        "terminationMessagePath": container.termination_message_path,
+        "terminationMessagePolicy": container.termination_message_policy,
+    }
 
 
 def container_env(container, pod, facts):
@@ -354,7 +516,10 @@ def container_env(container, pod, facts):
     Defaults first (what an image or the runtime would give), then the spec's variables in
     order; each value may refer to the ones defined before it with $(NAME).
     """
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname_of(pod), "HOME": "/root"}
+    # The image's Env is the base (its PATH first of all), as containerd makes it.
+    env = {"PATH": DEFAULT_PATH, **image_env(container, pod, facts),
+           "HOSTNAME": hostname_of(pod)}
+    env.setdefault("HOME", "/root")
     for var in container.env:
         if var.value is not None:
             env[var.name] = expand(var.value, env)

@@ -33,6 +33,7 @@ def require_root():
 # --- making pods ----------------------------------------------------------------------------
 
 def host_facts(config, pod_dir, uid, pod_ip=""):
+    from nsPod import images
     return Facts(
         uid=uid,
         pod_dir=pod_dir.path,
@@ -49,6 +50,7 @@ def host_facts(config, pod_dir, uid, pod_ip=""):
         host_hosts=_read_text("/etc/hosts"),
         host_resolv_conf=_read_text("/etc/resolv.conf"),
         host_name=socket.gethostname(),
+        images=images.configs(config.root),   # what each stored image gives its containers
     )
 
 
@@ -183,7 +185,8 @@ def run(config, pod):
             plan = make_plan(pod, host_facts(config, pod_dir, str(uuid.uuid4()), pod_ip))
             admit(config, pod, plan)
             pod_dir.write_pod({"manifest": pod.manifest, "plan": plan.to_json(),
-                               "created": now_rfc3339()})
+                               "created": now_rfc3339(),
+                               "backoff": [config.backoff_base, config.backoff_max]})
         except BaseException:
             if leases is not None:
                 leases.release(pod.name)
@@ -253,7 +256,12 @@ def add(config, pod_name, container_dict, init=False):
     plan = PodPlan.from_json(doc["plan"])
     facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
     cplan = container_plan(container, pod, plan.volumes, facts, plan.etc_files)
-    reply = _request(pod_dir, {"op": "add", "container": _asdict(cplan), "manifest": manifest})
+    # An init container's answer comes when it has run to completion: no timeout for that.
+    reply = _request(pod_dir, {"op": "add", "container": _asdict(cplan), "manifest": manifest},
+                     timeout=None if init else 30.0)
+    if init and not reply.get("ok"):
+        raise NspodError(f"init container {container.name} of pod {pod_name} failed: "
+                         f"{reply.get('reason')} (exit code {reply.get('exitCode')})")
     return warnings + reply.get("warnings", [])
 
 
@@ -295,6 +303,64 @@ def _existing(config, name):
     if not pod_dir.exists():
         raise PodNotFound(name)
     return pod_dir
+
+
+def restart(config, pod_name, container_name):
+    """Restart one container in place; the pod's other containers, IP and volumes stay."""
+    require_root()
+    pod_dir, doc, _ = load(config, pod_name)
+    name = pick_container(doc, pod_name, container_name)["name"]
+    _request(pod_dir, {"op": "restart", "container": name})
+    return name
+
+
+# Pod fields a running pod may change (Kubernetes lets little else change in place).
+MUTABLE_POD_FIELDS = {"containers", "manifest", "labels", "annotations"}
+
+
+def apply(config, pod):
+    """Make a running pod match `pod`: restart exactly the containers whose spec changed.
+
+    Returns [(container, [changed fields])]. Changes Kubernetes forbids on a live pod
+    (volumes, other pod fields, adding or removing containers, init containers) are refused.
+    """
+    import dataclasses
+    from nsPod import spec
+    from nsPod.plan import PodPlan, container_plan
+    require_root()
+    pod_dir = _existing(config, pod.name)
+    doc = pod_dir.read_pod()
+    old, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
+    for f in dataclasses.fields(old):
+        if f.name in MUTABLE_POD_FIELDS:
+            continue
+        if getattr(old, f.name) != getattr(pod, f.name):
+            field_name = {"init_containers": "initContainers"}.get(f.name, _camel(f.name))
+            raise InputError(f"spec.{field_name}: may not be changed on a running pod "
+                             "(Kubernetes forbids it; delete and run the pod again)")
+    old_names = [c.name for c in old.containers]
+    new_names = [c.name for c in pod.containers]
+    if old_names != new_names:
+        raise InputError(f"spec.containers: may not add, remove or reorder containers of a "
+                         f"running pod (it has {', '.join(old_names) or 'none'}; the file has "
+                         f"{', '.join(new_names) or 'none'})")
+    plan = PodPlan.from_json(doc["plan"])
+    facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
+    changes, plans = [], []
+    for before, after in zip(old.containers, pod.containers):
+        fields = [_camel(f.name) for f in dataclasses.fields(after)
+                  if getattr(before, f.name) != getattr(after, f.name)]
+        if fields:
+            changes.append((after.name, fields))
+            plans.append(_asdict(container_plan(after, pod, plan.volumes, facts, plan.etc_files)))
+    if plans or pod.manifest != doc["manifest"]:
+        _request(pod_dir, {"op": "apply", "containers": plans, "manifest": pod.manifest})
+    return changes
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
 
 
 # --- stopping and removing ------------------------------------------------------------------
@@ -516,7 +582,8 @@ def namespace_table(config, name):
 
 def exec_in(config, pod_name, container_name, argv, interactive=False):
     """Run argv inside a running container; returns its exit code (126/127 if it cannot run)."""
-    from nsPod import namespaces, process, security
+    from nsPod import container, process, security
+    from nsPod.cgroups import open_driver
     from nsPod.plan import container_from_json
     require_root()
     pod_dir, doc, pod_state = load(config, pod_name)
@@ -525,43 +592,15 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     if "pid" not in cstate:
         raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
     target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
-    kinds = ["ipc", "uts", "net", "pid", "mnt"]
-    # Opened now, verified after: the fds pin the namespaces even if the pid is reused next.
-    fds = namespaces.open_all(target.pid, kinds)
+    driver = open_driver(doc["plan"]["cgroup_parent"])
+    rel = f"{pod_name}/{cplan.name}"
+    security.become_subreaper()  # the process comes from a second fork: it is ours to reap
     try:
-        if not target.alive():
-            raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
-        security.become_subreaper()
-        env = cplan.env_dict()
-
-        def join():
-            namespaces.join_all(fds, target.pid)
-
-        def run_command():
-            os.chdir(cplan.cwd if os.path.isdir(cplan.cwd) else "/")
-            if not interactive:
-                devnull = os.open("/dev/null", os.O_RDONLY)
-                os.dup2(devnull, 0)
-            try:
-                os.execvpe(argv[0], argv, env)
-            except OSError as e:
-                if e.errno == errno.ENOENT and "/" not in argv[0]:
-                    e.user_message = f'exec: "{argv[0]}": executable file not found in $PATH'
-                else:
-                    e.user_message = f'exec: "{argv[0]}": {os.strerror(e.errno).lower()}'
-                raise process.StepFailed("exec", e) from e
-
-        from nsPod.cgroups import open_driver
-        driver = open_driver(doc["plan"]["cgroup_parent"])
-        rel = f"{pod_name}/{cplan.name}"
-        try:
-            # In the container's cgroup before it runs: its memory is the container's.
-            pid = process.spawn(run_command, pre_fork=join, fork_again=True,
-                                prepare=lambda pid: driver.attach(rel, pid))
-        except process.ChildFailed as e:
-            raise ExecFailed(e.message, 127 if e.errno == errno.ENOENT else 126) from None
-    finally:
-        namespaces.close_all(fds)
+        # In the container's cgroup before it runs: its memory is the container's.
+        pid = container.spawn_joined(target, cplan, argv, attach=lambda p: driver.attach(rel, p),
+                                     stdin=interactive)
+    except process.ChildFailed as e:
+        raise ExecFailed(e.message, 127 if e.errno == errno.ENOENT else 126) from None
     return _wait_forwarding_signals(pid)
 
 
@@ -591,8 +630,9 @@ def log_path(config, pod_name, container_name, previous=False):
     cplan = pick_container(doc, pod_name, container_name)
     cstate = pod_state["containers"].get(cplan["name"], {})
     run_number = cstate.get("restartCount", 0) - (1 if previous else 0)
-    if run_number < 0:
-        raise StateError(f"container {cplan['name']} of pod {pod_name} has no previous run")
+    if previous and not cstate.get("lastState"):
+        raise StateError(f"previous terminated container {cplan['name']!r} in pod "
+                         f"{pod_name!r} not found")
     return pod_dir, cplan["name"], os.path.join(pod_dir.file("logs", cplan["name"]),
                                                 f"{run_number}.log")
 

@@ -14,11 +14,12 @@ import socket
 from nsPod import namespaces
 
 
-def spawn(handler, pause_pid, pod_ip, container_pid, env, cwd, attach):
-    """Start a check; returns its pid. `attach(pid)` puts an exec check in the container's
-    cgroup before it runs."""
+def spawn(handler, pause_pid, pod_ip, target, plan, attach):
+    """Start a check; returns its pid. An exec check runs as the container's processes do
+    (container.spawn_joined); `attach(pid)` puts it in the container's cgroup first."""
     if handler["kind"] == "exec":
-        return _spawn_exec(handler["command"], container_pid, env, cwd, attach)
+        from nsPod import container
+        return container.spawn_joined(target, plan, handler["command"], attach, quiet=True)
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -61,22 +62,3 @@ def _http_ok(handler, host):
     status = conn.getresponse().status
     conn.close()
     return 200 <= status < 400
-
-
-def _spawn_exec(argv, container_pid, env, cwd, attach):
-    from nsPod import process
-    kinds = ["ipc", "uts", "net", "pid", "mnt"]
-    fds = namespaces.open_all(container_pid, kinds)
-
-    def join():
-        _quiet()
-        namespaces.join_all(fds, container_pid)
-
-    def run():
-        os.chdir(cwd if os.path.isdir(cwd) else "/")
-        os.execvpe(argv[0], list(argv), env)
-
-    try:
-        return process.spawn(run, pre_fork=join, fork_again=True, prepare=attach)
-    finally:
-        namespaces.close_all(fds)

@@ -31,12 +31,12 @@ FEATURES = {
     "spec.hostPID": True,
     "spec.restartPolicy": True,
     "spec.restartPolicy=Never": True,
-    "spec.restartPolicy=OnFailure": False,
-    "spec.restartPolicy=Always": False,
+    "spec.restartPolicy=OnFailure": True,
+    "spec.restartPolicy=Always": True,
     "spec.terminationGracePeriodSeconds": True,
-    "spec.activeDeadlineSeconds": False,
+    "spec.activeDeadlineSeconds": True,
     "spec.volumes": True,
-    "spec.initContainers": False,
+    "spec.initContainers": True,
     "spec.containers": True,
     "spec.resources": True,
     "spec.hostAliases": True,
@@ -45,48 +45,45 @@ FEATURES = {
     "spec.securityContext": True,
     "volume.emptyDir": True,
     "volume.hostPath": True,
-    "container.image": False,
+    "container.image": True,
     "container.command": True,
     "container.args": True,
     "container.env": True,
     "container.workingDir": True,
     "container.volumeMounts": True,
     "container.resources": True,
-    "container.securityContext": False,
+    "container.securityContext": True,
     "container.ports": True,
-    "container.livenessProbe": False,
-    "container.readinessProbe": False,
-    "container.startupProbe": False,
-    "container.lifecycle": False,
-    "container.terminationMessagePath": False,
-    "container.terminationMessagePolicy": False,
-    "container.restartPolicy": False,
+    "container.livenessProbe": True,
+    "container.readinessProbe": True,
+    "container.startupProbe": True,
+    "container.lifecycle": True,
+    "container.terminationMessagePath": True,
+    "container.terminationMessagePolicy": True,
+    "container.restartPolicy": True,
     "env.fieldRef": True,
     "env.resourceFieldRef": True,
     "volumeMount.readOnly": True,
     "volumeMount.subPath": True,
     "volumeMount.subPathExpr": True,
-    "securityContext.runAsUser": False,
-    "securityContext.runAsGroup": False,
-    "securityContext.runAsNonRoot": False,
-    "securityContext.supplementalGroups": False,
-    "securityContext.fsGroup": False,
-    "securityContext.privileged": False,
-    "securityContext.allowPrivilegeEscalation": False,
-    "securityContext.readOnlyRootFilesystem": False,
-    "securityContext.capabilities": False,
-    "securityContext.seccompProfile": False,
+    "securityContext.runAsUser": True,
+    "securityContext.runAsGroup": True,
+    "securityContext.runAsNonRoot": True,
+    "securityContext.supplementalGroups": True,
+    "securityContext.fsGroup": True,
+    "securityContext.privileged": True,
+    "securityContext.allowPrivilegeEscalation": True,
+    "securityContext.readOnlyRootFilesystem": True,
+    "securityContext.capabilities": True,
+    "securityContext.seccompProfile": True,
     "securityContext.sysctls": True,
-    "handler.exec": False,
-    "handler.httpGet": False,
-    "handler.tcpSocket": False,
-    "handler.sleep": False,
+    "handler.exec": True,
+    "handler.httpGet": True,
+    "handler.tcpSocket": True,
+    "handler.sleep": True,
 }
 
-_NOT_YET_MESSAGES = {
-    "container.image":
-        "{value}: images are not supported yet (omit image to run on the host's root)",
-}
+_NOT_YET_MESSAGES = {}
 
 CLUSTER_DOMAIN = "cluster.local"
 HOSTNAME_MAX = 63
@@ -506,6 +503,41 @@ def validate_name(name, what="pod"):
     problem = _name_problem(name, _dns_subdomain_problem if what == "pod" else _dns_label_problem)
     if problem:
         raise InputError(f"invalid {what} name {_q(name)}: {problem}")
+
+
+# An image in nspod's local store: a lowercase name as an image repository's last component
+# (letters, digits and . _ - inside) with an optional :tag as registries allow it. No '/':
+# there are no registries here, and the name is one directory of the store.
+_IMAGE_NAME = re.compile(r"[a-z0-9]([-a-z0-9._]{0,126}[a-z0-9])?")
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+DEFAULT_IMAGE_TAG = "latest"
+
+
+def image_is_path(image):
+    """A container's `image` names a directory (an unpacked root filesystem) when absolute."""
+    return image.startswith("/")
+
+
+def image_name_problem(name):
+    """None when `name` is a valid name for the image store, else why not."""
+    base, colon, tag = name.partition(":")
+    if not _IMAGE_NAME.fullmatch(base) or (colon and not _IMAGE_TAG.fullmatch(tag)):
+        return ("not an image name (lowercase letters, digits, '.', '_' and '-', with an "
+                "optional :tag, as in busybox:1.36)")
+    return None
+
+
+def image_problem(image):
+    """None when `image` is an absolute directory path or a valid store name, else why not."""
+    if image_is_path(image):
+        return _absolute_path_problem(image)
+    problem = image_name_problem(image)
+    return problem and f"{problem} nor an absolute path to a root filesystem"
+
+
+def image_reference(image):
+    """The store's name for an image: name:tag, the tag defaulting to latest as registries do."""
+    return image if ":" in image else f"{image}:{DEFAULT_IMAGE_TAG}"
 
 
 def _truncate_hostname(hostname):
@@ -1029,6 +1061,10 @@ class _Check:
         image = self.string(c.get("image"), f"{path}.image") or ""
         if image != image.strip():
             self.error(f"{path}.image", f"{_q(image)}: must not start or end with whitespace")
+        elif image:
+            problem = image_problem(image)
+            if problem:
+                self.error(f"{path}.image", f"{_q(image)}: {problem}")
         command = self.strings(c.get("command"), f"{path}.command")
         args = self.strings(c.get("args"), f"{path}.args")
         if command == () and not image:
@@ -1441,6 +1477,9 @@ class _Check:
                        else "required with type Localhost")
             if problem:
                 self.error(f"{path}.localhostProfile", problem)
+            else:
+                self.error(f"{path}.type", "Localhost is not supported yet "
+                                           "(use RuntimeDefault or Unconfined)")
         elif localhost:
             self.error(f"{path}.localhostProfile", "only allowed with type Localhost")
         return kind or "", localhost

@@ -35,37 +35,26 @@ def container_status(name, cstate):
     return status
 
 
-def conditions(pod_state, app_names):
+CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+
+
+def conditions(pod_state):
+    """The pod's conditions as the monitor last set them, in Kubernetes' order."""
     start = pod_state.get("startTime")
-    containers = pod_state.get("containers", {})
-    ready = bool(app_names) and all(containers.get(n, {}).get("ready") for n in app_names)
-    if pod_state.get("phase") in TERMINAL_PHASES or not app_names:
-        ready = ready and pod_state.get("phase") not in TERMINAL_PHASES
-    changed = [c["state"].get("running", {}).get("startedAt") or
-               c["state"].get("terminated", {}).get("finishedAt")
-               for c in containers.values()]
-    last_change = max([t for t in changed if t] or [start])
-
-    def condition(kind, ok, reason=None, when=None):
-        cond = {"type": kind, "status": "True" if ok else "False",
-                "lastProbeTime": None, "lastTransitionTime": when or start}
-        if not ok and reason:
-            cond["reason"] = reason
-        return cond
-
-    not_ready = [n for n in app_names if not containers.get(n, {}).get("ready")]
-    reason = "PodCompleted" if pod_state.get("phase") in TERMINAL_PHASES else "ContainersNotReady"
-    message = f"containers with unready status: [{' '.join(not_ready)}]" if not_ready else None
-    result = [
-        condition("PodScheduled", True),
-        condition("Initialized", True),
-        condition("ContainersReady", ready, reason, last_change),
-        condition("Ready", ready, reason, last_change),
-    ]
-    if message and not ready:
-        for c in result[2:]:
-            c["message"] = message
-    return result
+    recorded = pod_state.get("conditions") or {}
+    out = []
+    for kind in CONDITIONS:
+        c = recorded.get(kind) or {"status": kind == "PodScheduled"}
+        if pod_state.get("phase") == "Unknown" and kind in ("ContainersReady", "Ready"):
+            c = {"status": False, "reason": "MonitorGone"}
+        cond = {"type": kind, "status": "True" if c["status"] else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": c.get("lastTransitionTime") or start}
+        for key in ("reason", "message"):
+            if c.get(key):
+                cond[key] = c[key]
+        out.append(cond)
+    return out
 
 
 def pod_object(pod_dir, doc, pod_state, host_ip=""):
@@ -82,7 +71,7 @@ def pod_object(pod_dir, doc, pod_state, host_ip=""):
     init_names = [c["name"] for c in plan["init_containers"]]
     status = {
         "phase": pod_state["phase"],
-        "conditions": conditions(pod_state, app_names),
+        "conditions": conditions(pod_state),
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}] if host_ip else [],
         "qosClass": plan.get("qos_class", "BestEffort"),

@@ -142,9 +142,9 @@ MANIFESTS = [
     ("shareProcessNamespace-with-hostPID",
      pod_yaml("shareProcessNamespace: true\nhostPID: true\n"),
      ["spec.shareProcessNamespace", "hostPID"], 1),
-    ("image-not-supported-yet",
-     pod_yaml(container_extra="image: busybox\n"),
-     ["spec.containers[0].image", "not supported yet"], 1),
+    ("image-bad-name",
+     pod_yaml(container_extra="image: Busy_Box\n"),
+     ["spec.containers[0].image", '"Busy_Box"', "not an image name"], 1),
     ("kind-Service",
      pod_yaml(head="apiVersion: v1\nkind: Service\n"),
      ["kind", '"Service"'], 1),
@@ -168,14 +168,12 @@ MANIFESTS = [
      pod_yaml(container_extra="env:\n- name: A\n  valueFrom:\n    resourceFieldRef:\n"
                               "      {containerName: ghost, resource: limits.memory}\n"),
      ["spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName", '"ghost"'], 1),
-    # The probe and its exec handler are gated one by one ("an issue flips the parent and the
-    # parts it brings"), so this one says it twice, once per field.
-    ("gated-livenessProbe",
-     pod_yaml(container_extra='livenessProbe:\n  exec: {command: ["true"]}\n'),
-     ["spec.containers[0].livenessProbe", "not supported yet"], 2),
-    ("gated-ports",
-     pod_yaml(container_extra="ports:\n- containerPort: 8080\n"),
-     ["spec.containers[0].ports", "not supported yet"], 1),
+    ("not-yet-seccomp-localhost",
+     pod_yaml(container_extra="securityContext:\n  seccompProfile: {type: Localhost, localhostProfile: p.json}\n"),
+     ["spec.containers[0].securityContext.seccompProfile", "not supported yet"], 1),
+    ("bad-probe-port",
+     pod_yaml(container_extra='livenessProbe:\n  httpGet: {port: nosuchport}\n'),
+     ["spec.containers[0].livenessProbe.httpGet.port", '"nosuchport"'], 1),
     ("scalar-document", "hello\n", ["mapping", "string"], 1),
 ]
 
@@ -206,7 +204,7 @@ def test_yaml_syntax_error_has_a_line_number(nspod):
 
 def test_every_bad_document_of_a_stream_is_reported(nspod):
     path = nspod.manifest(pod_yaml(metadata="name: Bad_One") + "---\n"
-                          + pod_yaml(metadata="name: q", container_extra="image: busybox\n"))
+                          + pod_yaml(metadata="name: q", container_extra="image: Busy_Box\n"))
     for command in ("run", "validate"):
         result = nspod(command, path, check=False)
         errors = error_lines(result, 2, 2)

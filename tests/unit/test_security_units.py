@@ -1,0 +1,100 @@
+"""The container's identity and the RuntimeDefault seccomp filter, without root: users and
+groups resolved as runc resolves them, and the filter loaded in a child under no_new_privs."""
+import errno
+import os
+
+import pytest
+
+from nsPod import container, seccomp, security
+from nsPod.plan import DEFAULT_CAPABILITIES
+from nsPod.syscalls import CloneFlag, mount, unshare
+
+PASSWD = [["root", "x", "0", "0", "root", "/root", "/bin/sh"],
+          ["app", "x", "1000", "1000", "", "/home/app", "/bin/sh"]]
+GROUP = [["root", "x", "0", ""], ["app", "x", "1000", ""], ["staff", "x", "50", "app,other"],
+         ["wheel", "x", "10", "root"]]
+
+
+@pytest.fixture
+def dbs(monkeypatch):
+    files = {"/etc/passwd": PASSWD, "/etc/group": GROUP}
+    monkeypatch.setattr(container, "_read_db", lambda path: files[path])
+
+
+def identity(**settings):
+    return container.resolve_identity({**container.DEFAULT_SECURITY, **settings})
+
+
+def test_identity_as_runc_finds_it(dbs):
+    assert identity() == (0, 0, [10])
+    assert identity(user="app") == (1000, 1000, [50])
+    assert identity(user="1000", group="staff") == (1000, 50, [50])
+    # A uid without an entry needs none: group 0, no groups from the file.
+    assert identity(user="4242") == (4242, 0, [])
+    assert identity(user="1000", group="3000", supplementalGroups=[4000, 50], fsGroup=2000) == \
+        (1000, 3000, [50, 4000, 2000])
+    with pytest.raises(LookupError, match="unable to find user ghost"):
+        identity(user="ghost")
+    with pytest.raises(LookupError, match="unable to find group ghosts"):
+        identity(user="app", group="ghosts")
+
+
+def test_old_plans_get_the_defaults():
+    class Old:
+        security = {}
+    settings = container.security_settings(Old())
+    assert settings["capabilities"] == list(DEFAULT_CAPABILITIES)
+    assert settings["seccomp"] == "Unconfined" and not settings["privileged"]
+
+
+def test_capability_names_to_numbers():
+    assert security.capability_numbers(["CHOWN", "cap_net_raw", "SYS_ADMIN", "NOPE"]) == \
+        {0, 13, 21}
+    assert security.capability_numbers(DEFAULT_CAPABILITIES) == \
+        {n for n in range(64) if 0xA80425FB >> n & 1}
+
+
+def _in_child(check):
+    """Run check() in a forked child; its exit code (0: it passed)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = check()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _errno_of(call):
+    try:
+        call()
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def test_runtime_default_refuses_namespaces_and_mounts_but_not_forks():
+    f = seccomp.runtime_default(DEFAULT_CAPABILITIES)
+    assert {"unshare", "setns", "mount", "keyctl", "kexec_load", "init_module",
+            "clone(CLONE_NEW*)"} <= set(f.denied)
+    assert "chroot" not in f.denied and "ptrace" not in f.denied
+
+    def check():
+        security.set_no_new_privs()   # what lets an unprivileged process load a filter
+        seccomp.load(f)
+        results = [
+            _errno_of(lambda: unshare(CloneFlag.CLONE_NEWUSER)) == errno.EPERM,
+            _errno_of(lambda: mount("none", "/", "tmpfs")) == errno.EPERM,
+            _in_child(lambda: 0) == 0,            # a plain fork still works
+            os.getpid() > 0,
+        ]
+        return 0 if all(results) else 2
+    assert _in_child(check) == 0
+
+
+def test_sys_admin_lifts_the_namespace_rules():
+    f = seccomp.runtime_default(list(DEFAULT_CAPABILITIES) + ["SYS_ADMIN"])
+    assert "unshare" not in f.denied and "mount" not in f.denied
+    assert "kexec_load" in f.denied   # never allowed, whatever the capabilities
