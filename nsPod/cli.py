@@ -461,6 +461,26 @@ def apply(ctx, file):
 
 
 @cli.command()
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass stdin to the command.")
+@click.option("-t", "--tty", is_flag=True, help="The command uses this terminal.")
+@click.option("--target", metavar="C", help="Share this container's pid namespace.")
+@click.argument("pod")
+@click.argument("command", metavar="-- CMD [ARGS]...", nargs=-1, required=True)
+@pass_context
+def debug(ctx, interactive, tty, target, pod, command):
+    """An ephemeral debug container in the pod: nspod debug POD [--target C] -- CMD..."""
+    from nsPod import pod as pods
+    if tty and not sys.stdin.isatty():
+        raise InputError("-t: standard input is not a terminal")
+    try:
+        code = pods.debug(ctx.config, pod, target, list(command), interactive or tty)
+    except pods.ExecFailed as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(code)
+
+
+@cli.command()
 @click.argument("pod")
 @click.option("--timeout", type=click.IntRange(min=0), metavar="S",
               help="Seconds between SIGTERM and SIGKILL (default: the pod's "

@@ -39,24 +39,31 @@ DEFAULT_SECURITY = {
 
 
 def spawn(pod, container, pause_pid, container_dir, stdout_fd, stderr_fd, set_pdeathsig,
-          prepare=None):
-    """Start the container; returns the host pid of its process. Raises ChildFailed."""
+          prepare=None, pid_from=None, stdin_fd=None):
+    """Start the container; returns the host pid of its process. Raises ChildFailed.
+
+    pid_from: join that process's pid namespace instead (an ephemeral debug container
+    targeting a container); stdin_fd: the container's stdin instead of /dev/null.
+    """
     pod_kinds = [k for k in ("ipc", "uts", "net") if pod.namespaces[k] == "pod"]
     pid_mode = pod.namespaces["pid"]
     if pid_mode == "pod":
         pod_kinds.append("pid")
 
     def enter_pod():
-        _enter_pod(pause_pid, pod_kinds, pid_mode)
+        _enter_pod(pause_pid, pod_kinds, pid_mode if pid_from is None else "joined")
+        if pid_from is not None:
+            with step(f"join the pid namespace of process {pid_from}"):
+                namespaces.join(pid_from, ["pid"])
 
     def build_root_and_exec():
-        _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd)
+        _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, stdin_fd)
 
     return process.spawn(
         build_root_and_exec,
         pre_fork=enter_pod,
         # A pid namespace, joined or new, holds only the children of whoever entered it.
-        fork_again=pid_mode in ("pod", "container"),
+        fork_again=pid_mode in ("pod", "container") or pid_from is not None,
         prepare=prepare,
         set_pdeathsig=set_pdeathsig,
     )
@@ -70,7 +77,7 @@ def _enter_pod(pause_pid, kinds, pid_mode):
             unshare(CloneFlag.CLONE_NEWPID)
 
 
-def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd):
+def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, stdin_fd=None):
     if container.env_error:
         with step("resolve subPathExpr"):
             raise ValueError(container.env_error)
@@ -139,8 +146,7 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd):
     # container's log.
     apply_security(container, prepared)
     with step("standard streams"):
-        devnull = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(devnull, 0)
+        os.dup2(os.open("/dev/null", os.O_RDONLY) if stdin_fd is None else stdin_fd, 0)
         os.dup2(stdout_fd, 1)
         os.dup2(stderr_fd, 2)
     _exec(container)

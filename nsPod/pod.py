@@ -604,6 +604,56 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     return _wait_forwarding_signals(pid)
 
 
+def debug(config, pod_name, target_name, argv, interactive=False):
+    """An ephemeral debug container: the pod's net/ipc/uts, the target container's pid
+    namespace (or the pod's, or its own), its own mount namespace on the host's root, in the
+    pod's cgroup. Runs attached to this terminal; returns its exit code. Gone when it ends."""
+    import shutil
+    from nsPod import container, process, security, spec
+    from nsPod.cgroups import Limits, open_driver
+    from nsPod.plan import PodPlan, container_plan
+    require_root()
+    pod_dir, doc, pod_state = load(config, pod_name)
+    pause = ProcessRef.from_json(pod_state.get("pause"))
+    if pause is None or not pause.alive():
+        raise StateError(f"pod {pod_name} is not running")
+    pid_from = None
+    if target_name is not None:
+        target = pick_container(doc, pod_name, target_name)["name"]
+        cstate = pod_state["containers"].get(target, {})
+        if "pid" not in cstate:
+            raise StateError(f"container {target} of pod {pod_name} is not running")
+        pid_from = cstate["pid"]
+    plan = PodPlan.from_json(doc["plan"])
+    name = f"debugger-{uuid.uuid4().hex[:5]}"
+    pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
+    debugger, _ = spec.container_from_dict({"name": name, "command": list(argv)},
+                                           "debug", init=False, pod=pod)
+    facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
+    cplan = container_plan(debugger, pod, plan.volumes, facts, plan.etc_files)
+    cplan.mounts = [m for m in cplan.mounts if m.volume != "termination-log"]
+    driver = open_driver(plan.cgroup_parent)
+    rel = f"{pod_name}/{name}"
+    container_dir = pod_dir.file("containers", name)
+    os.makedirs(container_dir)
+    driver.create(rel, Limits())
+    security.become_subreaper()
+    try:
+        try:
+            pid = container.spawn(
+                plan, cplan, pause.pid, container_dir, 1, 2,
+                set_pdeathsig=lambda: security.set_parent_death_signal(signal.SIGKILL),
+                prepare=lambda p: driver.attach(rel, p), pid_from=pid_from,
+                stdin_fd=0 if interactive else None)
+        except process.ChildFailed as e:
+            raise ExecFailed(e.message, 127 if e.errno == errno.ENOENT else 126) from None
+        return _wait_forwarding_signals(pid)
+    finally:
+        driver.kill(rel)
+        driver.remove(rel)
+        shutil.rmtree(container_dir, ignore_errors=True)
+
+
 class ExecFailed(NspodError):
     def __init__(self, message, exit_code):
         super().__init__(message)

@@ -409,3 +409,18 @@ def test_demo_manifest(nspod):
              what="the collector to collect")
     line = nspod("logs", "demo", "logcollector").stdout.splitlines()[0]
     assert line.startswith("collected: ") and "served by demo" in line
+
+
+def test_debug_joins_the_pod_and_the_target_pid_namespace(nspod):
+    nspod.run_yaml(pod_yaml("p", container("app", "exec sleep 1000") + container("other")))
+    out = nspod("debug", "p", "--target", "app", "--", "sh", "-c",
+                "cat /proc/1/comm; hostname; cat /proc/self/cgroup").stdout.splitlines()
+    assert out[0] == "sleep" and out[1] == "p"
+    assert any(line.split("/")[-2:-1] == ["p"] and "/debugger-" in line for line in out[2:])
+    runtime = nspod.inspect("p")["runtime"]
+    assert nspod("debug", "p", "--", "sh", "-c", "exit 5", check=False).returncode == 5
+    assert nspod("debug", "p", "--", "no-such-tool", check=False).returncode == 127
+    assert nspod("debug", "-i", "p", "--", "cat", input="piped\n").stdout == "piped\n"
+    # Ephemeral: nothing of it stays in the pod.
+    assert nspod.inspect("p")["runtime"]["containers"].keys() == runtime["containers"].keys()
+    assert sorted(os.listdir(os.path.join(nspod.root, "pods", "p", "containers"))) == ["app", "other"]
