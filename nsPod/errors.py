@@ -3,7 +3,6 @@
 cli.py turns these into one line on stderr and an exit code: `exit_code` 2 is bad input
 (usage, manifest, name, quantity), 1 is a run-time failure.
 """
-import errno as _errno
 import os
 
 
@@ -83,5 +82,3 @@ def describe(exc):
         exc = exc.__cause__
     return ": ".join(parts)
 
-
-GONE = {_errno.ENOENT, _errno.ESRCH, _errno.ENODEV, _errno.EINVAL}

@@ -32,12 +32,11 @@ from nsPod.cgroups import Limits
 from nsPod.cgroups import parents as cgroup_parents
 from nsPod.errors import NspodError, describe
 from nsPod.lifecycle import APP, INIT, SIDECAR
-from nsPod.plan import PAUSE_CGROUP, PodPlan, container_from_json, termination_log
+from nsPod.plan import PAUSE_CGROUP, SHM_SIZE, PodPlan, container_from_json, termination_log
 from nsPod.process import ChildFailed
 from nsPod.state import ProcessRef, now_rfc3339
 
 CONTROL_TIMEOUT = 2.0
-KILL_WAIT = 3600.0   # after SIGKILL there is nothing left to wait for but the kernel
 
 
 class Aborted(NspodError):
@@ -117,7 +116,6 @@ class Monitor:
         self.sandbox_down = False  # pause died; a new sandbox comes once everything is reaped
         self.init_failed = None
         self.final_reason = None
-        self.generation = 0
 
     def add_run(self, plan):
         run = Run(plan, lifecycle.Backoff(self.backoff_base, self.backoff_max))
@@ -229,7 +227,7 @@ class Monitor:
             self.record_mount(self.plan.shm_path)
             from nsPod.mounts import mount_tmpfs
             from nsPod.syscalls import MountFlag
-            mount_tmpfs(self.plan.shm_path, "mode=1777,size=65536k",
+            mount_tmpfs(self.plan.shm_path, f"mode=1777,size={SHM_SIZE}",
                         MountFlag.MS_NOSUID | MountFlag.MS_NODEV | MountFlag.MS_NOEXEC)
 
     def record_mount(self, path):
@@ -539,7 +537,6 @@ class Monitor:
             self.rebuild_sandbox()
 
     def rebuild_sandbox(self):
-        self.generation += 1
         for run in self.runs.values():
             run.launched = False
             run.completed = False

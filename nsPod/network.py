@@ -386,17 +386,6 @@ def detach(host_veth):
     return True
 
 
-def host_veths():
-    """Names of every nspod host-side veth on the host (for gc)."""
-    try:
-        return sorted(n for n in os.listdir(SYS_NET) if is_host_veth_name(n))
-    except FileNotFoundError:
-        return []
-
-
-# --- /run/netns/nspod-<pod>: `ip netns exec` while the pod lives (no pyroute2) ---------------
-
-
 def netns_attach(pod_name, pause_pid, netns_fd=None):
     """Bind-mount pause's netns at /run/netns/nspod-<pod>; returns the path.
 

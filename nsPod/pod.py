@@ -22,8 +22,6 @@ from nsPod.errors import (InputError, NspodError, PodNotFound, SetupError, State
 from nsPod.plan import Facts, make_plan
 from nsPod.state import PodDir, ProcessRef, now_rfc3339
 
-MONITOR_START_TIMEOUT = 120
-
 
 def require_root():
     if os.geteuid() != 0:

@@ -124,13 +124,3 @@ def runtime(pod_dir, pod_state, plan):
             entry["log"] = os.path.join(pod_dir.path, cstate["log"])
         data["containers"][c["name"]] = entry
     return data
-
-
-def ready_count(pod_state, plan):
-    names = [c["name"] for c in plan["containers"]]
-    ready = sum(1 for n in names if pod_state.get("containers", {}).get(n, {}).get("ready"))
-    return ready, len(names)
-
-
-def restart_count(pod_state):
-    return sum(c.get("restartCount", 0) for c in pod_state.get("containers", {}).values())

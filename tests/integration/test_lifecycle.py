@@ -118,7 +118,6 @@ def test_native_sidecar_starts_in_order_runs_beside_and_stops_after(nspod):
     wait_for(lambda: "running" in cstatus(nspod, "app")["state"], what="the app")
     st = status(nspod)
     assert "running" in st["initContainerStatuses"][0]["state"]  # the sidecar keeps running
-    d = nspod.inspect("p")["runtime"]["containers"]
     order = nspod("exec", "p", "-c", "app", "--", "cat", "/d/order").stdout
     assert order.startswith("after-sees-logger-up")
     # Stop: the app container ends before the sidecar.
@@ -236,11 +235,11 @@ def test_readiness_http_probe_drives_ready(nspod):
 
 
 def test_startup_tcp_probe_gates_started(nspod):
-    text = spec_with("Always", f"""\
+    text = spec_with("Always", """\
     - name: web
       command: [sh, -c, 'sleep 1; exec python3 -m http.server 8080']
       startupProbe:
-        tcpSocket: {{port: 8080}}
+        tcpSocket: {port: 8080}
         periodSeconds: 1
         failureThreshold: 10
 """)
