@@ -322,3 +322,18 @@ def test_logs_rotate_and_previous_survives_rotation(nspod):
     previous = nspod("logs", "p", "--previous").stdout.splitlines()
     assert previous[-1] == "line-2999" and previous == sorted(previous, key=lambda l: int(l[5:]))
     assert nspod("logs", "p").stdout.splitlines()[-1] == "line-2999"
+
+
+def test_sidecar_startup_probe_gates_the_next_init_container(nspod):
+    sidecar = container("proxy", "sleep 1.5; touch /d/proxy-ready; exec sleep 1000", AT_D, extra=(
+        "      restartPolicy: Always\n"
+        "      startupProbe:\n        exec: {command: [test, -e, /d/proxy-ready]}\n"
+        "        periodSeconds: 1\n        failureThreshold: 10\n"))
+    after = container("after", "test -e /d/proxy-ready && echo gated-ok >> /d/log", AT_D)
+    nspod.run_yaml(spec_with("Never", container("app", "cat /d/log; sleep 1000", AT_D),
+                             init=sidecar + after))
+    st = status(nspod)
+    assert st["phase"] == "Pending"
+    assert "waiting" in st["initContainerStatuses"][1]["state"]  # not yet: proxy not started
+    wait_for(lambda: nspod("logs", "p", "app").stdout == "gated-ok\n", timeout=15,
+             what="the app after the gated init container")

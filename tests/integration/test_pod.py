@@ -424,3 +424,24 @@ def test_debug_joins_the_pod_and_the_target_pid_namespace(nspod):
     # Ephemeral: nothing of it stays in the pod.
     assert nspod.inspect("p")["runtime"]["containers"].keys() == runtime["containers"].keys()
     assert sorted(os.listdir(os.path.join(nspod.root, "pods", "p", "containers"))) == ["app", "other"]
+
+
+def test_logs_follow_ends_with_the_container(nspod):
+    import subprocess as sp
+    from conftest import NSPOD
+    nspod.run_yaml(pod_yaml("p", container("a", "for i in 1 2 3; do echo tick $i; sleep 0.3; done")))
+    follow = sp.run(NSPOD + nspod.global_args() + ["logs", "-f", "p"], capture_output=True,
+                    text=True, timeout=30, env=dict(os.environ, **dict([nspod.marker.split("=")])))
+    assert follow.returncode == 0
+    assert follow.stdout == "tick 1\ntick 2\ntick 3\n"
+
+
+def test_ps_json_and_yaml_are_kubernetes_lists(nspod):
+    import json
+    nspod.run_yaml(pod_yaml("p", container("a")))
+    listing = json.loads(nspod("ps", "-o", "json").stdout)
+    assert (listing["apiVersion"], listing["kind"]) == ("v1", "List")
+    assert [i["metadata"]["name"] for i in listing["items"]] == ["p"]
+    assert listing["items"][0]["status"]["phase"] == "Running"
+    text = nspod("ps", "-o", "yaml").stdout
+    assert text.startswith("apiVersion: v1\nkind: List\nitems:\n") and "name: p" in text
