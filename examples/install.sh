@@ -22,7 +22,7 @@ if [ -n "$need" ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# compat: a .pth path entry, not an import-hook finder that every nspod process would load;
-# compileall: bytecode up front, since PYTHONDONTWRITEBYTECODE may be set.
-.venv/bin/python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
-.venv/bin/python -m compileall -q nsPod
+# A regular install (with build isolation, as a user's `pip install .`): the wheel must carry
+# the cffi extension and pause, and pip leaves bytecode compiled. (An editable install would
+# add an import-hook finder that every nspod process pays for at start.)
+.venv/bin/python -m pip install -q --upgrade ".[test]"

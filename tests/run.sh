@@ -10,7 +10,8 @@ if ! command -v linux.uml >/dev/null || ! command -v busybox >/dev/null || ! com
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         user-mode-linux busybox-static file || echo "tests/run.sh: could not install the cgroup v2 tier's packages; it will say why it skips"
 fi
-.venv/bin/python -m pytest -p no:cacheprovider "$@" tests/unit tests/integration
+# -P: test the installed package (the wheel pip built), not the source tree on sys.path.
+.venv/bin/python -P -m pytest -p no:cacheprovider "$@" tests/unit tests/integration
 if [ -x tests/vm/run-tier.sh ]; then
     sh tests/vm/run-tier.sh
 fi

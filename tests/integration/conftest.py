@@ -18,7 +18,8 @@ import pytest
 from leaks import Snapshot
 from nsPod import netclient
 
-NSPOD = [sys.executable, "-m", "nsPod"]
+# -P: the installed nspod, never the source tree in the current directory.
+NSPOD = [sys.executable, "-P", "-m", "nsPod"]
 
 
 def own_cgroup(controller="memory"):

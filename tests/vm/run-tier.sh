@@ -6,5 +6,5 @@
 set -eu
 cd "$(dirname "$0")/../.."
 echo "== cgroup v2 tier (User-Mode-Linux guest) =="
-NSPOD_VM_MEM=${NSPOD_VM_MEM:-3G} exec bash tests/vm/run.sh .venv/bin/python -m pytest -p no:cacheprovider -q \
+NSPOD_VM_MEM=${NSPOD_VM_MEM:-3G} exec bash tests/vm/run.sh .venv/bin/python -P -m pytest -p no:cacheprovider -q \
     tests/integration/test_cgroups_real.py tests/integration/test_limits.py
