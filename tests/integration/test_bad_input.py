@@ -379,7 +379,7 @@ def nobody_python():
     """The interpreter the suite runs on, if user nobody can run it and import nsPod."""
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed: cannot drop to user nobody")
-    probe = as_nobody([sys.executable, "-c", "import nsPod.cli"])
+    probe = as_nobody([sys.executable, "-P", "-c", "import nsPod.cli"])
     if probe.returncode != 0:
         pytest.skip(f"user nobody cannot run {sys.executable} and import nsPod "
                     f"(exit {probe.returncode}: {probe.stderr.strip()[:200]}); the non-root "

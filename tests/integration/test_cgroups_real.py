@@ -44,7 +44,7 @@ def existing_levels(drv):
 
 
 def spawn(code):
-    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-P", "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
 
 

@@ -148,7 +148,7 @@ def test_20_concurrent_interpreters_get_20_distinct_addresses(root):
     """Separate interpreters started together, so the allocations really overlap."""
     code = ("import sys; from nsPod.ipam import Leases; "
             "print(Leases(sys.argv[1], '10.213.5.0/24').allocate(sys.argv[2]))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, root, f"p{i}"],
+    procs = [subprocess.Popen([sys.executable, "-P", "-c", code, root, f"p{i}"],
                               stdout=subprocess.PIPE, text=True) for i in range(20)]
     got = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
@@ -159,5 +159,5 @@ def test_20_concurrent_interpreters_get_20_distinct_addresses(root):
 def test_ipam_and_netclient_do_not_load_pyroute2():
     code = ("import sys, nsPod.ipam, nsPod.netclient, nsPod.network; "
             "print([m for m in sys.modules if m.startswith('pyroute2')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -63,6 +63,6 @@ def test_monitor_loads_nothing_heavy_at_all():
     import sys
     code = ("import sys, nsPod.monitor; "
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    loaded = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                             check=True).stdout.split()
     assert not set(loaded) & (MONITOR_FORBIDDEN | {"pyseccomp"}), loaded
