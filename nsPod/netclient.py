@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 
+from nsPod import jsonline
 from nsPod.errors import NetworkError
 
 NETWORK_DIR = "network"
@@ -233,13 +234,8 @@ def _exchange(root, request, deadline):
         except socket.timeout:
             raise _Unreachable("connect timed out") from None
         try:
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            jsonline.send(sock, request)
+            data = jsonline.read_line(sock)
         except (ConnectionResetError, BrokenPipeError) as e:
             raise _Unreachable("connection dropped") from e
         except socket.timeout:

@@ -49,7 +49,7 @@ import sys
 import time
 import traceback
 
-from nsPod import ipam, syscalls
+from nsPod import ipam, jsonline, syscalls
 from nsPod.errors import InputError, NetworkError, NspodError
 from nsPod.netclient import unix_address
 
@@ -57,7 +57,6 @@ SOCKET_FILE = "netd.sock"
 LOCK_FILE = "netd.lock"
 LOG_FILE = "netd.log"
 DEFAULT_IDLE = 30.0
-MAX_REQUEST = 1 << 20
 LOG_LIMIT = 1 << 20
 
 
@@ -261,14 +260,14 @@ class Netd:
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _, uid, _ = struct.unpack("3i", creds)
-            data = _read_line(conn)
+            data = jsonline.read_line(conn)
             if not data:
                 return
             if uid != 0:
                 reply = {"error": "netd serves root only"}
             else:
                 reply = self.answer(data)
-            conn.sendall(json.dumps(reply).encode() + b"\n")
+            jsonline.send(conn, reply)
         except OSError as e:
             _log(f"connection: {e}")
         finally:
@@ -332,18 +331,6 @@ class _Teardown:
             yield
         except Exception as e:
             self.errors.append(str(e) if isinstance(e, NspodError) else f"{type(e).__name__}: {e}")
-
-
-def _read_line(conn):
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_REQUEST:
-            raise OSError("request too long")
-    return data
 
 
 def _required(request, key):
