@@ -613,7 +613,7 @@ def run_command(argv):
         sys.exit(e.exit_code)
     except click.UsageError as e:
         # One line per problem, as for every other bad input; --help has the usage.
-        where = f" (see 'nspod {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else ""
+        where = f" (see '{e.ctx.command_path} --help')" if e.ctx and e.ctx.parent else ""
         click.echo(f"error: {e.format_message()}{where}", err=True)
         sys.exit(2)
     except click.ClickException as e:
