@@ -260,7 +260,8 @@ _DIR = os.environ.get("NSPOD_BENCH_PROBE")
 
 def _role():
     argv = list(getattr(sys, "orig_argv", []))
-    if "nsPod.monitor" in argv:
+    if "nsPod.monitor" in argv or any(a.endswith(os.path.join("nsPod", "monitor.py"))
+                                       for a in argv):
         return "monitor"
     if len(argv) > 1 and os.path.basename(argv[1]) == "nspod":
         return "cli"
@@ -364,9 +365,12 @@ if _ROLE:
                 spec.loader = _Loader(spec.loader, name)
             return spec
 
+    _DUMPED = []
+
     def _dump():
-        if os.getpid() != _PID:
-            return          # a forked child that did not exec
+        if os.getpid() != _PID or _DUMPED:
+            return          # a forked child that did not exec, or written already
+        _DUMPED.append(True)
         _ev("exit")
         path = os.path.join(_DIR, f"{_ROLE}-{_PID}.json")
         with open(path + ".tmp", "w") as f:
@@ -375,6 +379,15 @@ if _ROLE:
         os.rename(path + ".tmp", path)
 
     atexit.register(_dump)
+    # nspod leaves by os._exit once its output is flushed (no interpreter teardown): record
+    # the exit there too; _dump writes once whichever path comes first.
+    _os_exit = os._exit
+
+    def _exit_recorded(code):
+        _dump()
+        _os_exit(code)
+
+    os._exit = _exit_recorded
     sys.meta_path.insert(0, _Finder())
 '''
 
