@@ -8,6 +8,9 @@ command run in a container has the container's uid, gid, capabilities and seccom
 import errno
 import os
 import stat
+# os.execvpe imports `warnings` when it runs (os.get_exec_path). In a container on an image it
+# runs after pivot_root, where the host's standard library is out of reach: load it now.
+import warnings  # noqa: F401
 
 from nsPod import mounts, namespaces, process, security
 from nsPod.process import step

@@ -5,7 +5,8 @@ decided here, so it can be unit-tested without root and printed with --dry-run.
 """
 import math
 import os
-from dataclasses import asdict, dataclass, field
+
+from nsPod.record import Factory, record
 
 # The pause process's own leaf cgroup under the pod's (cgroup v2 allows processes only in
 # leaves). Not a DNS-1123 label, so no container can be called that.
@@ -14,7 +15,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHM_SIZE = 64 * 1024 * 1024  # Docker's and the kubelet's default /dev/shm size
 
 
-@dataclass
+@record
 class VolumePlan:
     name: str
     kind: str             # "dir" (emptyDir on disk), "tmpfs" (emptyDir Memory), "host"
@@ -23,7 +24,7 @@ class VolumePlan:
     host_type: str = ""   # hostPath.type
 
 
-@dataclass
+@record
 class MountPlan:
     volume: str
     source: str           # host path of the volume
@@ -32,7 +33,7 @@ class MountPlan:
     read_only: bool = False
 
 
-@dataclass
+@record
 class ContainerPlan:
     name: str
     argv: list
@@ -42,18 +43,18 @@ class ContainerPlan:
     init: bool = False
     image: str = ""
     env_error: str = ""   # a subPathExpr/env problem only detectable now: the start fails with it
-    limits: dict = field(default_factory=dict)   # cgroups.Limits fields
+    limits: dict = Factory(dict)   # cgroups.Limits fields
     # restartPolicy (sidecars), probes, hooks, terminationMessage*: see lifecycle_plan()
-    lifecycle: dict = field(default_factory=dict)
+    lifecycle: dict = Factory(dict)
     rootfs: str = ""      # the overlay's lower layer: an image's root filesystem; "" is the host's /
     # who the process is and what it may do: see security_plan()
-    security: dict = field(default_factory=dict)
+    security: dict = Factory(dict)
 
     def env_dict(self):
         return dict(self.env)
 
 
-@dataclass
+@record
 class PodPlan:
     name: str
     namespace: str
@@ -63,25 +64,22 @@ class PodPlan:
     namespaces: dict
     volumes: list
     containers: list
-    init_containers: list = field(default_factory=list)
+    init_containers: list = Factory(list)
     restart_policy: str = "Never"
     grace_seconds: int = 30
     shm_path: str = ""
     state_root: str = ""
     cgroup_parent: str = "nspod"
-    pod_limits: dict = field(default_factory=dict)   # cgroups.Limits fields
+    pod_limits: dict = Factory(dict)   # cgroups.Limits fields
     qos_class: str = "BestEffort"
     memory_need: int = 0       # bytes admission must find free (0: no limit, nothing reserved)
-    memory_asks: list = field(default_factory=list)  # [[container, bytes]] behind memory_need
+    memory_asks: list = Factory(list)  # [[container, bytes]] behind memory_need
     # {"mode": "bridge"|"none"|"host", "bridge", "subnet", "ip"}
-    network: dict = field(default_factory=lambda: {"mode": "none"})
-    etc_files: dict = field(default_factory=dict)    # name -> content: hosts, hostname, resolv.conf
-    sysctls: list = field(default_factory=list)      # [[name, value]]: set in pause's namespaces
-    host_ports: list = field(default_factory=list)   # [[hostPort, containerPort, container]]
+    network: dict = Factory(lambda: {"mode": "none"})
+    etc_files: dict = Factory(dict)    # name -> content: hosts, hostname, resolv.conf
+    sysctls: list = Factory(list)      # [[name, value]]: set in pause's namespaces
+    host_ports: list = Factory(list)   # [[hostPort, containerPort, container]]
     active_deadline_seconds: int | None = None
-
-    def to_json(self):
-        return asdict(self)
 
     @classmethod
     def from_json(cls, data):
@@ -104,7 +102,7 @@ def container_from_json(data):
     return ContainerPlan(**data)
 
 
-@dataclass(frozen=True)
+@record
 class Facts:
     """What plan needs to know about the host and this pod's run; gathered by pod.py."""
     uid: str
@@ -122,7 +120,7 @@ class Facts:
     host_hosts: str = ""          # the host's /etc/hosts, for hostNetwork pods
     host_resolv_conf: str = ""    # the host's /etc/resolv.conf
     host_name: str = "localhost"
-    images: dict = field(default_factory=dict)   # "name:tag" -> the image store's config of it
+    images: dict = Factory(dict)   # "name:tag" -> the image store's config of it
 
 
 def make_plan(pod, facts):

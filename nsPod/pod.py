@@ -274,8 +274,7 @@ def add(config, pod_name, container_dict, init=False):
 
 
 def _asdict(obj):
-    from dataclasses import asdict
-    return asdict(obj)
+    return obj.to_json()
 
 
 # --- talking to the monitor -------------------------------------------------------------------

@@ -23,9 +23,9 @@ import os
 import signal
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 from nsPod.cgroups import files
+from nsPod.record import record
 from nsPod.errors import CgroupError
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
@@ -40,7 +40,7 @@ KILL_TIMEOUT = 5.0
 _KILL_PAUSE = 0.01
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """What one cgroup may use; None leaves the current value (a new cgroup's is unlimited)."""
 
