@@ -45,17 +45,21 @@ def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backof
     bridge = pick(bridge, "NSPOD_BRIDGE", DEFAULT_BRIDGE)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge):
         raise InputError(f"--bridge: {bridge!r} is not a link name (1-15 letters, digits, _ . -)")
-    subnet = pick(subnet, "NSPOD_SUBNET", DEFAULT_SUBNET)
+    net = parse_subnet(pick(subnet, "NSPOD_SUBNET", DEFAULT_SUBNET))
+    base, maximum = parse_backoff(pick(restart_backoff, "NSPOD_RESTART_BACKOFF", DEFAULT_BACKOFF))
+    if trace is None:
+        trace = env.get("NSPOD_TRACE") == "1"
+    return Config(os.path.normpath(root), parent, bridge, str(net), base, maximum, bool(trace))
+
+
+def parse_subnet(subnet):
     try:
         net = ipaddress.IPv4Network(subnet, strict=True)
     except ValueError as e:
         raise InputError(f"--subnet: {subnet!r} is not an IPv4 network in CIDR form: {e}") from None
     if net.prefixlen > 30:
         raise InputError(f"--subnet: {subnet!r} has room for no pods (use /30 or wider)")
-    base, maximum = parse_backoff(pick(restart_backoff, "NSPOD_RESTART_BACKOFF", DEFAULT_BACKOFF))
-    if trace is None:
-        trace = env.get("NSPOD_TRACE") == "1"
-    return Config(os.path.normpath(root), parent, bridge, str(net), base, maximum, bool(trace))
+    return net
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")

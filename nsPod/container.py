@@ -8,13 +8,15 @@ command run in a container has the container's uid, gid, capabilities and seccom
 import errno
 import os
 import stat
-# os.execvpe imports `warnings` when it runs (os.get_exec_path). In a container on an image it
-# runs after pivot_root, where the host's standard library is out of reach: load it now.
-import warnings  # noqa: F401
+import warnings
 
 from nsPod import mounts, namespaces, process, security
 from nsPod.process import step
 from nsPod.syscalls import CloneFlag, MountFlag, mount, pivot_root, umount2, unshare, MNT_DETACH
+
+# os.execvpe imports `warnings` when it runs (os.get_exec_path). In a container on an image it
+# runs after pivot_root, where the host's standard library is out of reach: loaded up front.
+LOADED_BEFORE_PIVOT = (warnings,)
 
 # The devices every container gets (runc's default set). Each is the host's own node, bound
 # onto a file in a nodev /dev: see _mount_dev for why this is the device allowlist.

@@ -22,7 +22,8 @@ import json
 import os
 import time
 
-from nsPod.errors import InputError, NetworkError
+from nsPod.config import parse_subnet
+from nsPod.errors import NetworkError
 
 NETWORK_DIR = "network"
 LEASES_FILE = "leases.json"
@@ -31,16 +32,6 @@ LOCK_FILE = "leases.lock"
 
 def network_dir(root):
     return os.path.join(root, NETWORK_DIR)
-
-
-def parse_subnet(subnet):
-    try:
-        net = ipaddress.IPv4Network(subnet, strict=True)
-    except ValueError as e:
-        raise InputError(f"--subnet: {subnet!r} is not an IPv4 network in CIDR form: {e}") from None
-    if net.prefixlen > 30:
-        raise InputError(f"--subnet: {subnet!r} has room for no pods (use /30 or wider)")
-    return net
 
 
 class Leases:

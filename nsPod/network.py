@@ -253,8 +253,13 @@ def remove_bridge_if_unused(name):
     _bridges.pop(name, None)
     if not is_bridge(name) or bridge_ports(name):
         return False
+    return _delete_link(name, "bridge")
+
+
+def _delete_link(name, what):
+    """Delete a link; False when it was already gone."""
     try:
-        with _Step(f"delete bridge {name}"):
+        with _Step(f"delete {what} {name}"):
             _host_ipr().link("del", ifname=name)
     except NetworkError as e:
         if _is(e.__cause__, errno.ENODEV, errno.ENOENT):
@@ -376,14 +381,7 @@ def detach(host_veth):
     """
     if not link_exists(host_veth):
         return False
-    try:
-        with _Step(f"delete veth {host_veth}"):
-            _host_ipr().link("del", ifname=host_veth)
-    except NetworkError as e:
-        if _is(e.__cause__, errno.ENODEV, errno.ENOENT):
-            return False
-        raise
-    return True
+    return _delete_link(host_veth, "veth")
 
 
 def netns_attach(pod_name, pause_pid, netns_fd=None):
