@@ -10,7 +10,7 @@ import os
 from nsPod._syscalls import ffi, lib
 from nsPod.errors import os_error
 
-ABI = "nspod-syscalls-1"
+ABI = "nspod-syscalls-2"
 if ffi.string(lib.nspod_abi()).decode() != ABI:
     raise ImportError("nsPod._syscalls is a stale build: reinstall nspod")
 
@@ -119,3 +119,36 @@ def sethostname(name):
     trace(f"sethostname({name})")
     if lib.sethostname(data, len(data)) != 0:
         raise os_error(ffi.errno, "sethostname", detail=name)
+
+
+class ResolveFlag(enum.IntFlag):
+    RESOLVE_NO_XDEV = lib.RESOLVE_NO_XDEV
+    RESOLVE_NO_MAGICLINKS = lib.RESOLVE_NO_MAGICLINKS
+    RESOLVE_NO_SYMLINKS = lib.RESOLVE_NO_SYMLINKS
+    RESOLVE_BENEATH = lib.RESOLVE_BENEATH
+    RESOLVE_IN_ROOT = lib.RESOLVE_IN_ROOT
+
+
+def openat2(dirfd, path, flags, resolve, mode=0):
+    """openat2(2): open `path` relative to `dirfd` under the RESOLVE_* rules; returns the fd.
+
+    ENOSYS (kernel < 5.6) is raised like any other error: callers fall back to an
+    O_NOFOLLOW walk. EXDEV/ELOOP mean the path tried to leave `dirfd` or met a symlink.
+    """
+    detail = f"flags={oct(flags)}, resolve={flag_names(resolve, ResolveFlag)}"
+    trace(f"openat2({dirfd}, {path}, {detail})")
+    fd = lib.nspod_openat2(dirfd, _cstr(path), flags, mode, int(resolve))
+    if fd < 0:
+        raise os_error(ffi.errno, "openat2", path, detail)
+    return fd
+
+
+def bpf(cmd, attr, what="bpf"):
+    """bpf(2) with `attr` a bytearray laid out as the kernel's union bpf_attr; returns the
+    syscall's non-negative result (an fd for BPF_PROG_LOAD)."""
+    buf = ffi.from_buffer(attr)
+    trace(f"bpf({what})")
+    result = lib.nspod_bpf(cmd, buf, len(attr))
+    if result < 0:
+        raise os_error(ffi.errno, "bpf", detail=what)
+    return result
