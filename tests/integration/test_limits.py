@@ -83,9 +83,11 @@ def test_limits_land_in_the_cgroups_and_qos_class(nspod):
     nspod.run_yaml(text)
     obj = nspod.inspect("p")
     assert obj["status"]["qosClass"] == "Guaranteed"
+    # Named as the kubelet's cgroupfs driver names it: pod<uid>, unique per pod.
+    pod_rel = f"{nspod.cgroup_parent.strip('/')}/pod{obj['metadata']['uid']}"
     rel = obj["runtime"]["containers"]["a"]["cgroup"]
-    assert rel == f"{nspod.cgroup_parent.strip('/')}/p/a"
-    assert obj["runtime"]["cgroup"] == f"{nspod.cgroup_parent.strip('/')}/p"
+    assert rel == f"{pod_rel}/ctr-a"
+    assert obj["runtime"]["cgroup"] == pod_rel
     if v2():
         assert cgroup_file(nspod, rel, "memory.max") == str(64 * 2**20)
         assert cgroup_file(nspod, rel, "cpu.max") == "50000 100000"
@@ -97,11 +99,11 @@ def test_limits_land_in_the_cgroups_and_qos_class(nspod):
     # Every process of the pod is in its cgroups: pause in its own leaf, the container in its.
     pid = obj["runtime"]["containers"]["a"]["pid"]
     with open(f"/proc/{pid}/cgroup") as f:
-        assert any(line.rstrip().endswith("/p/a") for line in f)
+        assert any(line.rstrip().endswith(f"{pod_rel}/ctr-a") for line in f)
     with open(f"/proc/{obj['runtime']['pausePid']}/cgroup") as f:
-        assert any(line.rstrip().endswith("/p/_pause") for line in f)
+        assert any(line.rstrip().endswith(f"{pod_rel}/_pause") for line in f)
     exec_cgroup = nspod("exec", "p", "--", "cat", "/proc/self/cgroup").stdout
-    assert any(line.endswith("/p/a") for line in exec_cgroup.splitlines())
+    assert any(line.endswith(f"{pod_rel}/ctr-a") for line in exec_cgroup.splitlines())
     top = nspod("top", "p").stdout.splitlines()
     assert top[0].split() == ["CONTAINER", "PID", "USER", "COMMAND"]
     assert any(r.split()[:2] == ["a", str(pid)] for r in top[1:])
