@@ -96,6 +96,9 @@ def mkdir_new(path):
         _mkdir(path)
         return True
     except FileExistsError:
+        if not os.path.isdir(path):  # e.g. v1's `tasks` file: never a cgroup to write into
+            raise CgroupError(f"mkdir {path}: a file of that name exists, not a cgroup") \
+                from None
         return False
     except FileNotFoundError:
         raise
