@@ -139,3 +139,57 @@ def test_killed_while_removing_the_pod_leaves_nothing_after_gc(nspod, step, who)
     monitor = wait_stopped(nspod, rm, step)
     kill(who, rm, monitor)
     gc_and_rm(nspod)
+
+
+def v2():
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def _cgroup_dir(nspod, recorded):
+    """Where a recorded cgroup path lies in the hierarchy holding memory (v1) or in v2."""
+    return os.path.join("/sys/fs/cgroup" if v2() else "/sys/fs/cgroup/memory", recorded)
+
+
+def test_a_cgroup_made_under_the_pods_name_is_refused_not_adopted(nspod):
+    """Someone else makes the pod's cgroup between nspod recording its name and making it:
+    nspod refuses it (no limit written into it, its process not killed, the directory not
+    removed, neither by `run` nor later by `gc` and `rm -f`)."""
+    cli = start(nspod, ["run", manifest(nspod, bridged=False)], "cgroup-recorded")
+    monitor = wait_stopped(nspod, cli, "cgroup-recorded")
+    with open(os.path.join(nspod.root, "pods", nspod.name, "state.json")) as f:
+        theirs = _cgroup_dir(nspod, json.load(f)["cgroup"])
+    os.makedirs(theirs)
+    squatter = subprocess.Popen(["sleep", "1000"])
+    try:
+        with open(os.path.join(theirs, "cgroup.procs"), "w") as f:
+            f.write(str(squatter.pid))
+        limit_file = "memory.max" if v2() else "memory.limit_in_bytes"
+        with open(os.path.join(theirs, limit_file)) as f:
+            limit = f.read()
+        os.kill(monitor, signal.SIGCONT)
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode == 1
+        assert f"cgroup {theirs} already exists" in err and "never adopts" in err
+        nspod("gc")
+        nspod("rm", "-f", nspod.name)
+        assert squatter.poll() is None
+        with open(os.path.join(theirs, "cgroup.procs")) as f:
+            assert f.read().split() == [str(squatter.pid)]
+        with open(os.path.join(theirs, limit_file)) as f:
+            assert f.read() == limit
+    finally:
+        squatter.kill()
+        squatter.wait()
+        # ours to remove: the test made them (the pod's directory and the parent level)
+        for d in (theirs, os.path.dirname(theirs)):
+            wait_for(lambda: _rmdir(d), timeout=10, what=f"rmdir {d}")
+
+
+def _rmdir(path):
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
