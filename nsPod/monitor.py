@@ -110,7 +110,7 @@ class Monitor:
             self.add_run(plan)
         self.log_limits = logs.limits_from_env()
         self.cgroups = None
-        self.pod_cgroup = pod_cgroup_name(self.plan.uid)
+        self.pod_cgroup = None     # pod<uid>, named in make_pod_cgroup
         self.forwarders = []
         self.selector = selectors.DefaultSelector()
         self.children = {}         # pid -> ("pause",) | ("container", run) | ("check", ...)
@@ -227,6 +227,7 @@ class Monitor:
         # exist, which it takes as removed. The mkdir is exclusive: a directory already
         # there is someone else's and is never adopted; then the record goes, so neither
         # teardown nor gc touches it.
+        self.pod_cgroup = pod_cgroup_name(self.plan.uid)
         self.state["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel()}"
         self.save()
         _test_point("cgroup-recorded")
