@@ -651,7 +651,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     rel = f"{rel_in_parent(pod_state['cgroup'], plan.cgroup_parent)}/{container_cgroup_name(name)}"
     container_dir = pod_dir.file("containers", name)
     os.makedirs(container_dir)
-    driver.create(rel, Limits())
+    driver.create(rel, Limits(), exclusive=True)  # never a container's own cgroup
     security.become_subreaper()
     try:
         try:
