@@ -29,7 +29,7 @@ import time
 
 from nsPod import (container, jsonline, lifecycle, logs, namespaces, sandbox, security, state,
                    volumes)
-from nsPod.cgroups import Limits
+from nsPod.cgroups import CgroupExists, Limits, container_cgroup_name, pod_cgroup_name
 from nsPod.cgroups import parents as cgroup_parents
 from nsPod.errors import NspodError, describe
 from nsPod.lifecycle import APP, INIT, SIDECAR
@@ -39,6 +39,16 @@ from nsPod.undo import detach_network, remove_cgroups, unmount_recorded
 from nsPod.state import ProcessRef, now_rfc3339
 
 CONTROL_TIMEOUT = 2.0
+
+# For tests/integration/test_kill_points.py only: NSPOD_TEST_PAUSE_AT=<step>[,<step>...] makes
+# the monitor stop itself (SIGSTOP) at those named steps, for the test to SIGKILL it there.
+# Unset (always, outside those tests), _test_point does nothing.
+_STOP_AT = frozenset(filter(None, os.environ.get("NSPOD_TEST_PAUSE_AT", "").split(",")))
+
+
+def _test_point(step):
+    if step in _STOP_AT:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 class Aborted(NspodError):
@@ -100,6 +110,7 @@ class Monitor:
             self.add_run(plan)
         self.log_limits = logs.limits_from_env()
         self.cgroups = None
+        self.pod_cgroup = None     # pod<uid>, named in make_pod_cgroup
         self.forwarders = []
         self.selector = selectors.DefaultSelector()
         self.children = {}         # pid -> ("pause",) | ("container", run) | ("check", ...)
@@ -177,6 +188,7 @@ class Monitor:
         self.open_control_socket()
         self.make_pod_cgroup()
         self.make_volumes()
+        _test_point("volumes")
         self.write_etc_files()
         self.make_sandbox()
         self.publish_host_ports()
@@ -204,15 +216,49 @@ class Monitor:
         self.selector.register(self.control, selectors.EVENT_READ, "control")
 
     def cgroup_rel(self, name=None):
-        return self.plan.name if name is None else f"{self.plan.name}/{name}"
+        """Relative to the cgroup parent: the pod's (pod<uid>), pause's or a container's."""
+        if name is None:
+            return self.pod_cgroup
+        leaf = name if name == PAUSE_CGROUP else container_cgroup_name(name)
+        return f"{self.pod_cgroup}/{leaf}"
 
     def make_pod_cgroup(self):
-        # Recorded before it is made: a crash in between leaves gc something to find.
-        self.state["cgroup"] = f"{self.plan.cgroup_parent}/{self.plan.name}"
+        # Recorded before it is made: a crash in between leaves gc a name that does not
+        # exist, which it takes as removed. The mkdir is exclusive: a directory already
+        # there is someone else's and is never adopted; then the record goes, so neither
+        # teardown nor gc touches it.
+        self.pod_cgroup = pod_cgroup_name(self.plan.uid)
+        self.state["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel()}"
         self.save()
-        self.cgroups = cgroup_parents.create(self.dir.root, self.plan.cgroup_parent,
-                                             self.cgroup_rel(), Limits(**self.plan.pod_limits))
+        _test_point("cgroup-recorded")
+        try:
+            self.cgroups = cgroup_parents.create(
+                self.dir.root, self.plan.cgroup_parent, self.cgroup_rel(),
+                Limits(**self.plan.pod_limits), exclusive=True)
+        except CgroupExists:
+            self.state["cgroup"] = None
+            self.save()
+            raise
+        _test_point("cgroup")
         self.cgroups.create(self.cgroup_rel(PAUSE_CGROUP), Limits())
+
+    def make_container_cgroup(self, run):
+        """The container's leaf cgroup with its limits (made once, reused by its restarts)."""
+        rel = self.cgroup_rel(run.name)
+        self.cgroups.create(rel, Limits(**run.plan.limits))
+        return rel
+
+    def kill_leftovers(self, run):
+        """Kill what is left in a container's cgroup once its main process has ended.
+
+        The kubelet's runtimes (runc/crun via containerd and CRI-O) kill the container's
+        whole cgroup when its init process exits, so background children (which survive
+        with shareProcessNamespace or hostPID) never outlive it into its restart.
+        """
+        try:
+            self.cgroups.kill(self.cgroup_rel(run.name))
+        except NspodError as e:
+            print(f"nspod monitor: container {run.name}: {describe(e)}", file=sys.stderr)
 
     def attach_to(self, name):
         """spawn's prepare step: the process enters its cgroup before it runs anything."""
@@ -251,6 +297,7 @@ class Monitor:
         self.state["pause"] = ProcessRef.of(pid).to_json()
         self.state["namespaces"] = namespaces.ns_ids(pid, ("net", "ipc", "uts", "pid"))
         self.save()
+        _test_point("sandbox")
         self.connect_network()
 
     def connect_network(self):
@@ -262,6 +309,7 @@ class Monitor:
         self.state["network"] = {"bridge": network["bridge"], "subnet": network["subnet"]}
         self.state["podIP"] = network["ip"]
         self.save()
+        _test_point("network-recorded")
         reply = netclient.attach(self.dir.root, self.plan.name, self.state["pause"]["pid"],
                                  network["bridge"], network["subnet"], preferred=network["ip"])
         reply.pop("ok", None)
@@ -269,6 +317,7 @@ class Monitor:
         self.state["network"]["subnet"] = network["subnet"]
         self.state["podIP"] = reply["ip"]
         self.save()
+        _test_point("network")
 
     def publish_host_ports(self):
         if not self.plan.host_ports:
@@ -328,8 +377,8 @@ class Monitor:
         log_file = logs.LogFile(log_path, *self.log_limits)
         cstate["log"] = os.path.relpath(log_path, self.dir.path)
         cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(run.name)}"
-        self.cgroups.create(self.cgroup_rel(run.name), Limits(**run.plan.limits))
-        cstate["oomKills"] = self.cgroups.oom_kills(self.cgroup_rel(run.name))
+        rel = self.make_container_cgroup(run)
+        cstate["oomKills"] = self.cgroups.oom_kills(rel)
         message_file = termination_log(self.dir.path, run.name)
         state.write_text(message_file, "", mode=0o666)
         container_dir = self.dir.file("containers", run.name)
@@ -376,6 +425,7 @@ class Monitor:
             "namespaces": namespaces.ns_ids(pid),
         })
         self.save()
+        _test_point("container")
         if not run.post_start_done:
             self.run_hook(run, "postStart")
         else:
@@ -419,6 +469,9 @@ class Monitor:
         oom_kills = self.cgroups.oom_kills(self.cgroup_rel(run.name))
         oom = oom_kills > cstate.get("oomKills", 0)
         cstate["oomKills"] = oom_kills
+        # Before the logs are drained: a background child holding the pipes open would
+        # otherwise keep them from reaching EOF.
+        self.kill_leftovers(run)
         terminated = {
             "exitCode": code,
             "reason": "OOMKilled" if oom else "Completed" if code == 0 else "Error",
@@ -958,20 +1011,45 @@ class Monitor:
         for plan in changed:
             if plan.name not in self.runs:
                 raise NspodError(f"pod {self.plan.name} has no container {plan.name!r}")
+        self.set_limits_all_or_nothing(changed)
         for plan in changed:
             lists = self.plan.init_containers if plan.init else self.plan.containers
             lists[[c.name for c in lists].index(plan.name)] = plan
-            run = self.runs[plan.name]
-            run.plan = plan
-            self.cgroups.set_limits(self.cgroup_rel(plan.name), Limits(**plan.limits))
+            self.runs[plan.name].plan = plan
         self.write_plan(request["manifest"])
         for plan in changed:
             self.restart_container(plan.name)
         return {"ok": True}
 
+    def set_limits_all_or_nothing(self, plans):
+        """Every changed container's new limits, or (when the kernel refuses one) none.
+
+        Each cgroup's current values are saved before it is written; a refusal puts back
+        those already written, in reverse, and the apply fails with nothing changed. A
+        container whose cgroup is not made yet gets its new limits when it starts.
+        """
+        done = []
+        try:
+            for plan in plans:
+                rel = self.cgroup_rel(plan.name)
+                if not os.path.isdir(self.cgroups.path(rel)):
+                    continue
+                # saved first: a set_limits refused half-way is put back too
+                done.append((rel, self.cgroups.save_limits(rel)))
+                self.cgroups.set_limits(rel, Limits(**plan.limits))
+        except NspodError:
+            for rel, saved in reversed(done):
+                try:
+                    self.cgroups.restore_limits(rel, saved)
+                except NspodError as e:
+                    print(f"nspod monitor: apply: putting back the limits of {rel}: "
+                          f"{describe(e)}", file=sys.stderr)
+            raise
+
     # --- teardown: every step idempotent ---------------------------------------------------
 
     def teardown(self):
+        _test_point("teardown")
         for forwarder in self.forwarders:
             forwarder.close()
         self.forwarders = []
@@ -987,6 +1065,7 @@ class Monitor:
                 undo()
             except (NspodError, OSError) as e:
                 print(f"nspod monitor: {what}: {describe(e)}", file=sys.stderr)
+            _test_point(f"teardown-{what.split()[0]}")
         self.state["phase"] = self.final_phase()
         if self.final_reason:
             self.state["reason"], self.state["message"] = self.final_reason

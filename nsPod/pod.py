@@ -200,7 +200,9 @@ def run(config, pod):
             raise
     try:
         return _start_monitor(config, pod_dir, lock_fd)
-    except BaseException:
+    except BaseException as e:
+        if getattr(e, "state_kept", False):
+            raise
         if leases is not None:
             leases.release(pod.name)
         _remove_dir(pod_dir)
@@ -236,6 +238,16 @@ def _start_monitor(config, pod_dir, lock_fd):
     if reply is None or "error" in reply:
         # The monitor undoes what it made before it exits; wait for that, then the rest.
         monitor.wait()
+        # A monitor killed while making the pod (or whose undoing failed) left its record
+        # in the state: undo from it now, before the caller removes the state directory.
+        try:
+            clean_up_after_monitor(pod_dir)
+        except NspodError as e:
+            error = SetupError(f"pod {pod_dir.name}: the monitor ended while making the pod "
+                               f"and undoing what it made failed: {describe(e)}; "
+                               f"`nspod gc` retries it")
+            error.state_kept = True  # the record gc needs: run must not remove it
+            raise error from e
         if reply is None:
             raise SetupError(f"pod {pod_dir.name}: the monitor died while making the pod "
                              f"(exit status {monitor.returncode}); see its log above")
@@ -586,7 +598,7 @@ def namespace_table(config, name):
 def exec_in(config, pod_name, container_name, argv, interactive=False):
     """Run argv inside a running container; returns its exit code (126/127 if it cannot run)."""
     from nsPod import container, process, security
-    from nsPod.cgroups import open_driver
+    from nsPod.cgroups import open_driver, rel_in_parent
     from nsPod.plan import container_from_json
     require_root()
     pod_dir, doc, pod_state = load(config, pod_name)
@@ -596,7 +608,7 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
         raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
     target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
     driver = open_driver(doc["plan"]["cgroup_parent"])
-    rel = f"{pod_name}/{cplan.name}"
+    rel = rel_in_parent(cstate["cgroup"], doc["plan"]["cgroup_parent"])
     security.become_subreaper()  # the process comes from a second fork: it is ours to reap
     try:
         # In the container's cgroup before it runs: its memory is the container's.
@@ -613,7 +625,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     pod's cgroup. Runs attached to this terminal; returns its exit code. Gone when it ends."""
     import shutil
     from nsPod import container, process, security, spec
-    from nsPod.cgroups import Limits, open_driver
+    from nsPod.cgroups import Limits, container_cgroup_name, open_driver, rel_in_parent
     from nsPod.plan import PodPlan, container_plan
     require_root()
     pod_dir, doc, pod_state = load(config, pod_name)
@@ -636,10 +648,10 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     cplan = container_plan(debugger, pod, plan.volumes, facts, plan.etc_files)
     cplan.mounts = [m for m in cplan.mounts if m.volume != "termination-log"]
     driver = open_driver(plan.cgroup_parent)
-    rel = f"{pod_name}/{name}"
+    rel = f"{rel_in_parent(pod_state['cgroup'], plan.cgroup_parent)}/{container_cgroup_name(name)}"
     container_dir = pod_dir.file("containers", name)
     os.makedirs(container_dir)
-    driver.create(rel, Limits())
+    driver.create(rel, Limits(), exclusive=True)  # never a container's own cgroup
     security.become_subreaper()
     try:
         try:
@@ -701,16 +713,24 @@ def container_running(config, pod_name, container_name):
 # --- resource use ---------------------------------------------------------------------------
 
 def _pod_cgroups(config, name):
-    """(driver, [(who, rel)]) for a pod whose cgroups exist: the pod, then each container."""
-    from nsPod.cgroups import open_driver
+    """(driver, [(who, rel)]) for a pod whose cgroups exist: the pod, then each container.
+
+    The paths are the ones the monitor recorded (pod<uid>/ctr-<name>), never formed from
+    names: what is read is what nspod made.
+    """
+    from nsPod.cgroups import open_driver, rel_in_parent
     pod_dir, doc, pod_state = load(config, name)
     if not pod_state.get("cgroup"):
         raise StateError(f"pod {name} is not running (its cgroups are gone)")
-    driver = open_driver(doc["plan"]["cgroup_parent"])
+    parent = doc["plan"]["cgroup_parent"]
+    driver = open_driver(parent)
     plan = doc["plan"]
-    rows = [(c["name"], f"{name}/{c['name']}") for c in plan["init_containers"] + plan["containers"]
-            if pod_state["containers"].get(c["name"], {}).get("cgroup")]
-    return driver, [("(pod)", name)] + rows
+    rows = []
+    for c in plan["init_containers"] + plan["containers"]:
+        recorded = pod_state["containers"].get(c["name"], {}).get("cgroup")
+        if recorded:
+            rows.append((c["name"], rel_in_parent(recorded, parent)))
+    return driver, [("(pod)", rel_in_parent(pod_state["cgroup"], parent))] + rows
 
 
 def stats(config, name):

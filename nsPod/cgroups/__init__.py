@@ -1,8 +1,16 @@
 """cgroups for pods and their containers: one interface, a v1 and a v2 driver.
 
-Layout: <hierarchy>/<parent>/<pod>/<container>, `parent` being --cgroup-parent (default
-`nspod`) relative to each hierarchy's root. Drivers are told paths relative to the parent
-("web", "web/app"); they never write above the parent except in levels they made.
+Layout: <hierarchy>/<parent>/pod<uid>/ctr-<container>, `parent` being --cgroup-parent
+(default `nspod`) relative to each hierarchy's root. The pod's level is named by its UID, as
+the kubelet's cgroupfs driver names it (`pod<uid>`), so two pods of one name (two state
+roots under one parent) never share a cgroup; a container's leaf has a fixed prefix, so no
+container name (`tasks` is a valid one) can collide with a cgroup interface file such as
+v1's `tasks`. Drivers are told paths relative to the parent ("pod<uid>",
+"pod<uid>/ctr-app"); they never write above the parent except in levels they made.
+
+Never adopted: the pod's level is made with create(..., exclusive=True), which refuses
+(CgroupExists) when the directory is already there, so a cgroup nspod did not make is never
+configured, killed or removed. Levels below it are inside nspod's own cgroup.
 
 Which levels a driver removes:
   - remove(rel) removes rel and everything below it.
@@ -11,9 +19,12 @@ Which levels a driver removes:
     the default top-level `nspod` whoever made it (it is nspod's by name). A level that
     existed before, e.g. a user's --cgroup-parent, is never removed.
   The driver keeps no files of its own: `made` lives in memory. A caller whose pods are
-  created and removed by different processes persists `driver.made` after create() in a
-  record shared by every pod under that parent (pods share parent levels, so a per-pod
-  record would lose a level made by a pod removed first), and opens the remover with it.
+  created and removed by different processes persists `driver.made` in a record shared by
+  every pod under that parent (pods share parent levels, so a per-pod record would lose a
+  level made by a pod removed first), and opens the remover with it. `driver.remember` is
+  called with `made` BEFORE each parent level's mkdir (and again when a mkdir found the
+  level there already), so a crash between the record and the mkdir leaves only a record
+  of a level that does not exist, which removal treats as gone.
 
 detect() decides by what is in `root`, which works the same for the kernel's layout and a
 fake tree in the unit tests: cgroup2 has `cgroup.controllers` in every cgroup including
@@ -27,6 +38,11 @@ from abc import ABC, abstractmethod
 from nsPod.cgroups import files
 from nsPod.record import record
 from nsPod.errors import CgroupError
+
+POD_PREFIX = "pod"
+# Every cgroup interface file has a dot in its name except v1's `tasks`, `notify_on_release`
+# and `release_agent`; none of them starts with this prefix.
+CONTAINER_PREFIX = "ctr-"
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 DEFAULT_PARENT = "nspod"
@@ -89,6 +105,31 @@ def open_driver(parent=DEFAULT_PARENT, root=DEFAULT_ROOT, made=()):
     return V1Driver(parent, root, made)
 
 
+class CgroupExists(CgroupError):
+    """The pod's cgroup is there already: someone else's, never adopted."""
+
+
+def pod_cgroup_name(uid):
+    """The pod's level under the parent: `pod<uid>`, the kubelet's cgroupfs name."""
+    if not uid or not all(c in "0123456789abcdef-" for c in uid):
+        raise CgroupError(f"pod uid {uid!r}: expected lowercase hex digits and dashes")
+    return f"{POD_PREFIX}{uid}"
+
+
+def container_cgroup_name(name):
+    """A container's leaf under its pod's cgroup."""
+    return f"{CONTAINER_PREFIX}{name}"
+
+
+def rel_in_parent(recorded, parent):
+    """The path relative to `parent` of a cgroup recorded as "<parent>/<rel>"."""
+    head = "/".join(split_path(parent, "cgroup parent"))
+    parts = "/".join(split_path(recorded, "cgroup"))
+    if not parts.startswith(head + "/"):
+        raise CgroupError(f"cgroup {recorded!r} is not under the cgroup parent {parent!r}")
+    return parts[len(head) + 1:]
+
+
 def split_path(path, what):
     """Components of a cgroup path; '.', '..' would let a name escape its parent."""
     parts = [p for p in path.split("/") if p]
@@ -117,14 +158,19 @@ class Driver(ABC):
         self.root = root
         self.hierarchies = self._find_hierarchies()
         self.made = set(made)
+        self.remember = lambda made: None  # persists `made`; see the module's docstring
 
     @abstractmethod
     def _find_hierarchies(self):
         """{name: directory holding the parent} for every hierarchy the driver uses."""
 
     @abstractmethod
-    def create(self, rel, limits):
-        """Make rel (and missing levels above it, the parent's included) and apply limits."""
+    def create(self, rel, limits, exclusive=False):
+        """Make rel (and missing levels above it, the parent's included) and apply limits.
+
+        exclusive: rel itself must not exist yet in any hierarchy (CgroupExists otherwise,
+        after removing what this call made of it): the pod's own level.
+        """
 
     @abstractmethod
     def set_limits(self, rel, limits):
@@ -133,6 +179,23 @@ class Driver(ABC):
     @abstractmethod
     def oom_kills(self, rel):
         """Processes OOM-killed in rel's subtree."""
+
+    @abstractmethod
+    def limit_files(self, rel):
+        """The control files set_limits may write, in an order restore_limits can write."""
+
+    def save_limits(self, rel):
+        """What restore_limits needs to undo a set_limits on rel: the files' current text."""
+        saved = {}
+        for path in self.limit_files(rel):
+            text = files.read_optional(path)
+            if text is not None:
+                saved[path] = text.strip()
+        return saved
+
+    def restore_limits(self, rel, saved):
+        for path, text in saved.items():
+            files.write(path, text)
 
     @abstractmethod
     def stats(self, rel):
@@ -159,10 +222,57 @@ class Driver(ABC):
         parts = self.parent.split("/") + split_path(rel, "cgroup")
         return [os.path.join(base, *parts[:i]) for i in range(1, len(parts) + 1)]
 
-    def _make(self, base, rel):
+    def _make_all(self, rel, exclusive):
+        """mkdir rel in every hierarchy; exclusive: refuse (and undo) when it exists."""
+        made_here = []
+        for base in self._bases():
+            if self._make(base, rel, exclusive):
+                made_here.append(self._in(base, rel))
+            elif exclusive:
+                for d in reversed(made_here):  # just made, empty: ours to take back
+                    files.rmdir(d)
+                raise CgroupExists(
+                    f"cgroup {self._in(base, rel)} already exists: nspod makes a new cgroup "
+                    f"for each pod and never adopts one it did not make; remove it or "
+                    f"choose another --cgroup-parent")
+
+    def _make(self, base, rel, exclusive=False):
+        """Missing levels from the parent's top down to rel; True when rel was made here.
+
+        Another nspod removing an empty shared level (e.g. `nspod`) between our seeing it and
+        making our child in it shows up as ENOENT: walking the chain again recreates it.
+        """
         levels = self._levels(base, rel)
         parent_levels = levels[:len(self.parent.split("/"))]
-        self.made.update(lv for lv in files.make_levels(levels) if lv in parent_levels)
+        for _ in range(3):
+            try:
+                made = False
+                for level in levels:
+                    if level in parent_levels:
+                        self._make_parent_level(level)
+                    else:
+                        made = files.mkdir_new(level)
+                return made
+            except FileNotFoundError as e:
+                lost = e
+        raise CgroupError(f"mkdir {lost.filename}: {lost.strerror}") from lost
+
+    def _make_parent_level(self, level):
+        if files.exists(level):
+            return
+        known = level in self.made
+        if not known:
+            self.made.add(level)
+            self.remember(self.made)  # before the mkdir: a crash after it cannot lose it
+        try:
+            made = files.mkdir_new(level)
+        except BaseException:
+            if not known:
+                self.made.discard(level)
+            raise
+        if not made and not known:  # someone else made it meanwhile: theirs
+            self.made.discard(level)
+            self.remember(self.made)
 
     def attach(self, rel, pid):
         for base in self._bases():

@@ -87,29 +87,18 @@ def subtree(path):
     return [top for top, _, _ in os.walk(path)]
 
 
-def make_levels(levels):
-    """mkdir each of `levels` (ancestors first) that is missing; return the ones made here.
+def mkdir_new(path):
+    """mkdir; True when made here, False when it was there already.
 
-    Another nspod removing an empty shared level (e.g. `nspod`) between our seeing it and
-    making our child in it shows up as ENOENT: walking the chain again recreates it.
+    ENOENT (a level above vanished) is raised as is, for the caller to walk the chain again.
     """
-    made = []
-    for _ in range(3):
-        try:
-            for level in levels:
-                if _made(level):
-                    made.append(level)
-            return made
-        except FileNotFoundError as e:
-            lost = e
-    raise CgroupError(f"mkdir {lost.filename}: {lost.strerror}") from lost
-
-
-def _made(path):
     try:
         _mkdir(path)
         return True
     except FileExistsError:
+        if not os.path.isdir(path):  # e.g. v1's `tasks` file: never a cgroup to write into
+            raise CgroupError(f"mkdir {path}: a file of that name exists, not a cgroup") \
+                from None
         return False
     except FileNotFoundError:
         raise

@@ -9,7 +9,7 @@ import fcntl
 import json
 import os
 
-from nsPod.cgroups import open_driver
+from nsPod.cgroups import CgroupExists, open_driver
 from nsPod.state import write_json
 
 RECORD = "cgroup-parents.json"
@@ -17,7 +17,13 @@ LOCK = "cgroup-parents.lock"
 
 
 @contextlib.contextmanager
-def _locked(root):
+def _locked(root, parent):
+    """The driver for `parent`, opened with the levels recorded as made, under the lock.
+
+    The record is written whenever the driver reports a level it is about to make (before
+    the mkdir) and, in a `finally`, once more with what the body leaves: a create that
+    fails half-way (a limit the kernel refuses) still records the levels it made.
+    """
     os.makedirs(root, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -28,32 +34,45 @@ def _locked(root):
                 record = json.load(f)
         except FileNotFoundError:
             record = {}
-        yield record
-        write_json(path, record)
+
+        def remember(made):
+            if made:
+                record[parent] = sorted(made)
+            else:
+                record.pop(parent, None)
+            write_json(path, record)
+
+        driver = open_driver(parent, made=record.get(parent, ()))
+        driver.remember = remember
+        try:
+            yield driver
+        finally:
+            remember(driver.made)
+            # The caller keeps the driver; past the lock it must not write the record
+            # (its pod's cgroup keeps the parent levels from being removed meanwhile).
+            driver.remember = lambda made: None
     finally:
         os.close(fd)
 
 
-def create(root, parent, rel, limits):
-    """Make the cgroup rel under parent; the levels made on the way are recorded first."""
-    with _locked(root) as record:
-        driver = open_driver(parent, made=record.get(parent, ()))
+def create(root, parent, rel, limits, exclusive=False):
+    """Make the cgroup rel under parent; the levels made on the way are recorded first.
+
+    exclusive: rel must be new (the pod's level); when it exists, CgroupExists, and the
+    parent levels this call made are taken back once empty.
+    """
+    with _locked(root, parent) as driver:
         try:
-            driver.create(rel, limits)
-        finally:
-            record[parent] = sorted(driver.made)
+            driver.create(rel, limits, exclusive=exclusive)
+        except CgroupExists:
+            driver.remove_parent_if_empty()
+            raise
     return driver
 
 
 def remove(root, parent, rel):
     """Kill what is left in rel, remove it, and the parent levels nspod made once empty."""
-    with _locked(root) as record:
-        driver = open_driver(parent, made=record.get(parent, ()))
+    with _locked(root, parent) as driver:
         driver.kill(rel)
         driver.remove(rel)
         driver.remove_parent_if_empty()
-        remaining = sorted(driver.made)
-        if remaining:
-            record[parent] = remaining
-        else:
-            record.pop(parent, None)

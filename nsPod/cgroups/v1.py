@@ -41,10 +41,39 @@ class V1Driver(Driver):
     def path(self, rel, controller="memory"):
         return self._dir(controller, rel)
 
-    def create(self, rel, limits):
-        for base in self._bases():
-            self._make(base, rel)
+    def create(self, rel, limits, exclusive=False):
+        self._make_all(rel, exclusive)
         self.set_limits(rel, limits)
+
+    def limit_files(self, rel):
+        found = []
+        if "memory" in self.hierarchies:
+            d = self._dir("memory", rel)
+            found += [os.path.join(d, "memory.limit_in_bytes"),
+                      os.path.join(d, "memory.memsw.limit_in_bytes")]
+        if "cpu" in self.hierarchies:
+            d = self._dir("cpu", rel)
+            # nspod never changes the period, so the quota alone restores the limit
+            found += [os.path.join(d, "cpu.cfs_quota_us"), os.path.join(d, "cpu.shares")]
+        if "pids" in self.hierarchies:
+            found.append(os.path.join(self._dir("pids", rel), "pids.max"))
+        return found
+
+    def restore_limits(self, rel, saved):
+        saved = dict(saved)
+        d = self._dir("memory", rel) if "memory" in self.hierarchies else None
+        limit = saved.pop(os.path.join(d, "memory.limit_in_bytes"), None) if d else None
+        memsw = saved.pop(os.path.join(d, "memory.memsw.limit_in_bytes"), None) if d else None
+        if limit is not None:
+            # memsw >= limit at every step: raise memsw first when the limit goes up
+            current = int(files.read(os.path.join(d, "memory.limit_in_bytes")))
+            steps = [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", memsw)]
+            if int(limit) > current:
+                steps.reverse()
+            for name, value in steps:
+                if value is not None:
+                    files.write(os.path.join(d, name), value)
+        super().restore_limits(rel, saved)
 
     def set_limits(self, rel, limits):
         # oom_group has no v1 counterpart: a v1 OOM kill always takes one process

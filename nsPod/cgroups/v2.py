@@ -38,11 +38,11 @@ class V2Driver(Driver):
     def path(self, rel, controller="memory"):
         return self._in(self.root, rel)
 
-    def create(self, rel, limits):
+    def create(self, rel, limits, exclusive=False):
         top, grantor = self._top()
         wanted = self._controllers(limits, grantor)
         levels = self._levels(self.root, rel)
-        self._make(self.root, rel)
+        self._make_all(rel, exclusive)
         for level in levels[levels.index(top):-1]:
             self._enable(level, wanted)
         self.set_limits(rel, limits)
@@ -90,6 +90,12 @@ class V2Driver(Driver):
                         cpu_weight(cpu_shares(limits.cpu_request_millis)))
         if limits.pids is not None:
             files.write(os.path.join(d, "pids.max"), limits.pids)
+
+    def limit_files(self, rel):
+        d = self.path(rel)
+        return [os.path.join(d, name) for name in
+                ("memory.max", "memory.swap.max", "memory.oom.group", "cpu.max", "cpu.weight",
+                 "pids.max")]
 
     def _no_swap(self, d):
         # without this, a memory limit only moves the excess to swap; the file is there

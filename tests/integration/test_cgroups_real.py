@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from nsPod.cgroups import Limits, detect, open_driver
+from nsPod.cgroups import CgroupExists, Limits, detect, open_driver
+from nsPod.errors import CgroupError
 
 if os.geteuid() != 0:
     pytest.skip("cgroup integration tests need root (they create cgroups)",
@@ -116,3 +117,53 @@ def test_pod_limit_kills_only_the_process_the_kernel_picked(driver):
     assert calm.poll() is None, "the pod-level OOM killed a bystander"
     assert drv.oom_kills("pod/hog") == 1
     assert drv.oom_kills("pod/calm") == 0
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_an_existing_cgroup_is_refused_not_adopted(driver):
+    """A cgroup of the pod's name that nspod did not make: no limit rewritten, its process
+    not killed, the directory not removed."""
+    drv, procs = driver
+    drv.create("pod", Limits(memory=50 * Mi))  # stands for someone else's
+    calm = spawn(CALM)
+    procs.append(calm)
+    drv.attach("pod", calm.pid)
+    limit_file = "memory.max" if drv.version == "v2" else "memory.limit_in_bytes"
+    other = open_driver(drv.parent)
+    with pytest.raises(CgroupExists, match="already exists"):
+        other.create("pod", Limits(memory=100 * Mi), exclusive=True)
+    assert _read(os.path.join(drv.path("pod"), limit_file)) == str(50 * Mi)
+    assert drv.procs("pod") == [calm.pid] and calm.poll() is None
+
+
+def test_a_refused_cpu_quota_leaves_no_parent_level(driver, tmp_path):
+    """The kernel refuses a CFS quota over its maximum after the parent level was made:
+    the level is in the record all the same, and removing the pod removes it."""
+    from nsPod.cgroups import parents
+    drv, _ = driver
+    before = existing_levels(drv)
+    root = str(tmp_path / "state")
+    with pytest.raises(CgroupError, match="Invalid argument"):
+        parents.create(root, drv.parent, "pod", Limits(cpu_millis=2 * 10 ** 11), exclusive=True)
+    assert existing_levels(drv) > before  # made, and recorded:
+    parents.remove(root, drv.parent, "pod")
+    assert existing_levels(drv) == before
+
+
+def test_limits_saved_and_put_back(driver):
+    drv, _ = driver
+    drv.create("pod", Limits())
+    drv.create("pod/c", Limits(memory=64 * Mi, cpu_millis=100, cpu_request_millis=100, pids=10))
+    drv.create("pod/free", Limits())
+    for rel in ("pod/c", "pod/free"):
+        saved = drv.save_limits(rel)
+        assert saved, "no limit file found"
+        drv.set_limits(rel, Limits(memory=128 * Mi, cpu_millis=300, cpu_request_millis=300,
+                                   pids=20))
+        assert {p: _read(p) for p in saved} != saved
+        drv.restore_limits(rel, saved)
+        assert {p: _read(p) for p in saved} == saved

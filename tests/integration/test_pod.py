@@ -416,7 +416,9 @@ def test_debug_joins_the_pod_and_the_target_pid_namespace(nspod):
     out = nspod("debug", "p", "--target", "app", "--", "sh", "-c",
                 "cat /proc/1/comm; hostname; cat /proc/self/cgroup").stdout.splitlines()
     assert out[0] == "sleep" and out[1] == "p"
-    assert any(line.split("/")[-2:-1] == ["p"] and "/debugger-" in line for line in out[2:])
+    uid = nspod.inspect("p")["metadata"]["uid"]
+    assert any(line.split("/")[-2:-1] == [f"pod{uid}"] and "/ctr-debugger-" in line
+               for line in out[2:])
     runtime = nspod.inspect("p")["runtime"]
     assert nspod("debug", "p", "--", "sh", "-c", "exit 5", check=False).returncode == 5
     assert nspod("debug", "p", "--", "no-such-tool", check=False).returncode == 127

@@ -13,8 +13,9 @@ import subprocess
 
 import pytest
 
-from nsPod.cgroups import (DEFAULT_PARENT, Limits, cpu_quota, cpu_shares, cpu_weight, detect,
-                           files, open_driver)
+from nsPod.cgroups import (DEFAULT_PARENT, CgroupExists, Limits, container_cgroup_name,
+                           cpu_quota, cpu_shares, cpu_weight, detect, files, open_driver,
+                           pod_cgroup_name, rel_in_parent)
 from nsPod.errors import CgroupError, NspodError
 
 UNLIMITED = "9223372036854771712"
@@ -663,3 +664,182 @@ def test_create_survives_a_shared_level_removed_under_it(kernel, v2, monkeypatch
     monkeypatch.setattr(files, "_mkdir", racing_mkdir)
     drv.create("web/app", Limits(memory=1 << 20))
     assert raced and _read(drv.path("web/app"), "memory.max") == str(1 << 20)
+
+
+# -- never adopted: the pod's level is made, not found ----------------------------------------
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_exclusive_create_refuses_an_existing_cgroup_and_leaves_it_alone(kernel, tmp_path,
+                                                                         version):
+    root = getattr(kernel, f"{version}_root")(str(tmp_path / "cg"))
+    drv = open_driver("nspod", root)
+    drv.create("pod1234", Limits(memory=1 << 20))  # someone else's, with its own limit
+    before = {p: _get(p) for p in _files_under(root)}
+    kernel.writes.clear()
+    other = open_driver("nspod", root)
+    with pytest.raises(CgroupExists, match=r"nspod/pod1234 already exists: .* never adopts"):
+        other.create("pod1234", Limits(memory=2 << 20), exclusive=True)
+    assert kernel.writes == []  # no limit rewritten
+    assert {p: _get(p) for p in _files_under(root)} == before
+
+
+def test_exclusive_create_on_v1_takes_back_the_hierarchies_it_made(kernel, v1):
+    # Only in the pids hierarchy is there already a cgroup of that name: the memory one this
+    # call made is removed, the pids one is not touched.
+    os.makedirs(os.path.join(v1, "pids", "nspod"))
+    kernel.mkdir(os.path.join(v1, "pids", "nspod", "pod1234"))
+    drv = open_driver("nspod", v1)
+    with pytest.raises(CgroupExists, match=f"{v1}/pids/nspod/pod1234 already exists"):
+        drv.create("pod1234", Limits(), exclusive=True)
+    assert not os.path.exists(os.path.join(v1, "memory", "nspod", "pod1234"))
+    assert os.path.isdir(os.path.join(v1, "pids", "nspod", "pod1234"))
+
+
+def test_parents_create_exclusive_takes_back_the_parent_levels_it_made(kernel, v1, tmp_path):
+    from nsPod.cgroups import parents
+    os.makedirs(os.path.join(v1, "pids", "mine", "pod1234"))  # someone else's
+    state_root = str(tmp_path / "state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("nsPod.cgroups.DEFAULT_ROOT", v1)
+        mp.setattr("nsPod.cgroups.open_driver.__defaults__", ("nspod", v1, ()))
+        with pytest.raises(CgroupExists):
+            parents.create(state_root, "mine", "pod1234", Limits(), exclusive=True)
+    assert not os.path.exists(os.path.join(v1, "memory", "mine"))  # made here, taken back
+    assert os.path.isdir(os.path.join(v1, "pids", "mine", "pod1234"))  # never touched
+    assert _record(state_root) == {}
+
+
+def test_a_file_in_the_way_is_not_taken_for_a_cgroup(kernel, v1):
+    drv = open_driver("nspod", v1)
+    drv.create("pod1", Limits())
+    with pytest.raises(CgroupError, match=r"nspod/pod1/tasks: a file of that name exists"):
+        drv.create("pod1/tasks", Limits(memory=1 << 20))
+
+
+def test_a_container_named_tasks_gets_its_own_cgroup_on_v1(kernel, v1):
+    """Every v1 cgroup has a `tasks` file; `tasks` is a valid container name."""
+    drv = open_driver("nspod", v1)
+    drv.create("pod1", Limits())
+    rel = f"pod1/{container_cgroup_name('tasks')}"
+    drv.create(rel, Limits(memory=1 << 20))
+    assert _read(drv.path(rel), "memory.limit_in_bytes") == str(1 << 20)
+    assert os.path.isfile(os.path.join(drv.path("pod1"), "tasks"))
+
+
+def test_names_are_the_kubelets_and_checked():
+    uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert pod_cgroup_name(uid) == f"pod{uid}"
+    assert container_cgroup_name("app") == "ctr-app"
+    for bad in ("", "../x", "a/b", "ABC", "1 2"):
+        with pytest.raises(CgroupError, match="pod uid"):
+            pod_cgroup_name(bad)
+
+
+def test_rel_in_parent():
+    assert rel_in_parent("a/b/pod1/ctr-x", "/a/b") == "pod1/ctr-x"
+    assert rel_in_parent("/nspod/pod1", "nspod") == "pod1"
+    for recorded in ("other/pod1", "nspod", "nspod/../x"):
+        with pytest.raises(CgroupError):
+            rel_in_parent(recorded, "nspod")
+
+
+# -- the record of parent levels made: before each mkdir, and whatever happens after -------
+
+
+def _record(state_root):
+    import json
+    try:
+        with open(os.path.join(state_root, "cgroup-parents.json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def _files_under(root):
+    return sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names)
+
+
+def test_parent_levels_are_recorded_before_their_mkdir(kernel, v2, monkeypatch):
+    drv = open_driver("a/b", v2)
+    seen = []
+    drv.remember = lambda made: seen.append(sorted(made))
+    real_mkdir = files._mkdir
+
+    def mkdir(path):  # a crash at any mkdir must find the level in the record already
+        if path in (os.path.join(v2, "a"), os.path.join(v2, "a/b")):
+            assert seen and path in seen[-1], f"{path} made before it was recorded"
+        real_mkdir(path)
+
+    monkeypatch.setattr(files, "_mkdir", mkdir)
+    drv.create("pod1", Limits())
+    assert seen[-1] == [os.path.join(v2, "a"), os.path.join(v2, "a/b")]
+
+
+def test_a_level_someone_else_made_meanwhile_is_not_recorded(kernel, v2, monkeypatch):
+    drv = open_driver("a", v2)
+    seen = []
+    drv.remember = lambda made: seen.append(sorted(made))
+    real_mkdir = files._mkdir
+
+    def racing_mkdir(path):
+        if path == os.path.join(v2, "a") and not os.path.exists(path):
+            real_mkdir(path)  # another tool made it between our look and our mkdir
+        real_mkdir(path)
+
+    monkeypatch.setattr(files, "_mkdir", racing_mkdir)
+    drv.create("pod1", Limits())
+    assert drv.made == set() and seen[-1] == []
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_refused_limit_leaves_no_parent_level_behind(kernel, tmp_path, version, monkeypatch):
+    """The kernel refuses a cpu quota out of range (EINVAL) after the levels were made:
+    the record of them is written anyway, so removing the pod removes them."""
+    from nsPod.cgroups import parents
+    root = getattr(kernel, f"{version}_root")(str(tmp_path / "cg"))
+    monkeypatch.setattr("nsPod.cgroups.open_driver.__defaults__", ("nspod", root, ()))
+    state_root = str(tmp_path / "state")
+    quota_file = "cpu.max" if version == "v2" else "cpu.cfs_quota_us"
+    real_write = kernel.write
+
+    def refuse_quota(path, data):
+        if os.path.basename(path) == quota_file:
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        real_write(path, data)
+
+    monkeypatch.setattr(files, "_write", refuse_quota)
+    with pytest.raises(CgroupError, match=f'{quota_file}: Invalid argument'):
+        parents.create(state_root, "x/y", "pod1", Limits(cpu_millis=10 ** 12), exclusive=True)
+    assert sorted(_record(state_root)["x/y"]) == sorted(
+        os.path.join(base, level) for base in open_driver("x/y", root)._bases()
+        for level in ("x", "x/y"))
+    parents.remove(state_root, "x/y", "pod1")  # what teardown and gc do with the record
+    assert not any(os.path.exists(os.path.join(base, "x"))
+                   for base in open_driver("nspod", root)._bases())
+    assert _record(state_root) == {}
+
+
+# -- limits all or nothing: saved, then put back -----------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_save_and_restore_limits(kernel, tmp_path, version):
+    root = getattr(kernel, f"{version}_root")(str(tmp_path / "cg"))
+    drv = open_driver("nspod", root)
+    drv.create("pod1/ctr-a", Limits(memory=64 << 20, cpu_millis=100, cpu_request_millis=100,
+                                    pids=10))
+    saved = drv.save_limits("pod1/ctr-a")
+    before = {p: _get(p).strip() for p in saved}
+    drv.set_limits("pod1/ctr-a", Limits(memory=256 << 20, cpu_millis=900,
+                                        cpu_request_millis=900, pids=99))
+    assert {p: _get(p).strip() for p in saved} != before
+    drv.restore_limits("pod1/ctr-a", saved)
+    assert {p: _get(p).strip() for p in saved} == before
+    # and from "no limit" back to no limit, lowering (v1: memsw after the limit)
+    drv.create("pod1/ctr-b", Limits())
+    saved = drv.save_limits("pod1/ctr-b")
+    before = {p: _get(p).strip() for p in saved}
+    drv.set_limits("pod1/ctr-b", Limits(memory=1 << 20, cpu_millis=100, pids=3))
+    drv.restore_limits("pod1/ctr-b", saved)
+    assert {p: _get(p).strip() for p in saved} == before
