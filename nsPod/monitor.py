@@ -566,6 +566,7 @@ class Monitor:
                 self.deferred.append(run)
         else:
             self.start(run)
+        self.advance()  # whatever waited for this one (an init container behind a sidecar)
         self.update_phase()
 
     def on_pause_exit(self, status):
@@ -603,6 +604,8 @@ class Monitor:
         self.deferred = []
 
     def rebuild_sandbox(self):
+        if self.stopping:
+            return  # told to stop while the old sandbox went down: no new one
         apps = []
         for run in self.ordered((APP,)):
             terminated = self.cstate(run)["state"].get("terminated") or {}

@@ -5,6 +5,7 @@ non-root container, unsafe sysctls. Each test names the kubelet code it follows.
 import json
 import os
 import signal
+import uuid
 
 from busybox import make_rootfs
 from helpers import container, container_status, pod_yaml, wait_for, wait_phase
@@ -12,20 +13,22 @@ from helpers import container, container_status, pod_yaml, wait_for, wait_phase
 FAST = ("--restart-backoff", "0.2s:1s")
 SHARED = "    - name: d\n      emptyDir: {}\n"
 AT_D = "        - name: d\n          mountPath: /d\n"
+# A name of this run's own: /run/netns/nspod-<pod> is global until names are per state root.
+P = f"ks{uuid.uuid4().hex[:8]}"
 # Waits until the test creates /d/go (the volume's directory on the host).
 GATE = "while [ ! -e /d/go ]; do sleep 0.05; done"
 
 
 def spec_with(policy, containers, init="", grace=0, volumes=SHARED, extra=""):
-    text = pod_yaml("p", containers, volumes=volumes, grace=grace, extra_spec=extra)
+    text = pod_yaml(P, containers, volumes=volumes, grace=grace, extra_spec=extra)
     text = text.replace("restartPolicy: Never", f"restartPolicy: {policy}")
     if init:
         text = text.replace("  containers:\n", f"  initContainers:\n{init}  containers:\n")
     return text
 
 
-def volume_file(nspod, name, pod="p"):
-    return os.path.join(nspod.root, "pods", pod, "volumes", "d", name)
+def volume_file(nspod, name, pod=None):
+    return os.path.join(nspod.root, "pods", pod or P, "volumes", "d", name)
 
 
 def read_log(nspod):
@@ -39,7 +42,7 @@ def open_gate(nspod):
 
 
 def cstatus(nspod, name):
-    return container_status(nspod.inspect("p"), name)
+    return container_status(nspod.inspect(P), name)
 
 
 def test_onfailure_new_sandbox_does_not_rerun_succeeded_containers(nspod):
@@ -53,11 +56,11 @@ def test_onfailure_new_sandbox_does_not_rerun_succeeded_containers(nspod):
     wait_for(lambda: (cstatus(nspod, "once")["state"].get("terminated", {}).get("exitCode") == 0
                       and "running" in cstatus(nspod, "long")["state"]),
              what="once to succeed and long to run")
-    before = nspod.inspect("p")
+    before = nspod.inspect(P)
     os.kill(before["runtime"]["pausePid"], signal.SIGKILL)
 
     def rebuilt():
-        obj = nspod.inspect("p")
+        obj = nspod.inspect(P)
         long = container_status(obj, "long")
         return obj["runtime"].get("pausePid") not in (None, before["runtime"]["pausePid"]) \
             and "running" in long["state"] and long["restartCount"] == 1 and obj
@@ -76,18 +79,18 @@ def test_init_containers_ready_and_waiting_reasons(nspod):
     inits = container("first", GATE, AT_D) + container("second", "true", AT_D)
     nspod.run_yaml(spec_with("Never", container("app", mounts=AT_D), init=inits))
     wait_for(lambda: "running" in cstatus(nspod, "first")["state"], what="first to run")
-    st = nspod.inspect("p")["status"]
+    st = nspod.inspect(P)["status"]
     first, second = st["initContainerStatuses"]
     assert first["ready"] is False  # a running init container is not ready
     assert second["state"] == {"waiting": {"reason": "PodInitializing"}}
     assert st["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
     open_gate(nspod)
     wait_for(lambda: "running" in cstatus(nspod, "app")["state"], what="the app")
-    st = nspod.inspect("p")["status"]
+    st = nspod.inspect(P)["status"]
     for init in st["initContainerStatuses"]:
         assert init["state"]["terminated"]["exitCode"] == 0 and init["ready"] is True
-    nspod("stop", "p", "--timeout", "0")
-    st = nspod.inspect("p")["status"]
+    nspod("stop", P, "--timeout", "0")
+    st = nspod.inspect(P)["status"]
     assert [c["ready"] for c in st["initContainerStatuses"]] == [True, True]
     assert st["containerStatuses"][0]["ready"] is False
 
@@ -99,7 +102,7 @@ def test_containers_behind_a_failing_init_container_report_pod_initializing(nspo
     nspod.run_yaml(spec_with("OnFailure", container("app"), init=inits, volumes=""), *FAST)
     wait_for(lambda: cstatus(nspod, "setup")["restartCount"] >= 1, timeout=15,
              what="setup to be retried")
-    st = nspod.inspect("p")["status"]
+    st = nspod.inspect(P)["status"]
     assert st["phase"] == "Pending"
     assert st["initContainerStatuses"][0]["ready"] is False
     assert st["initContainerStatuses"][1]["state"] == {"waiting": {"reason": "PodInitializing"}}
@@ -114,13 +117,13 @@ def test_apply_during_init_does_not_start_the_app_before_init_finished(nspod):
     nspod.run_yaml(text)
     wait_for(lambda: "running" in cstatus(nspod, "setup")["state"], what="setup to run")
     out = nspod("apply", nspod.manifest(text.replace("echo v1", "echo v2"), "v2.yaml")).stdout
-    assert out.strip() == "pod p: container app restarted (command changed)"
+    assert out.strip() == f"pod {P}: container app restarted (command changed)"
     app = cstatus(nspod, "app")
     assert app["state"] == {"waiting": {"reason": "PodInitializing"}}
     assert app["started"] is False and app["restartCount"] == 0
-    assert nspod.inspect("p")["status"]["phase"] == "Pending"
+    assert nspod.inspect(P)["status"]["phase"] == "Pending"
     open_gate(nspod)
-    wait_for(lambda: nspod("logs", "p", "app").stdout == "v2\n", what="the changed app")
+    wait_for(lambda: nspod("logs", P, "app").stdout == "v2\n", what="the changed app")
     assert cstatus(nspod, "app")["restartCount"] == 0
 
 
@@ -167,7 +170,7 @@ def test_pod_succeeds_only_once_its_sidecars_have_terminated(nspod):
     seen = []
 
     def ended():
-        obj = nspod.inspect("p")
+        obj = nspod.inspect(P)
         st = obj["status"]
         seen.append((st["phase"], list(container_status(obj, "side")["state"]),
                      list(container_status(obj, "app")["state"])))
@@ -193,7 +196,7 @@ def test_non_root_container_writes_its_termination_message(nspod, tmp_path):
             "      command: [sh, -c, 'echo default message > /dev/termination-log; exit 4']\n"
             + user)
     nspod.run_yaml(spec_with("Never", apps, volumes=""))
-    st = wait_phase(nspod, "p", ("Failed",))["status"]
+    st = wait_phase(nspod, P, ("Failed",))["status"]
     by_name = {c["name"]: c["state"]["terminated"] for c in st["containerStatuses"]}
     assert by_name["custom"]["exitCode"] == 3
     assert by_name["custom"].get("message") == "custom message"
@@ -214,7 +217,7 @@ def test_unsafe_sysctls_need_the_nodes_opt_in(nspod):
     """pkg/kubelet/sysctl/allowlist.go patternAllowlist.Admit: a sysctl outside the kubelet's
     safe set (safe_sysctls.go) refuses the pod (SysctlForbidden) unless the node's
     --allowed-unsafe-sysctls names it or a pattern of it."""
-    path = nspod.manifest(pod_yaml("p", container("a"), extra_spec=UNSAFE))
+    path = nspod.manifest(pod_yaml(P, container("a"), extra_spec=UNSAFE))
     for command in (("run", path), ("validate", path)):
         refused = nspod(*command, check=False)
         assert refused.returncode == 2, refused.stderr
@@ -228,7 +231,7 @@ def test_unsafe_sysctls_need_the_nodes_opt_in(nspod):
     assert nspod("validate", path, env={"NSPOD_ALLOWED_UNSAFE_SYSCTLS": "kernel.msgmax"}) \
         .returncode == 0
     nspod("--allowed-unsafe-sysctls", "kernel.msg*", "run", path)
-    out = nspod("exec", "p", "--", "cat", "/proc/sys/kernel/msgmax",
+    out = nspod("exec", P, "--", "cat", "/proc/sys/kernel/msgmax",
                 "/proc/sys/net/ipv4/tcp_keepalive_time").stdout.split()
     assert out == ["12345", "600"]
     with open("/proc/sys/kernel/msgmax") as f:
