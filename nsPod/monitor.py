@@ -1129,13 +1129,18 @@ def _kill(pid, sig):
 
 def _world_writable_empty(path):
     """A fresh, empty termination message file any user of the container can write: the
-    kubelet chmods it 0666 (kuberuntime_container.go makeMounts), whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o666)
+    kubelet chmods it 0666 (kuberuntime_container.go makeMounts), whatever the umask. A new
+    inode each run (temp + rename): what a previous run left running cannot write into it."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with _suppress_missing():
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         os.fchmod(fd, 0o666)
     finally:
         os.close(fd)
+    os.replace(tmp, path)
 
 
 def _die_with_monitor():
