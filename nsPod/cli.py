@@ -475,7 +475,9 @@ def restart(ctx, pod, container):
 def apply(ctx, file):
     """Change a running pod to match FILE: only containers whose spec changed restart."""
     from nsPod import pod as pods
-    for p in load_manifest(file, allowed_unsafe_sysctls=ctx.config.allowed_unsafe_sysctls):
+    # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
+    # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
+    for p in load_manifest(file, allowed_unsafe_sysctls=None):
         changes = pods.apply(ctx.config, p)
         if not changes:
             click.echo(f"pod {p.name}: unchanged")

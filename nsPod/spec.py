@@ -397,7 +397,8 @@ def load_pods(text, source="<stdin>", name_override=None, allowed_unsafe_sysctls
 
     Empty documents are skipped. With more than one document each line starts with
     "document N: " (N counts the non-empty documents). A sysctl outside the kubelet's safe set
-    is refused unless allowed_unsafe_sysctls (sysctl_policy.parse_allowlist) allows it.
+    is refused unless allowed_unsafe_sysctls (sysctl_policy.parse_allowlist) allows it; None
+    leaves that check out (a pod admitted before, as `apply` reads it).
     """
     documents, problems = _load_yaml(text, source)
     if not documents and not problems:

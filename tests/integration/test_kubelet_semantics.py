@@ -236,3 +236,7 @@ def test_unsafe_sysctls_need_the_nodes_opt_in(nspod):
     assert out == ["12345", "600"]
     with open("/proc/sys/kernel/msgmax") as f:
         assert f.read().strip() != "12345"
+    # Admitted once, as the kubelet admits a pod: apply of the running pod needs no list.
+    changed = pod_yaml(P, container("a", "sleep 999"), extra_spec=UNSAFE)
+    out = nspod("apply", nspod.manifest(changed, "changed.yaml")).stdout
+    assert out.strip() == f"pod {P}: container a restarted (command changed)"
