@@ -141,6 +141,25 @@ def test_poststart_returns_before_the_next_container_starts(nspod):
     assert cstatus(nspod, "a")["started"] is True
 
 
+def test_restarts_wait_for_a_running_poststart_hook(nspod):
+    """kubelet SyncPod is blocked while startContainer runs a postStart hook: a restart that
+    comes due meanwhile (crash-loop backoff) happens only after the hook has returned."""
+    hook = ("      lifecycle:\n        postStart:\n          exec: {command: [sh, -c, "
+            "'sleep 2; echo a-hook >> /d/log']}\n")
+    apps = (container("a", "echo a-up >> /d/log; exec sleep 1000", AT_D, extra=hook)
+            + container("b", "echo b-up >> /d/log; exit 1", AT_D))
+    nspod.run_yaml(spec_with("Always", apps), *FAST)
+    wait_for(lambda: cstatus(nspod, "b")["restartCount"] >= 2, timeout=15, what="b crash-looping")
+    nspod("restart", P, "a")
+    wait_for(lambda: read_log(nspod).count("a-hook") == 2, timeout=15, what="a's second hook")
+    wait_for(lambda: read_log(nspod)[-1] == "b-up", timeout=15, what="b after the hook")
+    log = read_log(nspod)
+    second = len(log) - 1 - log[::-1].index("a-up")
+    # Between a's second start and its hook's end nothing else started.
+    assert log[second:second + 2] == ["a-up", "a-hook"], log
+    assert nspod.inspect(P)["status"]["phase"] == "Running"
+
+
 def test_failing_poststart_kills_the_container_before_the_next_starts(nspod):
     """kuberuntime_container.go startContainer: a failed postStart hook kills the container
     (killContainer with reason FailedPostStartHook: preStop, SIGTERM, grace period) and returns
