@@ -24,6 +24,13 @@ class Context:
         self.options = options
         self._config = None
 
+    def allowed_unsafe_sysctls(self):
+        """Just this option, for `validate` (which needs no other global option to be valid)."""
+        if self._config is not None:
+            return self._config.allowed_unsafe_sysctls
+        from nsPod import config
+        return config.unsafe_sysctls(self.options.get("allowed_unsafe_sysctls"))
+
     @property
     def config(self):
         if self._config is None:
@@ -46,15 +53,21 @@ pass_context = click.make_pass_decorator(Context)
 @click.option("--subnet", metavar="CIDR", help="Pod subnet [env NSPOD_SUBNET; default 10.89.0.0/16].")
 @click.option("--restart-backoff", metavar="BASE[:MAX]",
               help="Crash-loop backoff [env NSPOD_RESTART_BACKOFF; default 10s:300s].")
+@click.option("--allowed-unsafe-sysctls", metavar="LIST",
+              help="Sysctls beyond the kubelet's safe set that pods may set: comma list of "
+                   "names and patterns such as kernel.msg* "
+                   "[env NSPOD_ALLOWED_UNSAFE_SYSCTLS; default none].")
 @click.option("-v", "--verbose", is_flag=True, help="Say more.")
 @click.option("--trace", is_flag=True, default=None,
               help="Narrate every kernel-level step to stderr [env NSPOD_TRACE=1].")
 @click.version_option(__version__, "--version", prog_name="nspod")
 @click.pass_context
-def cli(ctx, root, cgroup_parent, bridge, subnet, restart_backoff, verbose, trace):
+def cli(ctx, root, cgroup_parent, bridge, subnet, restart_backoff, allowed_unsafe_sysctls,
+        verbose, trace):
     """Kubernetes' pod model on one Linux host, straight on the kernel."""
     ctx.obj = Context(root=root, cgroup_parent=cgroup_parent, bridge=bridge, subnet=subnet,
-                      restart_backoff=restart_backoff, trace=trace)
+                      restart_backoff=restart_backoff, trace=trace,
+                      allowed_unsafe_sysctls=allowed_unsafe_sysctls)
     ctx.obj.verbose = verbose
     if ctx.invoked_subcommand not in ROOTLESS_COMMANDS and "--help" not in sys.argv[1:] \
             and "-h" not in sys.argv[1:]:
@@ -79,10 +92,11 @@ def read_manifest(file):
         raise InputError(f"FILE: {file} is not a text file") from None
 
 
-def load_manifest(file, name=None):
+def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
     from nsPod import spec
     text, source = read_manifest(file)
-    pods, warnings = spec.load_pods(text, source, name_override=name)
+    pods, warnings = spec.load_pods(text, source, name_override=name,
+                                    allowed_unsafe_sysctls=allowed_unsafe_sysctls)
     if name is not None and len(pods) > 1:
         raise InputError(f"--name: {file} holds {len(pods)} pods; --name needs exactly one")
     for w in warnings:
@@ -100,7 +114,7 @@ def load_manifest(file, name=None):
 def run(ctx, file, name, wait):
     """Create and start the pod(s) of a Kubernetes Pod manifest (FILE, or - for stdin)."""
     from nsPod import pod as pods
-    for p in load_manifest(file, name):
+    for p in load_manifest(file, name, ctx.config.allowed_unsafe_sysctls):
         for w in pods.run(ctx.config, p):
             warn(w)
         click.echo(p.name)
@@ -284,7 +298,9 @@ def age(rfc3339):
     if not rfc3339:
         return "-"
     try:
-        then = time.mktime(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        import calendar  # only here: `ps` and `image ls` pay for it, no other command
+        # The stamp is UTC: timegm, not mktime (local time, an hour off across DST).
+        then = calendar.timegm(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return "-"
     seconds = max(0, int(time.time() - then))
@@ -459,7 +475,9 @@ def restart(ctx, pod, container):
 def apply(ctx, file):
     """Change a running pod to match FILE: only containers whose spec changed restart."""
     from nsPod import pod as pods
-    for p in load_manifest(file):
+    # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
+    # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
+    for p in load_manifest(file, allowed_unsafe_sysctls=None):
         changes = pods.apply(ctx.config, p)
         if not changes:
             click.echo(f"pod {p.name}: unchanged")
@@ -522,9 +540,10 @@ def gc(ctx):
 
 @cli.command()
 @click.argument("file")
-def validate(file):
+@pass_context
+def validate(ctx, file):
     """Parse and check a manifest; touches nothing."""
-    pods = load_manifest(file)
+    pods = load_manifest(file, allowed_unsafe_sysctls=ctx.allowed_unsafe_sysctls())
     click.echo(f"ok: {len(pods)} pod{'s' if len(pods) != 1 else ''} "
                f"({', '.join(p.name for p in pods)})")
 

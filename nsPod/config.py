@@ -23,10 +23,11 @@ class Config:
     backoff_base: float = 10.0
     backoff_max: float = 300.0
     trace: bool = False
+    allowed_unsafe_sysctls: tuple = ()   # names and patterns ('*' last) beyond the safe set
 
 
 def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backoff=None,
-         trace=None, environ=None):
+         trace=None, allowed_unsafe_sysctls=None, environ=None):
     """Flags win over NSPOD_* variables, which win over the defaults."""
     env = os.environ if environ is None else environ
 
@@ -49,7 +50,17 @@ def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backof
     base, maximum = parse_backoff(pick(restart_backoff, "NSPOD_RESTART_BACKOFF", DEFAULT_BACKOFF))
     if trace is None:
         trace = env.get("NSPOD_TRACE") == "1"
-    return Config(os.path.normpath(root), parent, bridge, str(net), base, maximum, bool(trace))
+    return Config(os.path.normpath(root), parent, bridge, str(net), base, maximum, bool(trace),
+                  unsafe_sysctls(allowed_unsafe_sysctls, env))
+
+
+def unsafe_sysctls(flag=None, environ=None):
+    """--allowed-unsafe-sysctls (or NSPOD_ALLOWED_UNSAFE_SYSCTLS): the kubelet's option of
+    the same name, a comma list of sysctls and patterns such as kernel.msg*."""
+    from nsPod import sysctl_policy
+    env = os.environ if environ is None else environ
+    text = flag if flag is not None else env.get("NSPOD_ALLOWED_UNSAFE_SYSCTLS", "")
+    return sysctl_policy.parse_allowlist(text)
 
 
 def parse_subnet(subnet):

@@ -49,11 +49,14 @@ class Backoff:
         self.restarts = 0
 
 
-def pod_phase(restart_policy, init_failed, init_done, app_states):
-    """Kubernetes' getPhase for the app containers' states.
+def pod_phase(restart_policy, init_failed, init_done, app_states, sidecars_running=False):
+    """Kubernetes' getPhase (pkg/kubelet/kubelet_pods.go) for the app containers' states.
 
     app_states: per app container "waiting" (never started), "running", "restarting"
     (ended, will start again), "succeeded" or "failed" (ended for good).
+    sidecars_running: a native sidecar still runs. getPhase counts a running restartable init
+    container as running, so a pod whose app containers have all ended stays Running until
+    its sidecars have terminated too; terminated sidecars are not counted either way.
     """
     if init_failed:
         return "Failed"
@@ -61,11 +64,79 @@ def pod_phase(restart_policy, init_failed, init_done, app_states):
         return "Pending" if not init_done else "Running"
     if "waiting" in app_states:
         return "Pending"
-    if "running" in app_states or "restarting" in app_states:
+    if "running" in app_states or "restarting" in app_states or sidecars_running:
         return "Running"
     if all(s == "succeeded" for s in app_states):
         return "Succeeded"
     return "Failed"
+
+
+def apps_finished(app_states):
+    """Every app container has ended for good: the pod is done and its sidecars are stopped
+    (the kubelet's computePodActions kills the pod once no regular container is to run)."""
+    return bool(app_states) and all(s in ("succeeded", "failed") for s in app_states)
+
+
+def next_phase(old_phase, new_phase):
+    """A pod never leaves a terminal phase (generateAPIPodStatus in kubelet_pods.go)."""
+    if old_phase in ("Succeeded", "Failed"):
+        return old_phase
+    return new_phase
+
+
+def initial_waiting_reason(has_init_containers):
+    """The waiting reason of a container that has not started yet: PodInitializing in a pod
+    with init containers (init and app containers alike), ContainerCreating otherwise
+    (convertToAPIContainerStatuses' default waiting state in kubelet_pods.go)."""
+    return "PodInitializing" if has_init_containers else "ContainerCreating"
+
+
+def init_container_ready(kind, terminated_exit_code):
+    """An init container that exited 0 is ready (prober_manager.go UpdatePodStatus); a
+    sidecar's readiness is its probes', as an app container's."""
+    return kind == INIT and terminated_exit_code == 0
+
+
+def start_allowed(kind, initialized, earlier):
+    """Whether a container may start now, by the kubelet's order (computePodActions,
+    computeInitContainerActions in kuberuntime_manager.go).
+
+    initialized: the pod's init containers have all completed (and its sidecars started).
+    earlier: for an init container or sidecar, the (kind, completed, started) of each init
+    container and sidecar before it in spec order.
+    App containers wait for initialization; an init container or sidecar waits for every
+    earlier init container to complete and every earlier sidecar to have started; once the
+    pod is initialized only sidecars run again (init containers do not).
+    """
+    if kind == APP:
+        return initialized
+    if initialized:
+        return kind == SIDECAR
+    for other_kind, completed, started in earlier:
+        if other_kind == INIT and not completed:
+            return False
+        if other_kind == SIDECAR and not started:
+            return False
+    return True
+
+
+def after_sandbox_death(restart_policy, apps):
+    """What a new sandbox runs after the old one died: (make_sandbox, app names to skip).
+
+    apps: [(name, exit code of its last run or None)] in spec order, every app container.
+    computePodActions (kuberuntime_manager.go): with OnFailure an app container whose last
+    run succeeded is not started again; when none is left to start and the pod had been
+    initialized, no new sandbox is made (the pod is done). Init containers run again from the
+    first. With Never no new sandbox is made at all.
+    """
+    if restart_policy == "Never":
+        return False, set()
+    skip = set()
+    if restart_policy == "OnFailure":
+        skip = {name for name, code in apps if code == 0}
+    if apps and len(skip) == len(apps):
+        return False, skip
+    return True, skip
 
 
 def condition_reasons(phase, init_done, init_waiting_for, unready):

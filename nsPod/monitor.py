@@ -85,6 +85,8 @@ class Run:
         self.probes = {}           # probe kind -> {"successes", "failures", "pid", "timer"}
         self.hook_pid = None
         self.post_start_done = True
+        self.deferred = False      # a start held back while another container's postStart runs
+        self.kill_reason = None    # why the monitor killed this run (FailedPostStartHook)
 
 
 class Monitor:
@@ -129,12 +131,12 @@ class Monitor:
         self.sandbox_down = False  # pause died; a new sandbox comes once everything is reaped
         self.init_failed = None
         self.final_reason = None
+        self.deferred = []         # runs whose start waits for a postStart hook to return
 
     def add_run(self, plan):
         run = Run(plan, lifecycle.Backoff(self.backoff_base, self.backoff_max))
         self.runs[plan.name] = run
-        reason = "PodInitializing" if run.kind == APP and self.plan.init_containers else \
-            "ContainerCreating"
+        reason = lifecycle.initial_waiting_reason(bool(self.plan.init_containers))
         self.state["containers"][plan.name] = {
             "state": {"waiting": {"reason": reason}}, "restartCount": 0, "ready": False,
             "started": False, "init": plan.init, "lastState": {}}
@@ -333,8 +335,15 @@ class Monitor:
     # --- what runs when: the kubelet's order ----------------------------------------------
 
     def advance(self):
-        """Start whatever may start now: the next init container, sidecars, app containers."""
+        """Start whatever may start now: the next init container, sidecars, app containers.
+
+        One at a time, as the kubelet's SyncPod: a container with a postStart hook holds
+        every later start until its hook has returned (startContainer runs the hook before
+        it returns)."""
         if self.stopping or self.sandbox_down or self.init_failed:
+            return
+        self.start_deferred()
+        if self.hook_running():
             return
         for run in self.ordered((INIT, SIDECAR)):
             if run.kind == INIT:
@@ -353,10 +362,40 @@ class Monitor:
                     return
         self.state["initialized"] = True
         for run in self.ordered((APP,)):
-            if self.stopping:
-                return  # a start that failed may have ended the pod
+            if self.stopping or self.hook_running():
+                return  # a start that failed may have ended the pod; a postStart runs
             if not run.launched and run.pid is None and run.pending is None and not run.done:
                 self.start(run)
+
+    def hook_running(self):
+        """A container's postStart hook has not returned yet (or it failed and the container
+        is still being killed): the kubelet starts nothing else meanwhile."""
+        return any(r.pid is not None and not r.post_start_done for r in self.runs.values())
+
+    def start_deferred(self):
+        """Restarts held back by a postStart hook, in the order they were due."""
+        while self.deferred and not self.hook_running() and not self.stopping \
+                and not self.sandbox_down:
+            run = self.deferred.pop(0)
+            run.deferred = False
+            if run.pid is None and run.pending is None and not run.done:
+                self.start(run)
+
+    def start_allowed(self, run):
+        """The kubelet's order (lifecycle.start_allowed) for this run now."""
+        if run.adhoc:
+            return True  # `nspod add --init` runs beside whatever runs
+        earlier = []
+        for other in self.ordered((INIT, SIDECAR)):
+            if other is run:
+                break
+            earlier.append((other.kind, other.completed, bool(self.cstate(other).get("started"))))
+        return lifecycle.start_allowed(run.kind, bool(self.state.get("initialized")), earlier)
+
+    def ready_when_started(self, run):
+        # A running init container is never ready (only one that exited 0 is); others are
+        # ready once started unless a readiness probe says otherwise.
+        return run.kind != INIT and run.plan.lifecycle.get("readinessProbe") is None
 
     def start(self, run):
         """Start one container run; a failure to start is that run's end (StartError)."""
@@ -370,6 +409,7 @@ class Monitor:
         run.launched = True
         run.pending = None
         run.serial += 1
+        run.kill_reason = None
         run.post_start_done = run.plan.lifecycle.get("postStart") is None
         log_dir = self.dir.file("logs", run.name)
         os.makedirs(log_dir, exist_ok=True)
@@ -379,8 +419,7 @@ class Monitor:
         cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(run.name)}"
         rel = self.make_container_cgroup(run)
         cstate["oomKills"] = self.cgroups.oom_kills(rel)
-        message_file = termination_log(self.dir.path, run.name)
-        state.write_text(message_file, "", mode=0o666)
+        _world_writable_empty(termination_log(self.dir.path, run.name))
         container_dir = self.dir.file("containers", run.name)
         os.makedirs(container_dir, exist_ok=True)
         out_r, out_w = os.pipe()
@@ -421,7 +460,7 @@ class Monitor:
             "pid": ref.pid, "pidStartTime": ref.start_time, "everStarted": True,
             "state": {"running": {"startedAt": started_at}},
             "started": started,
-            "ready": started and lc.get("readinessProbe") is None,
+            "ready": started and self.ready_when_started(run),
             "namespaces": namespaces.ns_ids(pid),
         })
         self.save()
@@ -510,14 +549,20 @@ class Monitor:
         cstate = self.cstate(run)
         cstate.pop("pid", None)
         cstate.pop("pidStartTime", None)
-        cstate["state"] = {"terminated": terminated}
-        cstate["ready"] = False
-        cstate["started"] = False
         code = terminated["exitCode"]
+        if run.kill_reason and not terminated.get("message"):
+            terminated["message"] = run.kill_reason
+        cstate["state"] = {"terminated": terminated}
+        cstate["ready"] = lifecycle.init_container_ready(run.kind, code)
+        cstate["started"] = False
         for conn in self.init_waiters.pop(run.name, []):
             _send(conn, {"ok": code == 0, "exitCode": code, "reason": terminated["reason"]})
             conn.close()
         if self.stopping or self.sandbox_down:
+            if self.stopping:
+                # The phase follows the stopping containers: a pod whose app containers
+                # are done is Succeeded only once its sidecars have terminated too.
+                self.update_phase()
             self.save()
             self.rebuild_when_reaped()
             return
@@ -540,7 +585,10 @@ class Monitor:
         self.save()
         self.advance()
         self.update_phase()
-        if self.state["phase"] in state.TERMINAL_PHASES:
+        if self.state["phase"] in state.TERMINAL_PHASES or \
+                lifecycle.apps_finished(self.app_states()):
+            # No app container will run again: the sidecars are stopped, then the pod ends
+            # (its phase stays Running until they have).
             self.begin_stop(self.plan.grace_seconds)
 
     def schedule_restart(self, run, delay):
@@ -559,8 +607,19 @@ class Monitor:
         self.cstate(run).pop("nextStart", None)
         if self.stopping or self.sandbox_down:
             return
-        if not (run.kind == INIT and run.completed):
+        if run.kind == INIT and run.completed:
+            pass
+        elif not self.start_allowed(run):
+            # Not its turn (an app container changed by `apply` while init containers run):
+            # advance() starts it when the containers before it are done.
+            run.launched = False
+        elif self.hook_running():
+            if not run.deferred:
+                run.deferred = True
+                self.deferred.append(run)
+        else:
             self.start(run)
+        self.advance()  # whatever waited for this one (an init container behind a sidecar)
         self.update_phase()
 
     def on_pause_exit(self, status):
@@ -568,6 +627,7 @@ class Monitor:
             return
         code, sig = exit_status(status)
         how = f"signal {sig}" if sig else f"exit code {code}"
+        self.drop_deferred()
         if self.plan.restart_policy == "Never":
             self.final_reason = ("SandboxDied", f"the pod's pause process ended ({how})")
             self.begin_stop(0)
@@ -591,8 +651,27 @@ class Monitor:
         if self.sandbox_down and not any(r.pid for r in self.runs.values()):
             self.rebuild_sandbox()
 
+    def drop_deferred(self):
+        for run in self.deferred:
+            run.deferred = False
+        self.deferred = []
+
     def rebuild_sandbox(self):
+        if self.stopping:
+            return  # told to stop while the old sandbox went down: no new one
+        apps = []
+        for run in self.ordered((APP,)):
+            terminated = self.cstate(run)["state"].get("terminated") or {}
+            apps.append((run.name, terminated.get("exitCode")))
+        make, skip = lifecycle.after_sandbox_death(self.plan.restart_policy, apps)
+        if not make:
+            # Every app container has succeeded: nothing to run in a new sandbox.
+            self.update_phase()
+            self.begin_stop(0)
+            return
         for run in self.runs.values():
+            if run.name in skip:
+                continue  # OnFailure: it succeeded, the kubelet does not run it again
             run.launched = False
             run.completed = False
             run.done = False
@@ -737,22 +816,27 @@ class Monitor:
         if run.serial != serial or run.pid is None:
             return
         if kind == "postStart":
-            run.post_start_done = True
             if not ok:
-                # The kubelet kills a container whose postStart hook failed.
-                print(f"nspod monitor: container {run.name}: postStart hook failed",
+                # kuberuntime_container.go startContainer: a failed postStart hook kills the
+                # container (FailedPostStartHook: preStop, SIGTERM, grace period); its
+                # restart follows the pod's policy. post_start_done stays False, so nothing
+                # else starts until it is gone (killContainer returns once it is).
+                print(f"nspod monitor: container {run.name}: FailedPostStartHook",
                       file=sys.stderr)
-                _kill(run.pid, signal.SIGKILL)
+                run.kill_reason = ("FailedPostStartHook: the postStart hook failed; "
+                                   "the container was killed")
+                self.terminate(run, self.plan.grace_seconds)
                 return
+            run.post_start_done = True
             cstate = self.cstate(run)
             lc = run.plan.lifecycle
             if lc.get("startupProbe") is None:
                 cstate["started"] = True
-                cstate["ready"] = lc.get("readinessProbe") is None
-                self.save()
-                self.advance()
-                self.update_phase()
+                cstate["ready"] = self.ready_when_started(run)
+            self.save()
             self.begin_probes(run)
+            self.advance()  # the next container's turn
+            self.update_phase()
         else:
             _kill(run.pid, signal.SIGTERM)
 
@@ -852,7 +936,8 @@ class Monitor:
             cstate = self.cstate(run)
             if run.pid:
                 states.append("running")
-            elif run.pending is not None or run.manual_restart:
+            elif (run.pending is not None or run.manual_restart or run.deferred) \
+                    and not self.stopping:
                 states.append("restarting")
             elif "terminated" in cstate["state"]:
                 code = cstate["state"]["terminated"]["exitCode"]
@@ -863,10 +948,12 @@ class Monitor:
 
     def update_phase(self):
         init_done = bool(self.state.get("initialized"))
+        sidecars_running = any(r.pid for r in self.ordered((SIDECAR,)))
         phase = lifecycle.pod_phase(self.plan.restart_policy, bool(self.init_failed), init_done,
-                                    self.app_states())
+                                    self.app_states(), sidecars_running)
         if self.final_reason:
             phase = "Failed"
+        phase = lifecycle.next_phase(self.state["phase"], phase)
         unready = [r.name for r in self.ordered((APP, SIDECAR))
                    if not self.cstate(r).get("ready")]
         waiting_for = next((r.name for r in self.ordered((INIT, SIDECAR))
@@ -1071,7 +1158,10 @@ class Monitor:
             self.state["reason"], self.state["message"] = self.final_reason
         self.state["pause"] = None
         for run in self.runs.values():
-            self.cstate(run)["ready"] = False
+            terminated = self.cstate(run)["state"].get("terminated") or {}
+            # An init container that completed stays ready (prober_manager.go).
+            self.cstate(run)["ready"] = lifecycle.init_container_ready(
+                run.kind, terminated.get("exitCode"))
             self.cstate(run).pop("nextStart", None)
         self.update_conditions_at_end()
         self.save()
@@ -1114,6 +1204,22 @@ def _kill(pid, sig):
     except ProcessLookupError:
         pass
     return True
+
+
+def _world_writable_empty(path):
+    """A fresh, empty termination message file any user of the container can write: the
+    kubelet chmods it 0666 (kuberuntime_container.go makeMounts), whatever the umask. A new
+    inode each run (temp + rename): what a previous run left running cannot write into it."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with _suppress_missing():
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o666)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def _die_with_monitor():

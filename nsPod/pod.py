@@ -106,7 +106,13 @@ def admit(config, pod, plan):
     256Mi). Callers hold the admission lock until the pod's pod.json is written, so two
     concurrent runs cannot both take the last of it.
     """
-    from nsPod import admission, volumes
+    from nsPod import admission, sysctl_policy, volumes
+    from nsPod.errors import SpecError
+    # The kubelet's sysctl admission (SysctlForbidden), also for pods not read by load_pods.
+    forbidden = sysctl_policy.forbidden(pod.security_context.sysctls,
+                                        config.allowed_unsafe_sysctls)
+    if forbidden:
+        raise SpecError(forbidden)
     for i, v in enumerate(plan.volumes):
         if v.kind == "host":
             volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")

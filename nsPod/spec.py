@@ -12,7 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from nsPod import quantity
+from nsPod import quantity, sysctl_policy
 from nsPod.errors import InputError, SpecError
 
 # The contract's fields (interface.md, "The manifest") as they are delivered. A False entry is
@@ -392,11 +392,13 @@ _SYSCTL_NAME = re.compile(r"([a-z0-9]([-_a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-_a-z0-
 _SUBSCRIPTED_FIELD = re.compile(r"metadata\.(labels|annotations)\['(.*)'\]", re.DOTALL)
 
 
-def load_pods(text, source="<stdin>", name_override=None):
+def load_pods(text, source="<stdin>", name_override=None, allowed_unsafe_sysctls=()):
     """Every Pod in a YAML stream, and the warnings; SpecError listing every problem.
 
     Empty documents are skipped. With more than one document each line starts with
-    "document N: " (N counts the non-empty documents).
+    "document N: " (N counts the non-empty documents). A sysctl outside the kubelet's safe set
+    is refused unless allowed_unsafe_sysctls (sysctl_policy.parse_allowlist) allows it; None
+    leaves that check out (a pod admitted before, as `apply` reads it).
     """
     documents, problems = _load_yaml(text, source)
     if not documents and not problems:
@@ -408,6 +410,7 @@ def load_pods(text, source="<stdin>", name_override=None):
     multiple = len(documents) > 1
     for number, document in enumerate(documents, 1):
         check = _Check(f"document {number}: " if multiple else "")
+        check.allowed_sysctls = allowed_unsafe_sysctls
         pod = check.pod(document, name_override, require_kind=True, need_containers=True)
         if pod is not None:
             if pod.name in first_of:
@@ -613,6 +616,7 @@ class _Check:
         self.host_network = False
         self.host_ipc = False
         self.host_ports = {}             # (port, protocol) -> who uses it
+        self.allowed_sysctls = None      # unsafe sysctls the node allows; None: not checked
 
     def error(self, path, message):
         self.problems.append(self._line(path, message))
@@ -1509,6 +1513,8 @@ class _Check:
                     problem = "cannot be set with hostIPC: it would change the host's"
                 elif name in first:
                     problem = f"is already set by {first[name]}"
+            if problem is None and self.allowed_sysctls is not None:
+                problem = sysctl_policy.problem(name, self.allowed_sysctls)
             if problem:
                 self.error(f"{where}.name", f"{_q(name)} {problem}")
                 continue
