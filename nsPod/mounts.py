@@ -142,6 +142,7 @@ def walk(root_fd, path, clamp, create=None, mode=None, root_path=None, what="the
     stack = [root_fd]       # stack[0] is the caller's; the rest are ours
     parts = _parts(path)
     seen = []               # the components walked, for messages
+    link = None             # the last symlink followed (name, target), for messages
     hops = made = 0
     try:
         while parts:
@@ -150,7 +151,10 @@ def walk(root_fd, path, clamp, create=None, mode=None, root_path=None, what="the
                 if len(stack) > 1:
                     os.close(stack.pop())
                 elif not clamp:
-                    raise PathEscapeError(f"{'/'.join(seen + [name])!r} leads outside {what}")
+                    if link:
+                        raise PathEscapeError(f"{link[0]!r} is a symlink to {link[1]!r}, which "
+                                              f"leads outside {what}")
+                    raise PathEscapeError(f"{path!r} leads outside {what}")
                 seen.append(name)
                 continue
             try:
@@ -173,6 +177,7 @@ def walk(root_fd, path, clamp, create=None, mode=None, root_path=None, what="the
             finally:
                 os.close(fd)
             hops += 1
+            link = ("/".join(seen + [name]), target)
             if hops > MAX_SYMLINKS:
                 raise OSError(errno.ELOOP, f"too many levels of symbolic links in {path!r}")
             if target.startswith("/"):

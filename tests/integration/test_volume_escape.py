@@ -66,3 +66,96 @@ def test_subpath_swapped_for_a_symlink_to_root_never_mounts_the_hosts_root(nspod
     assert "escaped" not in runs, f"the victim got the host's root at /mnt in {runs.count('escaped')} of {len(runs)} runs"
     # It did start, sometimes: when the swap put the directory at d.
     assert "ok" in runs
+
+
+def with_init(text, init):
+    return text.replace("  containers:\n", f"  initContainers:\n{init}  containers:\n")
+
+
+def start_error(nspod, pod, name):
+    state = wait_terminated(nspod, pod, name)
+    assert state["reason"] == "StartError" and state["exitCode"] == 128, state
+    return state["message"]
+
+
+def test_subpath_symlink_leading_out_of_the_volume_is_refused(nspod, tmp_path):
+    """The kubelet refuses a subPath whose symlinks resolve outside the volume ("subpath ...
+    not within volume path"): the container does not start, and says which subPath of which
+    volume. Links made on the host (hostPath) and by a container (emptyDir) alike."""
+    host_dir = tmp_path / "vol"
+    host_dir.mkdir()
+    (host_dir / "evil").symlink_to("/etc")
+    (host_dir / "up").symlink_to("../..")
+    volumes = (f"    - name: h\n      hostPath:\n        path: {host_dir}\n"
+               "    - name: e\n      emptyDir: {}\n")
+    init = container("maker", "ln -s / /e/escape && ln -s ../../.. /e/dots",
+                     "        - name: e\n          mountPath: /e\n")
+    containers = "".join(
+        container(name, "echo started; sleep 1000",
+                  f"        - name: {vol}\n          mountPath: /m\n          subPath: {sub}\n")
+        for name, vol, sub in (("a", "h", "evil"), ("b", "h", "up/x"), ("c", "e", "escape"),
+                               ("d", "e", "dots")))
+    nspod.run_yaml(with_init(pod_yaml("ve-out", containers, volumes=volumes), init))
+    assert start_error(nspod, "ve-out", "a") == \
+        "mount volume h at /m: subPath 'evil': 'evil' is a symlink to '/etc', outside volume h"
+    assert start_error(nspod, "ve-out", "b") == (
+        "mount volume h at /m: subPath 'up/x': 'up' is a symlink to '../..', which leads "
+        "outside volume h")
+    assert start_error(nspod, "ve-out", "c") == \
+        "mount volume e at /m: subPath 'escape': 'escape' is a symlink to '/', outside volume e"
+    assert "subPath 'dots': 'dots' is a symlink to '../../..'" in start_error(nspod, "ve-out", "d")
+    # Nothing was made for them, in the volume or out of it.
+    assert sorted(os.listdir(host_dir)) == ["evil", "up"]
+    assert not (tmp_path / "x").exists()
+
+
+def test_subpath_symlink_inside_the_volume_is_followed(nspod, tmp_path):
+    """A subPath through symlinks that stay in the volume works, as in the kubelet (which
+    compares the link's resolution with the volume's path): relative links, an absolute
+    link naming the volume's own host path, and links a container made in an emptyDir."""
+    host_dir = tmp_path / "vol"
+    (host_dir / "real" / "sub").mkdir(parents=True)
+    (host_dir / "real" / "sub" / "f").write_text("host file\n")
+    (host_dir / "rel").symlink_to("real/sub")
+    (host_dir / "abs").symlink_to(host_dir / "real")
+    volumes = (f"    - name: h\n      hostPath:\n        path: {host_dir}\n"
+               "    - name: e\n      emptyDir: {}\n")
+    init = container("maker", "mkdir -p /e/data/x && echo made > /e/data/x/f && "
+                              "ln -s data/x /e/inside && ln -s ../inside /e/data/back",
+                     "        - name: e\n          mountPath: /e\n")
+    mounts = ("        - name: h\n          mountPath: /rel\n          subPath: rel\n"
+              "        - name: h\n          mountPath: /abs\n          subPath: abs/sub\n"
+              "        - name: e\n          mountPath: /inside\n          subPath: inside\n"
+              "        - name: e\n          mountPath: /back\n          subPath: data/back\n"
+              "        - name: e\n          mountPath: /new\n          subPath: not/yet\n")
+    app = container("a", "cat /rel/f /abs/f /inside/f /back/f; echo new > /new/g", mounts)
+    nspod.run_yaml(with_init(pod_yaml("ve-in", app, volumes=volumes), init))
+    state = wait_terminated(nspod, "ve-in", "a")
+    assert state["exitCode"] == 0, state
+    assert nspod("logs", "ve-in", "a").stdout == "host file\nhost file\nmade\nmade\n"
+    assert sorted(os.listdir(host_dir)) == ["abs", "real", "rel"]
+
+
+def test_a_symlink_at_a_mount_target_in_the_image_stays_in_the_image(nspod, tmp_path):
+    """runc resolves a mount's destination inside the container's root (securejoin): an
+    image's /data -> /etc or /deep -> ../../../../etc puts the volume on the image's /etc,
+    never on a host path, and the volume is what the container sees there."""
+    rootfs = make_rootfs(str(tmp_path / "img"))
+    os.symlink("/etc", os.path.join(rootfs, "data"))
+    os.symlink("../../../../../../etc", os.path.join(rootfs, "deep"))
+    name = f"nspod-volume-escape-{os.getpid()}"
+    volumes = "    - name: e\n      emptyDir: {}\n    - name: f\n      emptyDir: {}\n"
+    mounts = ("        - name: e\n          mountPath: /data/vol\n"
+              "        - name: f\n          mountPath: /deep/other\n"
+              "        - name: e\n          mountPath: /check\n")
+    command = (f"echo one > /data/vol/{name} && echo two > /deep/other/{name} && "
+               f"cat /etc/vol/{name} /etc/other/{name} /check/{name}")
+    app = f"    - name: a\n      image: {rootfs}\n      command: [\"sh\", \"-c\", \"{command}\"]\n"
+    app += f"      volumeMounts:\n{mounts}"
+    nspod.run_yaml(pod_yaml("ve-img", app, volumes=volumes))
+    state = wait_terminated(nspod, "ve-img", "a")
+    assert state["exitCode"] == 0, state
+    assert nspod("logs", "ve-img", "a").stdout == "one\ntwo\none\n"
+    for host_path in ("/etc/vol", "/etc/other", f"/etc/{name}"):
+        assert not os.path.exists(host_path), f"the mount reached the host's {host_path}"
+    assert sorted(os.listdir(os.path.join(rootfs, "etc"))) == ["group", "passwd"]
