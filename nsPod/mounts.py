@@ -163,8 +163,8 @@ def walk(root_fd, path, clamp, create=None, mode=None, root_path=None, what="the
                 if not create or made > MAX_SYMLINKS + len(_parts(path)):
                     raise
                 made += 1
-                last = not any(p != ".." for p in parts) and create == "file"
-                _make(stack[-1], name, "file" if last else "dir", mode)
+                _make(stack[-1], name, "file" if create == "file" and not parts else "dir",
+                      mode)
                 parts.insert(0, name)     # opened (and judged) like any other, next round
                 continue
             st = os.fstat(fd)
