@@ -136,8 +136,9 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
                 mounts.mask(os.path.join(rootfs, path.lstrip("/")))
     with step(f"working directory {container.cwd}"):
         # runc makes a missing working directory; so do we, in the container's own layer,
-        # and before a read-only root would refuse it.
-        os.makedirs(mounts.secure_join(rootfs, container.cwd), exist_ok=True)
+        # and before a read-only root would refuse it. By fd, inside the root: the path may
+        # cross a volume a sibling container is swapping symlinks in.
+        mounts.make_mountpoint(rootfs, container.cwd)
     if settings["readOnlyRootFilesystem"]:
         with step("make the root filesystem read-only"):
             # Last, once every mount point exists: writes to the root now fail with EROFS,

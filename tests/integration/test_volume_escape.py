@@ -40,9 +40,14 @@ def test_subpath_swapped_for_a_symlink_to_root_never_mounts_the_hosts_root(nspod
     `/` (renameat2 RENAME_EXCHANGE in a loop) while the victim restarts again and again. The
     kubelet's answer, followed here: resolve by fd, refuse a subPath that leaves the volume,
     mount /proc/self/fd/N. The victim records at each start whether /mnt is the host's root
-    (the host's /usr/bin is there; the subPath directory is empty)."""
+    (the host's /usr/bin is there; the subPath directory is empty).
+
+    A second victim has its workingDir in the same directory: runc makes a missing working
+    directory inside the container's root (securejoin); made by path, the swap made root
+    create it at the host's `/`."""
     evidence = tmp_path / "evidence"
     evidence.mkdir()
+    made_on_host = f"/nspod-escape-{os.getpid()}-{time.monotonic_ns()}"
     volumes = ("    - name: shared\n      emptyDir: {}\n"
                f"    - name: ev\n      hostPath:\n        path: {evidence}\n")
     flipper = container("flipper", f"exec /usr/bin/python3 -S -c '{FLIPPER}'",
@@ -52,22 +57,31 @@ def test_subpath_swapped_for_a_symlink_to_root_never_mounts_the_hosts_root(nspod
         "if [ -e /mnt/usr/bin ]; then echo escaped >> /ev/log; else echo ok >> /ev/log; fi",
         "        - name: shared\n          mountPath: /mnt\n          subPath: d\n"
         "        - name: ev\n          mountPath: /ev\n")
-    nspod.run_yaml(always(pod_yaml("vol-race", flipper + victim, volumes=volumes)), "--restart-backoff", "0s:0s")
+    workdir = container("workdir", "true", "        - name: shared\n          mountPath: /s\n",
+                        f"      workingDir: /s/d{made_on_host}\n")
+    try:
+        nspod.run_yaml(always(pod_yaml("vol-race", flipper + victim + workdir, volumes=volumes)),
+                       "--restart-backoff", "0s:0s")
 
-    def restarts():
-        return container_status(nspod.inspect("vol-race"), "victim")["restartCount"]
+        def restarts():
+            return container_status(nspod.inspect("vol-race"), "victim")["restartCount"]
 
-    # Before the fix, 1 to 11 runs in 40 got the host's root here: 150 runs (or 30 s, on a
-    # busy machine) lose the race for sure.
-    deadline = time.monotonic() + 30
-    while restarts() < 150 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert restarts() >= 20, "the victim hardly restarted: the race was not run"
-    nspod("rm", "-f", "--timeout", "0", "vol-race")
-    runs = (evidence / "log").read_text().split() if (evidence / "log").exists() else []
-    assert "escaped" not in runs, f"the victim got the host's root at /mnt in {runs.count('escaped')} of {len(runs)} runs"
-    # It did start, sometimes: when the swap put the directory at d.
-    assert "ok" in runs
+        # Before the fix, 1 to 11 runs in 40 got the host's root here: 150 runs (or 30 s, on
+        # a busy machine) lose the race for sure.
+        deadline = time.monotonic() + 30
+        while restarts() < 150 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert restarts() >= 20, "the victim hardly restarted: the race was not run"
+        nspod("rm", "-f", "--timeout", "0", "vol-race")
+        runs = (evidence / "log").read_text().split() if (evidence / "log").exists() else []
+        assert "escaped" not in runs, \
+            f"the victim got the host's root at /mnt in {runs.count('escaped')} of {len(runs)} runs"
+        # It did start, sometimes: when the swap put the directory at d.
+        assert "ok" in runs
+        assert not os.path.exists(made_on_host), f"a workingDir was made on the host: {made_on_host}"
+    finally:
+        if os.path.isdir(made_on_host):
+            os.rmdir(made_on_host)
 
 
 def with_init(text, init):
