@@ -142,13 +142,17 @@ def test_subpath_symlink_inside_the_volume_is_followed(nspod, tmp_path):
     mounts = ("        - name: h\n          mountPath: /rel\n          subPath: rel\n"
               "        - name: h\n          mountPath: /abs\n          subPath: abs/sub\n"
               "        - name: e\n          mountPath: /inside\n          subPath: inside\n"
+              "          readOnly: true\n"
               "        - name: e\n          mountPath: /back\n          subPath: data/back\n"
+              "        - name: e\n          mountPath: /one/file\n          subPath: inside/f\n"
               "        - name: e\n          mountPath: /new\n          subPath: not/yet\n")
-    app = container("a", "cat /rel/f /abs/f /inside/f /back/f; echo new > /new/g", mounts)
+    app = container("a", "cat /rel/f /abs/f /inside/f /back/f /one/file; echo new > /new/g; "
+                         "(echo x > /inside/g) 2>/dev/null && echo WROTE || echo read-only", mounts)
     nspod.run_yaml(with_init(pod_yaml("ve-in", app, volumes=volumes), init))
     state = wait_terminated(nspod, "ve-in", "a")
     assert state["exitCode"] == 0, state
-    assert nspod("logs", "ve-in", "a").stdout == "host file\nhost file\nmade\nmade\n"
+    assert nspod("logs", "ve-in", "a").stdout == \
+        "host file\nhost file\nmade\nmade\nmade\nread-only\n"
     assert sorted(os.listdir(host_dir)) == ["abs", "real", "rel"]
 
 

@@ -11,13 +11,15 @@ from nsPod import mounts, volumes
 from nsPod.mounts import PathEscapeError
 
 
-@pytest.fixture(params=["openat2", "walk"])
+@pytest.fixture(params=["openat2", "walk", "eagain"])
 def impl(request, monkeypatch):
-    """Each test twice: the kernel's openat2, and the walk a kernel without it gets."""
-    if request.param == "walk":
-        def no_openat2(*args, **kwargs):
-            raise OSError(errno.ENOSYS, "openat2: Function not implemented")
-        monkeypatch.setattr(mounts, "openat2", no_openat2)
+    """Each test thrice: the kernel's openat2; the walk a kernel without it gets (ENOSYS);
+    and the walk after openat2 kept answering EAGAIN (renames running all the while)."""
+    err = {"walk": errno.ENOSYS, "eagain": errno.EAGAIN}.get(request.param)
+    if err:
+        def failing_openat2(*args, **kwargs):
+            raise OSError(err, f"openat2: {os.strerror(err)}")
+        monkeypatch.setattr(mounts, "openat2", failing_openat2)
     return request.param
 
 
