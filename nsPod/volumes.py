@@ -64,6 +64,9 @@ def remove(volume):
 
 
 EMPTY_DIR_KINDS = ("dir", "tmpfs")
+# What a made subPath directory takes from its volume's: the permissions, and setgid (an
+# fsGroup emptyDir's, which a plain chmod would clear) and sticky; never setuid.
+SUBPATH_MODE = 0o3777
 
 
 def open_source(kind, path, sub_path, name):
@@ -93,7 +96,7 @@ def open_source(kind, path, sub_path, name):
         what = f"volume {name}"
         try:
             fd = open_beneath(root_fd, sub_path, root_path, create="dir",
-                              mode=stat.S_IMODE(root_st.st_mode) & 0o777, what=what)
+                              mode=stat.S_IMODE(root_st.st_mode) & SUBPATH_MODE, what=what)
         except PathEscapeError as e:
             raise PathEscapeError(f"subPath {sub_path!r}: {e}") from None
         try:

@@ -134,6 +134,10 @@ def test_open_source_subpath_of_an_empty_dir(tmp_path, impl):
     assert where(volumes.open_source("dir", str(vol), "", "v")) == str(vol)
     assert where(volumes.open_source("dir", str(vol), "new/dir", "v")) == str(vol / "new" / "dir")
     assert stat.S_IMODE((vol / "new" / "dir").stat().st_mode) == 0o777
+    # An fsGroup volume's setgid bit is kept (a chmod to 0777 would drop what mkdir inherited).
+    vol.chmod(0o2775)
+    os.close(volumes.open_source("dir", str(vol), "g/h", "v"))
+    assert stat.S_IMODE((vol / "g" / "h").stat().st_mode) == 0o2775
     with pytest.raises(PathEscapeError) as info:
         volumes.open_source("dir", str(vol), "out", "v")
     assert str(info.value) == "subPath 'out': 'out' is a symlink to '/', outside volume v"
