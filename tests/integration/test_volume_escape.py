@@ -42,13 +42,14 @@ def test_subpath_swapped_for_a_symlink_to_root_never_mounts_the_hosts_root(nspod
     mount /proc/self/fd/N. The victim records at each start whether /mnt is the host's root
     (the host's /usr/bin is there; the subPath directory is empty).
 
-    A second victim has its workingDir in the same directory: runc makes a missing working
-    directory inside the container's root (securejoin); made by path, the swap made root
-    create it at the host's `/`."""
+    A second victim has its workingDir in the same directory, a third the mount point of
+    another volume: runc makes both inside the container's root (securejoin); made by path,
+    the swap made root create them at the host's `/`."""
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     made_on_host = f"/nspod-escape-{os.getpid()}-{time.monotonic_ns()}"
-    volumes = ("    - name: shared\n      emptyDir: {}\n"
+    target_on_host = made_on_host + "-target"
+    volumes = ("    - name: shared\n      emptyDir: {}\n    - name: other\n      emptyDir: {}\n"
                f"    - name: ev\n      hostPath:\n        path: {evidence}\n")
     flipper = container("flipper", f"exec /usr/bin/python3 -S -c '{FLIPPER}'",
                         "        - name: shared\n          mountPath: /shared\n")
@@ -59,8 +60,11 @@ def test_subpath_swapped_for_a_symlink_to_root_never_mounts_the_hosts_root(nspod
         "        - name: ev\n          mountPath: /ev\n")
     workdir = container("workdir", "true", "        - name: shared\n          mountPath: /s\n",
                         f"      workingDir: /s/d{made_on_host}\n")
+    target = container("target", "true", "        - name: shared\n          mountPath: /s\n"
+                       f"        - name: other\n          mountPath: /s/d{target_on_host}\n")
     try:
-        nspod.run_yaml(always(pod_yaml("vol-race", flipper + victim + workdir, volumes=volumes)),
+        nspod.run_yaml(always(pod_yaml("vol-race", flipper + victim + workdir + target,
+                                      volumes=volumes)),
                        "--restart-backoff", "0s:0s")
 
         def restarts():
@@ -79,9 +83,12 @@ def test_subpath_swapped_for_a_symlink_to_root_never_mounts_the_hosts_root(nspod
         # It did start, sometimes: when the swap put the directory at d.
         assert "ok" in runs
         assert not os.path.exists(made_on_host), f"a workingDir was made on the host: {made_on_host}"
+        assert not os.path.exists(target_on_host), \
+            f"a mount point was made on the host: {target_on_host}"
     finally:
-        if os.path.isdir(made_on_host):
-            os.rmdir(made_on_host)
+        for path in (made_on_host, target_on_host):
+            if os.path.isdir(path):
+                os.rmdir(path)
 
 
 def with_init(text, init):
