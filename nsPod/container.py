@@ -10,7 +10,7 @@ import os
 import stat
 import warnings
 
-from nsPod import mounts, namespaces, process, security
+from nsPod import mounts, namespaces, process, security, volumes
 from nsPod.process import step
 from nsPod.syscalls import CloneFlag, MountFlag, mount, pivot_root, umount2, unshare, MNT_DETACH
 
@@ -126,7 +126,7 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
             _chown_empty_dirs(pod, container, settings["fsGroup"])
     for m in container.mounts:
         with step(f"mount volume {m.volume} at {m.target}"):
-            _mount_volume(rootfs, m, nodev)
+            _mount_volume(rootfs, m, nodev, pod.volumes)
     if not privileged:
         # After the volumes, so that no volume mounted over /proc or /sys can undo them.
         with step("mask and protect kernel files in /proc and /sys"):
@@ -136,8 +136,9 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
                 mounts.mask(os.path.join(rootfs, path.lstrip("/")))
     with step(f"working directory {container.cwd}"):
         # runc makes a missing working directory; so do we, in the container's own layer,
-        # and before a read-only root would refuse it.
-        os.makedirs(mounts.secure_join(rootfs, container.cwd), exist_ok=True)
+        # and before a read-only root would refuse it. By fd, inside the root: the path may
+        # cross a volume a sibling container is swapping symlinks in.
+        mounts.make_mountpoint(rootfs, container.cwd)
     if settings["readOnlyRootFilesystem"]:
         with step("make the root filesystem read-only"):
             # Last, once every mount point exists: writes to the root now fail with EROFS,
@@ -255,16 +256,45 @@ def _chown_empty_dirs(pod, container, fs_group):
             os.chmod(path, mode | stat.S_ISGID | stat.S_IRWXG)
 
 
-def _mount_volume(rootfs, m, nodev):
-    source = m.source
-    if m.sub_path:
-        # Resolved inside the volume, so a symlink in it cannot point the mount elsewhere;
-        # a missing subPath is made, as the kubelet does.
-        source = mounts.secure_join(m.source, m.sub_path)
-        if not os.path.lexists(source):
-            os.makedirs(source, mode=0o777, exist_ok=True)
-    target = mounts.make_mountpoint(rootfs, m.target, directory=os.path.isdir(source))
-    mounts.bind(source, target, read_only=m.read_only, extra_flags=nodev)
+def _mount_volume(rootfs, m, nodev, pod_volumes=()):
+    """Bind the volume (or its subPath) at m.target, both held as fds from start to end.
+
+    The source is resolved inside its volume (volumes.open_source) and the target inside
+    the container's root (image symlinks and volumes mounted before included), each once;
+    the mount and its read-only/nodev remount then act on those files through
+    /proc/self/fd, as runc and the kubelet do, so a sibling container swapping a directory
+    for a symlink meanwhile (CVE-2017-1002101) changes nothing.
+    """
+    kind = next((v.kind for v in pod_volumes if v.name == m.volume and v.path == m.source),
+                None)
+    source_fd = volumes.open_source(kind, m.source, m.sub_path, m.volume)
+    try:
+        source = os.fstat(source_fd)
+        root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            target_fd = mounts.open_in_root(
+                root_fd, m.target, create="dir" if stat.S_ISDIR(source.st_mode) else "file")
+            try:
+                mounts.bind_fd(source_fd, target_fd)
+            finally:
+                os.close(target_fd)
+            flags = nodev | (MountFlag.MS_RDONLY if m.read_only else 0)
+            if flags:
+                # The target opened again names the new mount's root: that mount, and no
+                # other, gets the flags (a bind mount takes them only in a remount).
+                mounted = mounts.open_in_root(root_fd, m.target)
+                try:
+                    now = os.fstat(mounted)
+                    if (now.st_dev, now.st_ino) != (source.st_dev, source.st_ino):
+                        raise mounts.PathEscapeError(
+                            f"{m.target} changed while the volume was mounted on it")
+                    mounts.remount_fd(mounted, flags)
+                finally:
+                    os.close(mounted)
+        finally:
+            os.close(root_fd)
+    finally:
+        os.close(source_fd)
 
 
 def _pivot_root(rootfs):

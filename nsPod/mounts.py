@@ -1,10 +1,28 @@
-"""Mount helpers for a container's child side, and mount-table queries for teardown."""
+"""Mount helpers for a container's child side, and mount-table queries for teardown.
+
+Paths a container or an image controls are never resolved twice: a volume's subPath and a
+mount's target are opened once, as file descriptors, inside their root (open_beneath,
+open_in_root), and mounted as /proc/self/fd/N (bind_fd), as runc and the kubelet do. A
+path checked and then mounted by its name again can be swapped for a symlink in between
+(CVE-2017-1002101, CVE-2021-25741).
+"""
 import errno
 import os
+import stat
 
-from nsPod.syscalls import MNT_DETACH, MountFlag, mount, umount2
+from nsPod.errors import SetupError
+from nsPod.syscalls import (MNT_DETACH, MountFlag, ResolveFlag, flag_names, mount, openat2,
+                            trace, umount2)
 
 MAX_SYMLINKS = 40
+# openat2's RESOLVE_BENEATH/IN_ROOT answer EAGAIN when a rename ran anywhere while they
+# resolved '..': retried this often, then the O_NOFOLLOW walk (slower, never EAGAIN) decides.
+OPENAT2_RETRIES = 8
+O_PATH_FLAGS = os.O_PATH | os.O_CLOEXEC
+
+
+class PathEscapeError(SetupError):
+    """A path inside a root (a volume, a container's root) leads out of it."""
 
 
 def secure_join(root, path):
@@ -42,15 +60,171 @@ def secure_join(root, path):
 
 
 def make_mountpoint(root, path, directory=True):
-    """Create the mount point for `path` inside root (in the container's own upper layer)."""
-    target = secure_join(root, path)
-    if directory:
-        os.makedirs(target, exist_ok=True)
-    else:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if not os.path.exists(target):
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-    return target
+    """Create the mount point for `path` inside root (in the container's own upper layer);
+    returns its host path, free of symlinks (read back from the fd that made it)."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = open_in_root(root_fd, path, create="dir" if directory else "file")
+    finally:
+        os.close(root_fd)
+    try:
+        return fd_path(fd)
+    finally:
+        os.close(fd)
+
+
+def fd_path(fd):
+    """Where the kernel says the file open as fd is now (its path in this mount namespace)."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def proc_fd(fd):
+    """The magic link naming fd: mount(2) given it acts on the very file opened, whatever
+    the path the file was reached by has become since."""
+    return f"/proc/self/fd/{fd}"
+
+
+def _parts(path):
+    return [p for p in path.split("/") if p and p != "."]
+
+
+def open_in_root(root_fd, path, create=None, mode=None):
+    """An O_PATH fd for `path` resolved as if root_fd were `/` (runc's rule for mount targets):
+    absolute symlinks restart at root_fd and '..' stops there, so a symlink planted by an
+    image or a volume (/data -> /etc, -> ../../..) still lands inside the root.
+
+    create: "dir" or "file" makes what is missing (directories on the way; the last
+    component as said), each with mkdirat/openat on the fd of its parent, never by path.
+    """
+    return _open(root_fd, path, ResolveFlag.RESOLVE_IN_ROOT, create, mode, None, "the root")
+
+
+def open_beneath(root_fd, path, root_path, create=None, mode=None, what="the volume"):
+    """An O_PATH fd for `path` inside root_fd that never leaves it: the kubelet's rule for a
+    volume's subPath. A symlink pointing inside is followed; one whose target leaves the
+    root ('..' above it, or an absolute target) raises PathEscapeError, except an absolute
+    target under root_path (the root's own resolved host path), which is followed inside.
+    Missing directories are made (create="dir") with mkdirat on their parent's fd, with the
+    root's permission bits (chmod'ed past the umask), as the kubelet's SafeMakeDir does.
+    """
+    return _open(root_fd, path, ResolveFlag.RESOLVE_BENEATH, create, mode, root_path, what)
+
+
+def _open(root_fd, path, resolve, create, mode, root_path, what):
+    flags = O_PATH_FLAGS
+    resolve |= ResolveFlag.RESOLVE_NO_MAGICLINKS
+    for _ in range(OPENAT2_RETRIES):
+        try:
+            return openat2(root_fd, "/".join(_parts(path)) or ".", flags, resolve)
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                continue
+            # ENOSYS: a kernel before 5.6 (or a filter refusing openat2). EXDEV: the path
+            # left the root by a symlink: the walk tells which, and follows an absolute
+            # link into the root's own host path. ENOENT: something is to be made.
+            if e.errno in (errno.ENOSYS, errno.EXDEV, errno.EPERM) or \
+                    (e.errno == errno.ENOENT and create):
+                break
+            raise
+    return walk(root_fd, path, clamp=resolve & ResolveFlag.RESOLVE_IN_ROOT, create=create,
+                mode=mode, root_path=root_path, what=what)
+
+
+def walk(root_fd, path, clamp, create=None, mode=None, root_path=None, what="the root"):
+    """Resolve `path` under root_fd one component at a time with O_PATH|O_NOFOLLOW, the way
+    the kernel would, but with every symlink read and judged here; '..' pops our own stack
+    of directory fds, so a directory moved elsewhere meanwhile cannot lead out.
+
+    clamp: '..' at the root stays there and absolute targets restart at the root
+    (RESOLVE_IN_ROOT); else both raise PathEscapeError (RESOLVE_BENEATH), but for an
+    absolute target under root_path. Returns a new fd (the caller closes it).
+    """
+    stack = [root_fd]       # stack[0] is the caller's; the rest are ours
+    parts = _parts(path)
+    seen = []               # the components walked, for messages
+    link = None             # the last symlink followed (name, target), for messages
+    hops = made = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                elif not clamp:
+                    if link:
+                        raise PathEscapeError(f"{link[0]!r} is a symlink to {link[1]!r}, which "
+                                              f"leads outside {what}")
+                    raise PathEscapeError(f"{path!r} leads outside {what}")
+                seen.append(name)
+                continue
+            try:
+                fd = os.open(name, O_PATH_FLAGS | os.O_NOFOLLOW, dir_fd=stack[-1])
+            except FileNotFoundError:
+                if not create or made > MAX_SYMLINKS + len(_parts(path)):
+                    raise
+                made += 1
+                _make(stack[-1], name, "file" if create == "file" and not parts else "dir",
+                      mode)
+                parts.insert(0, name)     # opened (and judged) like any other, next round
+                continue
+            st = os.fstat(fd)
+            if not stat.S_ISLNK(st.st_mode):
+                stack.append(fd)
+                seen.append(name)
+                continue
+            try:
+                target = os.readlink("", dir_fd=fd)
+            finally:
+                os.close(fd)
+            hops += 1
+            link = ("/".join(seen + [name]), target)
+            if hops > MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, f"too many levels of symbolic links in {path!r}")
+            if target.startswith("/"):
+                rest = _parts(target)
+                if not clamp:
+                    inside = _parts(root_path or "")
+                    if not root_path or rest[:len(inside)] != inside:
+                        raise PathEscapeError(
+                            f"{'/'.join(seen + [name])!r} is a symlink to {target!r}, "
+                            f"outside {what}")
+                    rest = rest[len(inside):]
+                for extra in stack[1:]:
+                    os.close(extra)
+                del stack[1:]
+                parts = rest + parts
+            else:
+                parts = _parts(target) + parts
+        return os.dup(root_fd) if len(stack) == 1 else stack.pop()
+    finally:
+        for extra in stack[1:]:
+            os.close(extra)
+
+
+def _make(parent_fd, name, kind, mode):
+    """Make `name` in the directory open as parent_fd; already there (a race) is fine."""
+    try:
+        if kind == "dir":
+            os.mkdir(name, 0o755 if mode is None else mode, dir_fd=parent_fd)
+        else:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644 if mode is None else mode,
+                             dir_fd=parent_fd))
+    except FileExistsError:
+        return
+    trace(f"made {kind} {name} (mode {'default' if mode is None else oct(mode)})")
+    if mode is not None:
+        # The mode without the umask: opened anew without following, so a symlink swapped
+        # in for what was just made cannot redirect the chmod.
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+                         | (os.O_DIRECTORY if kind == "dir" else 0), dir_fd=parent_fd)
+        except OSError:
+            return      # replaced meanwhile: the walk judges what is there now
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
 
 def bind(source, target, read_only=False, recursive=True, extra_flags=0):
@@ -63,6 +237,19 @@ def bind(source, target, read_only=False, recursive=True, extra_flags=0):
     if extra_flags:
         # A bind mount takes its flags only in a second, remount call.
         remount(target, extra_flags)
+
+
+def bind_fd(source_fd, target_fd, recursive=True):
+    """Bind the file open as source_fd onto the one open as target_fd (both O_PATH): the
+    mount acts on those very files, not on whatever their paths lead to by now. Per-mount
+    flags are for remount_fd on the target opened again (it then names the new mount)."""
+    flags = MountFlag.MS_BIND | (MountFlag.MS_REC if recursive else 0)
+    try:
+        mount(proc_fd(source_fd), proc_fd(target_fd), None, flags)
+    except OSError as e:
+        # /proc/self/fd/N means nothing to a reader: name the files as the kernel sees them.
+        raise OSError(e.errno, f"mount({fd_path(source_fd)} on {fd_path(target_fd)}, "
+                               f"{flag_names(flags, MountFlag)}): {os.strerror(e.errno)}") from None
 
 
 MS_NOATIME, MS_NODIRATIME = 1024, 2048  # <sys/mount.h>; only ever read back and kept
@@ -82,7 +269,15 @@ def remount(target, add_flags):
     (nosuid, noexec of a host path...) are read back and kept, as runc does, or making a
     volume read-only would quietly make it exec-able too.
     """
-    current = os.statvfs(target).f_flag
+    _remount(target, os.statvfs(target).f_flag, add_flags)
+
+
+def remount_fd(fd, add_flags):
+    """remount() of the mount whose root is open as fd (read back and changed by fd)."""
+    _remount(proc_fd(fd), os.fstatvfs(fd).f_flag, add_flags)
+
+
+def _remount(target, current, add_flags):
     flags = MountFlag(0)
     for bit, flag in _STATVFS_FLAGS.items():
         if current & bit:
