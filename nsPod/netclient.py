@@ -345,22 +345,41 @@ def running(root):
 
 
 def stop(root, timeout=5.0):
-    """Ask the root's netd to exit and wait until it has; True when one was running."""
-    if running(root) is None:
+    """Ask the root's netd (of the caller's netns) to exit and wait until it has; True when
+    one was running."""
+    try:
+        fd = os.open(lock_path(root), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
-    deadline = time.monotonic() + timeout
-    asked = False
-    while running(root) is not None:
-        if time.monotonic() >= deadline:
-            raise NetworkError(f"the network helper of {root} did not exit within {timeout:g} s")
-        if not asked:
-            try:     # a netd still starting has no socket yet: ask again until it listens
-                _exchange(root, {"op": "exit"}, min(deadline, time.monotonic() + 1))
-                asked = True
-            except _Unreachable:
-                pass
-        time.sleep(POLL)
-    return True
+    # The same open file throughout: the exiting netd unlinks the path before its lock goes
+    # with its last fd, so only this file's lock says when it is gone.
+    try:
+        def held():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+
+        if not held():
+            return False
+        deadline = time.monotonic() + timeout
+        asked = False
+        while held():
+            if time.monotonic() >= deadline:
+                raise NetworkError(f"the network helper of {root} did not exit within "
+                                   f"{timeout:g} s")
+            if not asked:
+                try:     # a netd still starting has no socket yet: ask again until it listens
+                    _exchange(root, {"op": "exit"}, min(deadline, time.monotonic() + 1))
+                    asked = True
+                except _Unreachable:
+                    pass
+            time.sleep(POLL)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _exchange(root, request, deadline):
