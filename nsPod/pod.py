@@ -201,10 +201,24 @@ def run(config, pod):
     try:
         return _start_monitor(config, pod_dir, lock_fd)
     except BaseException:
-        if leases is not None:
+        # The lease (with netd's note of the pod's netns) stays if what the monitor made
+        # could not be undone: `nspod gc` finds it there.
+        if _undo_dead_monitor(pod_dir) and leases is not None:
             leases.release(pod.name)
         _remove_dir(pod_dir)
         raise
+
+
+def _undo_dead_monitor(pod_dir):
+    """A monitor killed while it made the pod leaves what it made behind (its cgroups, its
+    network: the veth and /run/netns name), recorded in its state as the pod's: undone here,
+    before the state goes with the pod's directory. A monitor that failed cleanly has undone it all and
+    cleared its records. False when something could not be undone."""
+    try:
+        clean_up_after_monitor(pod_dir)
+    except (NspodError, OSError):
+        return False
+    return True
 
 
 def _start_monitor(config, pod_dir, lock_fd):

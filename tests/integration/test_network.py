@@ -180,12 +180,15 @@ def test_ip_netns_sees_the_pod_while_it_lives(nspod):
 def test_gc_after_a_monitor_crash_releases_the_network(nspod):
     nspod.run_yaml(pod_yaml("p", container("a")))
     veth = nspod.inspect("p")["runtime"]["network"]["hostVeth"]
+    netns = nspod.inspect("p")["runtime"]["network"]["netns"]
+    assert os.path.exists(netns)
     with open(os.path.join(nspod.root, "pods", "p", "state.json")) as f:
         monitor = json.load(f)["monitor"]["pid"]
     os.kill(monitor, 9)
     wait_for(lambda: nspod.inspect("p")["status"]["phase"] == "Unknown", what="the monitor's death")
     report = nspod("gc").stdout
     assert "network" in report and not os.path.exists(f"/sys/class/net/{veth}")
+    assert not os.path.exists(netns)
     with open(os.path.join(nspod.root, "network", "leases.json")) as f:
         assert json.load(f)["leases"] == {}
     nspod("rm", "p")

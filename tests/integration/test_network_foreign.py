@@ -287,3 +287,40 @@ def test_a_bridged_pod_runs_inside_unshare_net_and_on_the_host_with_one_root(nsp
         nspod("rm", "-f", "outside")
     finally:
         other.close()
+
+
+# --- kill points --------------------------------------------------------------------------------
+
+
+def _monitor_pid(nspod, pod):
+    try:
+        with open(os.path.join(nspod.root, "pods", pod, "state.json")) as f:
+            return json.load(f)["monitor"]["pid"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def test_a_monitor_killed_after_the_netns_name_was_made_leaves_nothing(nspod):
+    """SIGKILL of the monitor once the pod's /run/netns name exists (while the pod is being
+    made, or just after): the CLI, `gc` and `rm -f` remove the name, the veth and the lease,
+    which the pod's records say are its own."""
+    path = netclient.netns_path(nspod.root, "p")
+    veth = netclient.host_veth_name(nspod.root, "p", nspod.bridge)
+    key, value = nspod.marker.split("=")
+    run = subprocess.Popen(NSPOD + nspod.global_args() + [
+        "run", nspod.manifest(pod_yaml("p", container("a")))], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ, **{key: value}))
+    nspod.pod_names.add("p")
+    try:
+        wait_for(lambda: os.path.exists(path), timeout=30, interval=0.001,
+                 what="the pod's netns name")
+        pid = wait_for(lambda: _monitor_pid(nspod, "p"), what="the monitor's pid")
+        os.kill(pid, 9)
+    finally:
+        run.communicate(timeout=60)
+    nspod("gc")
+    nspod("rm", "-f", "p", check=False)
+    assert not os.path.exists(path)
+    assert not link_exists(veth)
+    with open(os.path.join(nspod.root, "network", "leases.json")) as f:
+        assert json.load(f)["leases"] == {}
