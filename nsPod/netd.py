@@ -58,13 +58,22 @@ DEFAULT_IDLE = 30.0
 LOG_LIMIT = 1 << 20
 
 
+# epoll_wait takes an int of milliseconds (~24.8 days): a longer idle would raise
+# OverflowError in select(); a day is plenty for a helper that restarts on demand.
+MAX_IDLE = 86400.0
+
+
 def idle_seconds(environ=None):
+    """NSPOD_NETD_IDLE in seconds: the default when unset, unparsable, not positive or NaN;
+    at most MAX_IDLE."""
     env = os.environ if environ is None else environ
     try:
         value = float(env.get("NSPOD_NETD_IDLE") or DEFAULT_IDLE)
     except ValueError:
         return DEFAULT_IDLE
-    return value if value > 0 else DEFAULT_IDLE
+    if not value > 0:
+        return DEFAULT_IDLE
+    return min(value, MAX_IDLE)
 
 
 def _log(message):

@@ -178,20 +178,6 @@ def test_two_roots_with_a_pod_of_the_same_name_both_have_networks(nspod, second_
     assert not os.path.exists(paths[1])
 
 
-def test_netns_names_are_unique_per_root_and_fit_a_file_name():
-    """The default root keeps nspod-<pod>; another root gets a hash of itself in the name;
-    a 253-character pod name still fits in 255 bytes."""
-    assert netclient.netns_name("/run/nspod", "web") == "nspod-web"
-    assert netclient.netns_name("/run/nspod/", "web") == "nspod-web"
-    a, b = netclient.netns_name("/tmp/a", "web"), netclient.netns_name("/tmp/b", "web")
-    assert a != b and a.startswith("nspod-") and a.endswith("-web") and len(a) == 18
-    long_pod = ("a" * 63 + ".") * 3 + "a" * 61
-    assert len(long_pod) == 253
-    names = {netclient.netns_name(r, long_pod) for r in ("/run/nspod", "/tmp/a", "/tmp/b")}
-    assert len(names) == 3 and all(len(n.encode()) <= 255 for n in names)
-    assert netclient.netns_name("/tmp/a", long_pod[:-1] + "b") not in names
-
-
 # --- inside another network namespace ----------------------------------------------------------
 
 
