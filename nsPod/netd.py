@@ -1,41 +1,51 @@
-"""netd: the warm network helper of one state root.
+"""netd: the warm network helper of one state root in one network namespace.
 
     python -P -m nsPod.netd ROOT [--ready-fd N] [--lock-fd N]
 
-Loads pyroute2 once and does the netlink work of every pod of ROOT, so neither the per-pod
-monitor nor the CLI pays its import (200-400 ms, ~25 MB). It is started on demand by
-nsPod.netclient and exits after NSPOD_NETD_IDLE seconds (default 30) without a request.
+Loads pyroute2 once and does the netlink work of every pod of ROOT made from the network
+namespace it lives in (the one it was started from), so neither the per-pod monitor nor the
+CLI pays its import (200-400 ms, ~25 MB). It is started on demand by nsPod.netclient and
+exits after NSPOD_NETD_IDLE seconds (default 30, at most a day) without a request.
+<ino> below is the inode of its network namespace.
 
-    <root>/network/netd.lock   flock held for netd's whole life: one netd per root. netclient
-                               takes it before starting one and hands it over (--lock-fd);
-                               started by hand, netd takes it itself, or exits quietly when
-                               another netd holds it. Holds "<pid> <start time>".
-    <root>/network/netd.sock   root-only unix socket (0600 in a 0700 directory; peers must be
-                               uid 0): one JSON request line in, one JSON reply line out, per
-                               connection; requests are served one at a time, in order.
-    <root>/network/netd.log    its stderr
+    <root>/network/netd.<ino>.lock  flock held for netd's whole life: one netd per root and
+                               netns. netclient takes it before starting one and hands it over
+                               (--lock-fd); started by hand, netd takes it itself, or exits
+                               quietly when another netd holds it. Holds "<pid> <start
+                               time>"; netd removes it as it exits.
+    <root>/network/netd.<ino>.sock  root-only unix socket (0600 in a 0700 directory; peers
+                               must be uid 0): one JSON request line in, one JSON reply line
+                               out, per connection; requests are served one at a time.
+    <root>/network/netd.log    the stderr of every netd of the root
 
 Requests ({"op": ..., "trace": true adds the narrated steps as "trace": [...]}):
-    ping    -> {"ok": true, "pid": N}
-    attach  {"pod", "pid", "bridge", "subnet", "preferred"?, "netns"?: true}
-            lease from ipam, bridge ensured, veth, eth0 configured, /run/netns/nspod-<pod>
+    ping    -> {"ok": true, "pid": N, "root", "netnsKey": <ino>}
+    attach  {"pod", "pid", "bridge", "subnet", "preferred"?, "netns"?: true,
+             "netnsInode"?: pause's netns as recorded, "staleNetnsInode"?: an earlier one}
+            lease from ipam (noted with the netns it binds), bridge ensured (refused unless
+            it is free or nspod's for ROOT), veth (refused if a link of its name is not
+            the pod's), eth0 configured, /run/netns/<netclient.netns_name> (refused if it
+            exists and holds no netns of the pod's)
             -> {"ok", "ip", "prefixLength", "gateway", "mac", "hostVeth", "podVeth",
-                "bridge", "netns"}       on failure nothing of it stays (the lease only if
-                                         the pod held it before)
+                "bridge", "netns", "netnsInode"}   on failure nothing of it stays (the lease
+                                         only if the pod held it before)
             {"address": CIDR, "gateway": IP} instead of "subnet": no ipam, that address.
     detach  {"pod", "bridge", "subnet"?, "hostVeth"?, "release"?: true, "removeBridge"?: false,
-             "wait"?: true}
-            netns name, veth, lease (with "subnet"), the bridge when unused; idempotent
+             "wait"?: true, "netnsInodes"?: [the pod's recorded netns inodes]}
+            the netns name if it holds a recorded netns (the request's or the lease's), the
+            veth if it carries the pod's mark, the lease (with "subnet"), the bridge when
+            unused and ROOT's; idempotent
             -> {"ok", "removed": [...]}   "wait": false replies before deleting the veth
                                           (~20 ms of RCU waits), which is done before the
                                           next request is read
-    gc      {"bridge", "subnet", "keep": [pod names]}: every lease, veth and netns name of a
-            pod not in keep goes, then the bridge when unused -> {"ok", "removed": [...]}
+    gc      {"bridge", "subnet", "keep": [pod names], "netnsInodes"?: {pod: [inodes]}}: the
+            lease, marked veth and recorded netns name of every pod not in keep go, then the
+            bridge when unused and marked as ROOT's -> {"ok", "removed": [...]}
     exit    reply, then exit
 On failure: {"error": "one line"}.
 
-At idle exit, a bridge this netd worked with is removed when no pod of ROOT holds a lease
-and no link is its port.
+At idle exit, a bridge this netd worked with is removed when it carries ROOT's mark, no pod
+of ROOT holds a lease in this netns (or one not attached yet) and no link is its port.
 """
 import contextlib
 import fcntl

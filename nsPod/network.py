@@ -3,15 +3,19 @@
 The only module that imports pyroute2, and it does so lazily, on the first netlink call:
 `import pyroute2` costs 200-400 ms and ~25 MB, so the per-pod monitor and the CLI never load
 it. They ask nsPod.netd (a warm helper process, through nsPod.netclient) to do the netlink
-work; netd calls the functions below. netns_attach/netns_detach are plain mount calls and
-can be used without loading pyroute2 (gc does, when no netd is running).
+work; netd calls the functions below, in whatever network namespace it lives in (every
+query goes over netlink or an ioctl, never /sys/class/net, which inside `unshare --net`
+still shows the host's links). netns_attach/netns_detach are plain mount calls and can be
+used without loading pyroute2.
 
 One pod, as attach() leaves it:
 
     host netns                                     pod netns (pause's)
     bridge <name>  <gateway>/<prefix>, up          lo   up
+      alias "nspod root=<root>"
       └─ nsp<12 hex>  (host side of the veth) ════ eth0 <ip>/<prefix>, up, MAC 02:6e:<ip>
-                                                   default via <gateway>
+         alias "nspod veth <root> <pod>"           default via <gateway>
+    /run/netns/<netclient.netns_name(root, pod)>: a bind mount of the pod's netns
 
 MACs encode the IP (02:6e + its four bytes, a locally administered unicast address), so a
 reused address comes with the MAC that other pods' ARP caches already hold; the bridge gets
