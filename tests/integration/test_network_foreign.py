@@ -310,3 +310,33 @@ def test_a_monitor_killed_after_the_netns_name_was_made_leaves_nothing(nspod):
     assert not link_exists(veth)
     with open(os.path.join(nspod.root, "network", "leases.json")) as f:
         assert json.load(f)["leases"] == {}
+
+
+def test_a_new_sandbox_replaces_only_its_own_stale_netns_name(nspod):
+    """pause dies under restartPolicy Always: the new sandbox's netns takes the pod's
+    /run/netns name, replacing the old sandbox's bind (recorded as the pod's), and the
+    host veth carrying the pod's mark is replaced too; rm then leaves nothing."""
+    text = pod_yaml("p", container("a")).replace("restartPolicy: Never", "restartPolicy: Always")
+    nspod.run_yaml(text)
+    before = nspod.inspect("p")
+    path = before["runtime"]["network"]["netns"]
+    old = os.stat(path).st_ino
+    assert before["runtime"]["network"]["netnsInode"] == old
+    os.kill(before["runtime"]["pausePid"], 9)
+
+    def rebuilt():
+        obj = nspod.inspect("p")
+        pid = obj["runtime"].get("pausePid")
+        return pid and pid != before["runtime"]["pausePid"] and \
+            obj["runtime"].get("network", {}).get("netnsInode") not in (None, old) and obj
+    after = wait_for(rebuilt, timeout=20, what="a new sandbox")
+    new = os.stat(f"/proc/{after['runtime']['pausePid']}/ns/net").st_ino
+    assert os.stat(path).st_ino == new != old
+    assert after["status"]["podIP"] == before["status"]["podIP"]
+    veth = after["runtime"]["network"]["hostVeth"]
+    assert ifalias(veth) == netclient.veth_mark(nspod.root, "p")
+    # one bind of the pod's netns, not two stacked
+    with open("/proc/self/mountinfo") as f:
+        assert [l.split()[4] for l in f].count(path) == 1
+    nspod("rm", "-f", "p")
+    assert not os.path.exists(path) and not link_exists(veth)
