@@ -561,3 +561,28 @@ def test_a_killed_netd_is_replaced_and_a_long_root_works(world):
     reply = world.attach("phoenix", a)
     assert netclient.running(world.root) not in (None, first)
     assert f"inet {reply['ip']}/24" in world.run_in(a, "ip", "-o", "addr").stdout
+
+
+def test_pod_side_configuration_is_refused_beside_another_thread(world):
+    """setns(2) moves only the calling thread: the pod side is configured over a socket
+    opened in this thread right after setns, which netd guarantees by being single-threaded.
+    With another thread running it refuses before any setns, and this process's netns is
+    unchanged."""
+    import ipaddress
+    import threading
+    a = world.sandbox()
+    mine = os.stat("/proc/self/ns/net").st_ino
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    fd = network.open_netns(a.pid)
+    try:
+        with pytest.raises(NetworkError, match="single-threaded"):
+            network._configure_pod_side(fd, a.pid, ipaddress.IPv4Interface("10.213.1.2/24"),
+                                        "10.213.1.1")
+    finally:
+        os.close(fd)
+        stop.set()
+        other.join()
+    assert os.stat("/proc/self/ns/net").st_ino == mine
+    assert set(world.links(a)) == {"lo"}
