@@ -581,13 +581,17 @@ def netns_attach(root, pod_name, pause_pid, netns_fd=None, replace=()):
     except OSError as e:
         raise NetworkError(f"netns for pod {pod_name}: create {path}: {e.strerror} "
                            f"(errno {e.errno}): it is not this pod's") from e
-    os.close(fd)
     try:
-        syscalls.mount(source, path, None, MountFlag.MS_BIND)
+        # Onto the file just made, through its fd: a name swapped for a symlink meanwhile
+        # is not followed.
+        syscalls.trace(f"bind netns {wanted} at {path} (fd {fd})")
+        syscalls.mount(source, f"/proc/self/fd/{fd}", None, MountFlag.MS_BIND)
     except OSError as e:
         _unlink(path)
         raise NetworkError(f"netns for pod {pod_name}: bind {source} at {path}: "
                            f"{e.strerror} (errno {e.errno})") from e
+    finally:
+        os.close(fd)
     return path
 
 

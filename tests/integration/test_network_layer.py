@@ -469,7 +469,8 @@ def test_trace_narrates_the_netlink_steps(world, monkeypatch, capfd):
     world.attach("traced", world.sandbox())
     err = capfd.readouterr().err
     assert "netd: netlink: create veth" in err
-    assert f"netd: mount({network.netns_path(world.root, 'traced')}" in err
+    assert f" at {network.netns_path(world.root, 'traced')} (fd " in err
+    assert "netd: mount(/proc/self/fd/" in err
 
 
 def test_twenty_concurrent_clients_start_one_netd_and_get_distinct_addresses(world):
