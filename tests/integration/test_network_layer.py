@@ -587,3 +587,23 @@ def test_pod_side_configuration_is_refused_beside_another_thread(world):
         other.join()
     assert os.stat("/proc/self/ns/net").st_ino == mine
     assert set(world.links(a)) == {"lo"}
+
+
+def test_a_bridge_half_made_by_a_killed_netd_is_finished_and_a_foreign_one_refused(world):
+    """The kernel ignores IFLA_IFALIAS when it creates a link, so the bridge is marked by a
+    second request; netd writes an intent file first. An unmarked bridge with this root's
+    intent file is this root's (netd killed in between) and is finished; without it, refused."""
+    subprocess.run(["ip", "link", "add", world.bridge, "type", "bridge"], check=True)
+    a = world.sandbox()
+    with pytest.raises(NetworkError, match=f"bridge {world.bridge} exists and was not made by "
+                                           f"nspod for root {world.root}"):
+        world.attach("half", a)
+    assert network.link_alias(world.bridge) == ""
+    assert world.leases().all() == {}
+    intent = network._intent_path(world.root, world.bridge)
+    with open(intent, "w") as f:
+        f.write("1\n")
+    reply = world.attach("half", a)
+    assert network.link_alias(world.bridge) == network.bridge_mark(world.root)
+    assert not os.path.exists(intent)
+    assert network.bridge_ports(world.bridge) == [reply["hostVeth"]]
