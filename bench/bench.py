@@ -547,7 +547,8 @@ class Bench:
             names = os.listdir("/run/netns")
         except FileNotFoundError:
             names = []
-        ours = [n for n in names if n.startswith("nspod-bench") and n.endswith(self.token)]
+        # nspod-<root hash>-<pod> (the bench root is not the default one)
+        ours = [n for n in names if "nspod-bench" in n and n.endswith(self.token)]
         for name in ours:
             problems.append(f"netns name /run/netns/{name} was left")
         return problems

@@ -2,12 +2,15 @@
 
     <root>/network/leases.json   {"subnet": "10.89.0.0/16", "gateway": "10.89.0.1",
                                   "last": "10.89.0.7",
-                                  "leases": {"<pod>": {"ip": "10.89.0.7", "since": "…Z"}}}
+                                  "leases": {"<pod>": {"ip": "10.89.0.7", "since": "…Z",
+                                                       "netnsKey": N, "netnsInode": M}}}
     <root>/network/leases.lock   flock(LOCK_EX) around every read-modify-write
 
 The subnet's first host is the bridge's address (the pods' gateway); pods get the others.
 Allocation is round-robin, as CNI's host-local IPAM does: the next free address after the one
-handed out last, wrapping around. A released address is therefore not handed out again at
+handed out last, wrapping around. netd notes in a lease, before it makes them, which network
+namespace the pod's veth and bridge live in (netnsKey: the inode of netd's netns) and which
+netns the pod's /run/netns name binds (netnsInode): its record of what is the pod's. A released address is therefore not handed out again at
 once (a client still talking to a removed pod does not reach its successor), yet every
 address is used before the allocator reports exhaustion. A pod asking again gets the lease it
 holds; a `preferred` address (a recreated sandbox asking for its old one) is honoured when
@@ -123,6 +126,26 @@ class Leases:
                     del data["leases"][pod]
                 self._save(data)
             return gone
+
+    def note(self, pod_name, **fields):
+        """Add `fields` to the pod's lease (no-op when it holds none); True when it holds one."""
+        with self._locked() as data:
+            lease = data["leases"].get(pod_name)
+            if lease is None:
+                return False
+            if any(lease.get(k) != v for k, v in fields.items()):
+                lease.update(fields)
+                self._save(data)
+            return True
+
+    def record_of(self, pod_name):
+        """The pod's lease as stored ({"ip", "since", ...}), or None."""
+        lease = self._read()["leases"].get(pod_name)
+        return dict(lease) if isinstance(lease, dict) else None
+
+    def records(self):
+        """{pod name: its lease as stored} of every lease."""
+        return {pod: dict(lease) for pod, lease in self._read()["leases"].items()}
 
     def lease_of(self, pod_name):
         lease = self._read()["leases"].get(pod_name)

@@ -307,13 +307,26 @@ class Monitor:
         if network["mode"] != "bridge":
             return
         from nsPod import netclient
-        # Recorded first: whatever part of it exists, teardown and gc know to undo it.
-        self.state["network"] = {"bridge": network["bridge"], "subnet": network["subnet"]}
+        root, name, pid = self.dir.root, self.plan.name, self.state["pause"]["pid"]
+        # Recorded first, with the names and the netns netd is about to bind: whatever part
+        # of it exists, teardown and gc know to undo it, and that it is this pod's. A netns
+        # name an earlier sandbox of the pod left is recorded as stale: netd may replace it.
+        previous = self.state.get("network") or {}
+        inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+        stale = previous.get("netnsInode") if previous.get("netnsInode") != inode else \
+            previous.get("staleNetnsInode")
+        self.state["network"] = {
+            "bridge": network["bridge"], "subnet": network["subnet"],
+            "hostVeth": netclient.host_veth_name(root, name, network["bridge"]),
+            "netns": netclient.netns_path(root, name), "netnsInode": inode}
+        if stale:
+            self.state["network"]["staleNetnsInode"] = stale
         self.state["podIP"] = network["ip"]
         self.save()
         _test_point("network-recorded")
-        reply = netclient.attach(self.dir.root, self.plan.name, self.state["pause"]["pid"],
-                                 network["bridge"], network["subnet"], preferred=network["ip"])
+        reply = netclient.attach(root, name, pid, network["bridge"], network["subnet"],
+                                 preferred=network["ip"], netns_inode=inode,
+                                 stale_netns_inode=stale)
         reply.pop("ok", None)
         self.state["network"] = reply
         self.state["network"]["subnet"] = network["subnet"]

@@ -1,41 +1,51 @@
-"""netd: the warm network helper of one state root.
+"""netd: the warm network helper of one state root in one network namespace.
 
     python -P -m nsPod.netd ROOT [--ready-fd N] [--lock-fd N]
 
-Loads pyroute2 once and does the netlink work of every pod of ROOT, so neither the per-pod
-monitor nor the CLI pays its import (200-400 ms, ~25 MB). It is started on demand by
-nsPod.netclient and exits after NSPOD_NETD_IDLE seconds (default 30) without a request.
+Loads pyroute2 once and does the netlink work of every pod of ROOT made from the network
+namespace it lives in (the one it was started from), so neither the per-pod monitor nor the
+CLI pays its import (200-400 ms, ~25 MB). It is started on demand by nsPod.netclient and
+exits after NSPOD_NETD_IDLE seconds (default 30, at most a day) without a request.
+<ino> below is the inode of its network namespace.
 
-    <root>/network/netd.lock   flock held for netd's whole life: one netd per root. netclient
-                               takes it before starting one and hands it over (--lock-fd);
-                               started by hand, netd takes it itself, or exits quietly when
-                               another netd holds it. Holds "<pid> <start time>".
-    <root>/network/netd.sock   root-only unix socket (0600 in a 0700 directory; peers must be
-                               uid 0): one JSON request line in, one JSON reply line out, per
-                               connection; requests are served one at a time, in order.
-    <root>/network/netd.log    its stderr
+    <root>/network/netd.<ino>.lock  flock held for netd's whole life: one netd per root and
+                               netns. netclient takes it before starting one and hands it over
+                               (--lock-fd); started by hand, netd takes it itself, or exits
+                               quietly when another netd holds it. Holds "<pid> <start
+                               time>"; netd removes it as it exits.
+    <root>/network/netd.<ino>.sock  root-only unix socket (0600 in a 0700 directory; peers
+                               must be uid 0): one JSON request line in, one JSON reply line
+                               out, per connection; requests are served one at a time.
+    <root>/network/netd.log    the stderr of every netd of the root
 
 Requests ({"op": ..., "trace": true adds the narrated steps as "trace": [...]}):
-    ping    -> {"ok": true, "pid": N}
-    attach  {"pod", "pid", "bridge", "subnet", "preferred"?, "netns"?: true}
-            lease from ipam, bridge ensured, veth, eth0 configured, /run/netns/nspod-<pod>
+    ping    -> {"ok": true, "pid": N, "root", "netnsKey": <ino>}
+    attach  {"pod", "pid", "bridge", "subnet", "preferred"?, "netns"?: true,
+             "netnsInode"?: pause's netns as recorded, "staleNetnsInode"?: an earlier one}
+            lease from ipam (noted with the netns it binds), bridge ensured (refused unless
+            it is free or nspod's for ROOT), veth (refused if a link of its name is not
+            the pod's), eth0 configured, /run/netns/<netclient.netns_name> (refused if it
+            exists and holds no netns of the pod's)
             -> {"ok", "ip", "prefixLength", "gateway", "mac", "hostVeth", "podVeth",
-                "bridge", "netns"}       on failure nothing of it stays (the lease only if
-                                         the pod held it before)
+                "bridge", "netns", "netnsInode"}   on failure nothing of it stays (the lease
+                                         only if the pod held it before)
             {"address": CIDR, "gateway": IP} instead of "subnet": no ipam, that address.
     detach  {"pod", "bridge", "subnet"?, "hostVeth"?, "release"?: true, "removeBridge"?: false,
-             "wait"?: true}
-            netns name, veth, lease (with "subnet"), the bridge when unused; idempotent
+             "wait"?: true, "netnsInodes"?: [the pod's recorded netns inodes]}
+            the netns name if it holds a recorded netns (the request's or the lease's), the
+            veth if it carries the pod's mark, the lease (with "subnet"), the bridge when
+            unused and ROOT's; idempotent
             -> {"ok", "removed": [...]}   "wait": false replies before deleting the veth
                                           (~20 ms of RCU waits), which is done before the
                                           next request is read
-    gc      {"bridge", "subnet", "keep": [pod names]}: every lease, veth and netns name of a
-            pod not in keep goes, then the bridge when unused -> {"ok", "removed": [...]}
+    gc      {"bridge", "subnet", "keep": [pod names], "netnsInodes"?: {pod: [inodes]}}: the
+            lease, marked veth and recorded netns name of every pod not in keep go, then the
+            bridge when unused and marked as ROOT's -> {"ok", "removed": [...]}
     exit    reply, then exit
 On failure: {"error": "one line"}.
 
-At idle exit, a bridge this netd worked with is removed when no pod of ROOT holds a lease
-and no link is its port.
+At idle exit, a bridge this netd worked with is removed when it carries ROOT's mark, no pod
+of ROOT holds a lease in this netns (or one not attached yet) and no link is its port.
 """
 import contextlib
 import fcntl
@@ -49,24 +59,31 @@ import sys
 import time
 import traceback
 
-from nsPod import ipam, jsonline, syscalls
+from nsPod import ipam, jsonline, netclient, syscalls
 from nsPod.errors import InputError, NetworkError, NspodError
 from nsPod.netclient import unix_address
 
-SOCKET_FILE = "netd.sock"
-LOCK_FILE = "netd.lock"
-LOG_FILE = "netd.log"
+LOG_FILE = netclient.LOG_FILE
 DEFAULT_IDLE = 30.0
 LOG_LIMIT = 1 << 20
 
 
+# epoll_wait takes an int of milliseconds (~24.8 days): a longer idle would raise
+# OverflowError in select(); a day is plenty for a helper that restarts on demand.
+MAX_IDLE = 86400.0
+
+
 def idle_seconds(environ=None):
+    """NSPOD_NETD_IDLE in seconds: the default when unset, unparsable, not positive or NaN;
+    at most MAX_IDLE."""
     env = os.environ if environ is None else environ
     try:
         value = float(env.get("NSPOD_NETD_IDLE") or DEFAULT_IDLE)
     except ValueError:
         return DEFAULT_IDLE
-    return value if value > 0 else DEFAULT_IDLE
+    if not value > 0:
+        return DEFAULT_IDLE
+    return min(value, MAX_IDLE)
 
 
 def _log(message):
@@ -80,7 +97,9 @@ class Netd:
     def __init__(self, root):
         self.root = root
         self.dir = ipam.network_dir(root)
-        self.socket_path = os.path.join(self.dir, SOCKET_FILE)
+        self.key = netclient.netns_key()     # the netns this netd lives in and serves
+        self.socket_path = netclient.socket_path(root, self.key)
+        self.lock_path = netclient.lock_path(root, self.key)
         self.bridges = {}        # bridge -> subnet, of every bridge this netd worked with
         self.stop = False
         self.network = None
@@ -100,7 +119,7 @@ class Netd:
         return reply
 
     def op_ping(self, request):
-        return {"pid": os.getpid(), "root": self.root}
+        return {"pid": os.getpid(), "root": self.root, "netnsKey": self.key}
 
     def op_exit(self, request):
         self.stop = True
@@ -112,25 +131,43 @@ class Netd:
         pid = _positive_int(request, "pid")
         bridge = _bridge(request)
         want_netns = request.get("netns", True)
+        expected = _optional_inode(request, "netnsInode")
+        replace = {i for i in [_optional_inode(request, "staleNetnsInode")] if i}
         undo = []
         ns_fd = network.open_netns(pid)
         try:
+            inode = os.fstat(ns_fd).st_ino
+            if expected and inode != expected:
+                raise NetworkError(f"attach pod {pod}: pid {pid} is in netns {inode}, not the "
+                                   f"pod's {expected} (its pause is gone)")
+            # Before any lease: a bridge that is not this root's is refused with nothing made.
+            network.check_bridge(bridge, self.root)
             if request.get("address"):
                 address = str(request["address"])
                 gateway = _required(request, "gateway")
             else:
                 leases = ipam.Leases(self.root, _required(request, "subnet"))
-                self._check_owner(bridge)
                 ip, created = leases.acquire(pod, request.get("preferred"))
                 if created:
                     undo.append(lambda: leases.release(pod))
                 address, gateway = leases.cidr(ip), leases.gateway
                 self.bridges[bridge] = leases.subnet
-            result = network.attach(pod, pid, address, gateway, bridge, netns_fd=ns_fd,
-                                    owner=self.root)
-            undo.append(lambda: network.detach(result["hostVeth"]))
+                # The pod's record, written before its veth and netns name are made: which
+                # netns they are in, and which netns its /run/netns name may hold.
+                held = leases.record_of(pod) or {}
+                replace |= {i for i in (held.get("netnsInode"), held.get("staleNetnsInode"))
+                            if isinstance(i, int) and i != inode}
+                notes = {"netnsKey": self.key, "netnsInode": inode}
+                if replace:
+                    notes["staleNetnsInode"] = max(replace)
+                leases.note(pod, **notes)
+            result = network.attach(pod, pid, address, gateway, bridge, self.root,
+                                    netns_fd=ns_fd)
+            undo.append(lambda: network.detach(result["hostVeth"], self.root, pod))
             if want_netns:
-                result["netns"] = network.netns_attach(pod, pid, netns_fd=ns_fd)
+                result["netns"] = network.netns_attach(self.root, pod, pid, netns_fd=ns_fd,
+                                                       replace=replace)
+            result["netnsInode"] = inode
             return result
         except BaseException:
             for step in reversed(undo):
@@ -142,33 +179,46 @@ class Netd:
         finally:
             os.close(ns_fd)
 
+    def _recorded_inodes(self, leases, pod, given=()):
+        """The netns inodes the pod's records name: the caller's (its state) and its lease's."""
+        found = set(given)
+        held = leases.record_of(pod) if leases is not None else None
+        for key in ("netnsInode", "staleNetnsInode"):
+            value = (held or {}).get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                found.add(value)
+        return found
+
     def op_detach(self, request):
         network = self.network
         pod = _pod_name(request)
         bridge = _bridge(request)
-        host = request.get("hostVeth") or network.host_veth_name(pod, bridge)
-        if not network.is_host_veth_name(host):
+        host = request.get("hostVeth") or network.host_veth_name(self.root, pod, bridge)
+        if not isinstance(host, str) or not network.is_host_veth_name(host):
             raise InputError(f"hostVeth {host!r} is not the name of an nspod veth")
         subnet = request.get("subnet")
+        leases = None
         if subnet:
             self.bridges[bridge] = ipam.parse_subnet(subnet).exploded
+            leases = ipam.Leases(self.root, subnet)
+        inodes = self._recorded_inodes(leases, pod, _inode_list(request, "netnsInodes"))
         removed = []
         with _Teardown(f"detach pod {pod}") as steps:
             with steps.step():
-                if network.netns_detach(pod):
-                    removed.append(network.netns_path(pod))
+                if network.netns_detach(self.root, pod, inodes):
+                    removed.append(network.netns_path(self.root, pod))
             with steps.step():
                 if request.get("wait", True):
-                    if network.detach(host):
+                    if network.detach(host, self.root, pod):
                         removed.append(f"veth {host}")
-                elif network.link_exists(host):
+                elif network.link_alias(host) == network.veth_mark(self.root, pod):
                     # Deleting a veth waits for RCU grace periods (~20 ms): done after the
                     # reply, and before the next request is read, so no later request sees it.
-                    self.after_reply.append(lambda: network.detach(host))
+                    self.after_reply.append(lambda: network.detach(host, self.root, pod))
                     removed.append(f"veth {host}")
-            if subnet and request.get("release", True):
+            if leases is not None and request.get("release", True):
                 with steps.step():
-                    ip = ipam.Leases(self.root, subnet).release(pod)
+                    ip = leases.release(pod)
                     if ip:
                         removed.append(f"lease {ip}")
             if request.get("removeBridge"):
@@ -180,7 +230,8 @@ class Netd:
         return {"removed": removed}
 
     def _remove_bridge(self, bridge, subnet):
-        return self._bridge_unused(bridge, subnet) and self.network.remove_bridge_if_unused(bridge)
+        return self._bridge_unused(bridge, subnet) and \
+            self.network.remove_bridge_if_unused(bridge, self.root)
 
     def op_gc(self, request):
         network = self.network
@@ -189,27 +240,36 @@ class Netd:
         keep = request.get("keep") or []
         if not isinstance(keep, list) or not all(isinstance(p, str) for p in keep):
             raise InputError("keep: a list of pod names")
+        given = request.get("netnsInodes") or {}
+        if not isinstance(given, dict):
+            raise InputError("netnsInodes: an object of pod name -> list of inodes")
         removed = []
-        kept_veths = {network.host_veth_name(p, bridge) for p in keep}
+        kept_veths = {network.host_veth_name(self.root, p, bridge) for p in keep}
+        stale = sorted((set(leases.all()) | set(given)) - set(keep))
         with _Teardown("gc") as steps:
-            for pod, ip in sorted(leases.all().items()):
-                if pod in keep:
-                    continue
-                host = network.host_veth_name(pod, bridge)
+            for pod in stale:
+                _pod_name({"pod": pod})
+                ip = leases.lease_of(pod)
+                host = network.host_veth_name(self.root, pod, bridge)
+                inodes = self._recorded_inodes(
+                    leases, pod, _inode_list({"op": "gc", "i": given.get(pod)}, "i"))
                 with steps.step():
-                    if network.netns_detach(pod):
-                        removed.append(network.netns_path(pod))
+                    if network.netns_detach(self.root, pod, inodes):
+                        removed.append(network.netns_path(self.root, pod))
                 with steps.step():
-                    if network.detach(host):
+                    if network.detach(host, self.root, pod):
                         removed.append(f"veth {host}")
-                with steps.step():
-                    if leases.release(pod):
-                        removed.append(f"lease {ip} of pod {pod}")
-            if network.bridge_owner(bridge) in (self.root, None):
-                for port in network.bridge_ports(bridge):
-                    if network.is_host_veth_name(port) and port not in kept_veths:
+                if ip:
+                    with steps.step():
+                        if leases.release(pod):
+                            removed.append(f"lease {ip} of pod {pod}")
+            # Veths of this root's pods that no lease names any more: only those carrying
+            # this root's marker, on this root's bridge.
+            if network.is_ours_bridge(bridge, self.root):
+                for port, alias in network.veths_of(bridge, self.root).items():
+                    if port not in kept_veths:
                         with steps.step():
-                            if network.detach(port):
+                            if network.delete_veth_marked(port, alias):
                                 removed.append(f"veth {port}")
             with steps.step():
                 if self._remove_bridge(bridge, leases.subnet):
@@ -218,28 +278,16 @@ class Netd:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _check_owner(self, bridge):
-        """A bridge serves one state root: two roots handing out the same subnet would clash."""
-        owner = self.network.bridge_owner(bridge)
-        if owner is None or owner == self.root:
-            return
-        try:
-            with open(os.path.join(ipam.network_dir(owner), ipam.LEASES_FILE)) as f:
-                held = json.load(f).get("leases") or {}
-        except (OSError, ValueError, AttributeError):
-            held = {}
-        if held:
-            raise NetworkError(
-                f"bridge {bridge} serves the pods of nspod root {owner} ({len(held)} leases); "
-                f"give {self.root} its own --bridge and --subnet")
-
     def _bridge_unused(self, bridge, subnet):
-        if self.network.bridge_owner(bridge) not in (self.root, None):
+        """The bridge is this root's (its marker) and no pod of this root in this netns needs
+        it: none holds a lease here (nor one not yet attached anywhere), none is its port."""
+        if not self.network.is_ours_bridge(bridge, self.root):
             return False
         if subnet:
             try:
-                if ipam.Leases(self.root, subnet).all():
-                    return False
+                for lease in ipam.Leases(self.root, subnet).records().values():
+                    if lease.get("netnsKey") in (None, self.key):
+                        return False
             except NspodError:
                 return False
         return not self.network.bridge_ports(bridge)
@@ -247,7 +295,7 @@ class Netd:
     def cleanup_on_exit(self):
         for bridge, subnet in self.bridges.items():
             try:
-                if self._bridge_unused(bridge, subnet) and self.network.remove_bridge_if_unused(bridge):
+                if self._remove_bridge(bridge, subnet):
                     _log(f"idle: removed the unused bridge {bridge}")
             except Exception as e:
                 _log(f"idle: could not remove bridge {bridge}: {e}")
@@ -355,6 +403,23 @@ def _bridge(request):
     return bridge
 
 
+def _optional_inode(request, key):
+    value = request.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InputError(f"{request.get('op')}: {key!r} must be a positive integer")
+    return value
+
+
+def _inode_list(request, key):
+    value = request.get(key) or []
+    if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise InputError(f"{request.get('op')}: {key!r} must be a list of positive integers")
+    return value
+
+
 def _positive_int(request, key):
     value = request.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -363,13 +428,20 @@ def _positive_int(request, key):
 
 
 def _take_lock(path, fd=None):
-    """The root's netd lock: the fd handed over by netclient, or taken here; None if held."""
+    """The netd lock of (root, netns): the fd handed over by netclient, or taken here; None if
+    held. A lock file is removed by the netd exiting: one locked after that is retried."""
     if fd is None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for _ in range(10):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            if netclient.same_file(fd, path):
+                break
             os.close(fd)
+        else:
             return None
     else:
         os.set_inheritable(fd, False)
@@ -432,9 +504,9 @@ def main(argv):
     os.umask(0o077)
     netd = Netd(root)
     os.makedirs(netd.dir, mode=0o700, exist_ok=True)
-    lock_fd = _take_lock(os.path.join(netd.dir, LOCK_FILE), lock_fd)
+    lock_fd = _take_lock(netd.lock_path, lock_fd)
     if lock_fd is None:
-        return 0          # another netd serves this root
+        return 0          # another netd serves this root in this netns
     _trim_log(os.path.join(netd.dir, LOG_FILE))
 
     # Whoever started us (a monitor) may have blocked signals: the mask survives exec.
@@ -496,6 +568,13 @@ def main(argv):
         listener.close()
         netd.cleanup_on_exit()
         network.close()
+        # Still holding it: a client that opens the path from now on gets a new file, and
+        # one that locked this one finds it unlinked (netclient.same_file) and retries.
+        if netclient.same_file(lock_fd, netd.lock_path):
+            try:
+                os.unlink(netd.lock_path)
+            except OSError:
+                pass
     return 0
 
 

@@ -3,42 +3,46 @@
 The only module that imports pyroute2, and it does so lazily, on the first netlink call:
 `import pyroute2` costs 200-400 ms and ~25 MB, so the per-pod monitor and the CLI never load
 it. They ask nsPod.netd (a warm helper process, through nsPod.netclient) to do the netlink
-work; netd calls the functions below. netns_attach/netns_detach are plain mount calls and
-can be used without loading pyroute2 (gc does, when no netd is running).
+work; netd calls the functions below, in whatever network namespace it lives in (every
+query goes over netlink or an ioctl, never /sys/class/net, which inside `unshare --net`
+still shows the host's links). netns_attach/netns_detach are plain mount calls and can be
+used without loading pyroute2.
 
 One pod, as attach() leaves it:
 
     host netns                                     pod netns (pause's)
     bridge <name>  <gateway>/<prefix>, up          lo   up
+      alias "nspod root=<root>"
       └─ nsp<12 hex>  (host side of the veth) ════ eth0 <ip>/<prefix>, up, MAC 02:6e:<ip>
-                                                   default via <gateway>
+         alias "nspod veth <root> <pod>"           default via <gateway>
+    /run/netns/<netclient.netns_name(root, pod)>: a bind mount of the pod's netns
 
 MACs encode the IP (02:6e + its four bytes, a locally administered unicast address), so a
 reused address comes with the MAC that other pods' ARP caches already hold; the bridge gets
 its gateway's MAC explicitly, so it never changes as ports come and go.
 """
 import errno
-import hashlib
+import fcntl
 import ipaddress
 import os
 import sys
+import threading
 
 from nsPod.errors import NetworkError
-from nsPod import syscalls
+from nsPod import netclient, syscalls
 from nsPod.syscalls import MNT_DETACH, CloneFlag, MountFlag
 
-NETNS_DIR = "/run/netns"
-NETNS_PREFIX = "nspod-"
+NETNS_DIR = netclient.NETNS_DIR
+NETNS_PREFIX = netclient.NETNS_PREFIX
 POD_IFNAME = "eth0"
-HOST_VETH_PREFIX = "nsp"
+HOST_VETH_PREFIX = netclient.HOST_VETH_PREFIX
 SYS_NET = "/sys/class/net"
-OWNER_PREFIX = "nspod root="
 
 _IPRoute = None
 _NetlinkError = None
 _host = None             # the host netns's netlink socket, kept open (netd reuses it)
 _host_netns_fd = None    # our own netns, to come back to after configuring a pod's
-_bridges = {}            # bridge name -> (ifindex, gateway cidr) already ensured
+_bridges = {}            # bridge name -> (ifindex, gateway cidr, marker) already ensured
 
 
 # --- pyroute2, loaded once, lazily ----------------------------------------------------------
@@ -143,18 +147,20 @@ def _is(exc, *codes):
     return _errno_of(exc) in codes
 
 
-# --- names -----------------------------------------------------------------------------------
+# --- names and what is nspod's -------------------------------------------------------------------
+#
+# Names and markers are made in netclient (cheap: the monitor records them before netd makes
+# the things they name). A link is nspod's only when its ifalias carries nspod's marker for
+# this state root (and, for a host veth, this pod); a /run/netns name is a pod's only when it
+# is a bind mount of a netns the pod's records name. Anything else of the same name is left
+# alone and refused.
 
-
-def host_veth_name(pod_name, bridge):
-    """nsp + 12 hex digits of a hash of bridge and pod: 15 characters (IFNAMSIZ - 1)."""
-    digest = hashlib.sha256(f"{bridge}/{pod_name}".encode()).hexdigest()
-    return HOST_VETH_PREFIX + digest[:12]
-
-
-def is_host_veth_name(name):
-    return (len(name) == 15 and name.startswith(HOST_VETH_PREFIX)
-            and all(c in "0123456789abcdef" for c in name[3:]))
+netns_name = netclient.netns_name
+netns_path = netclient.netns_path
+host_veth_name = netclient.host_veth_name
+is_host_veth_name = netclient.is_host_veth_name
+bridge_mark = netclient.bridge_mark
+veth_mark = netclient.veth_mark
 
 
 def mac_for(address):
@@ -163,76 +169,146 @@ def mac_for(address):
     return "02:6e:" + ":".join(f"{b:02x}" for b in packed)
 
 
-def netns_path(pod_name):
-    """/run/netns/nspod-<pod>; a pod name too long for a file name is cut and hashed."""
-    name = NETNS_PREFIX + pod_name
-    if len(name.encode()) > 255:
-        digest = hashlib.sha256(pod_name.encode()).hexdigest()[:16]
-        name = f"{name[:238]}-{digest}"
-    return os.path.join(NETNS_DIR, name)
-
-
 def link_exists(name):
-    return os.path.exists(os.path.join(SYS_NET, name))
+    return netclient.link_index(name) is not None
+
+
+def _link(name):
+    """{"index", "kind", "alias", "master"} of a link of the caller's netns, or None.
+
+    Netlink, not /sys/class/net: inside `unshare --net` /sys still shows the netns it was
+    mounted for (the host's), and nspod must see the links of the netns it works in.
+    """
+    index = netclient.link_index(name)
+    if index is None:
+        return None
+    try:
+        with _Step(f"look up link {name}"):
+            found = _host_ipr().link("get", index=index)
+    except NetworkError as e:
+        if _is(e.__cause__, errno.ENODEV, errno.ENOENT):
+            return None
+        raise
+    msg = found[0]
+    return {"index": index, "kind": msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+            "alias": msg.get_attr("IFLA_IFALIAS") or "", "master": msg.get_attr("IFLA_MASTER")}
 
 
 def is_bridge(name):
-    return os.path.isdir(os.path.join(SYS_NET, name, "bridge"))
+    info = _link(name)
+    return info is not None and info["kind"] == "bridge"
+
+
+def link_alias(name):
+    """The link's ifalias ("" when it has none), or None when there is no such link."""
+    info = _link(name)
+    return None if info is None else info["alias"]
 
 
 def bridge_ports(name):
-    try:
-        return sorted(os.listdir(os.path.join(SYS_NET, name, "brif")))
-    except FileNotFoundError:
+    """Names of the links enslaved to the bridge `name` (sorted); [] when it is not there."""
+    index = netclient.link_index(name)
+    if index is None:
         return []
+    with _Step(f"list the ports of bridge {name}"):
+        links = _host_ipr().get_links()
+    return sorted(l.get_attr("IFLA_IFNAME") for l in links if l.get_attr("IFLA_MASTER") == index)
 
 
 def bridge_owner(name):
-    """The state root recorded in the bridge's ifalias by ensure_bridge, or None."""
-    try:
-        with open(os.path.join(SYS_NET, name, "ifalias")) as f:
-            alias = f.read().strip()
-    except OSError:
-        return None
-    return alias[len(OWNER_PREFIX):] if alias.startswith(OWNER_PREFIX) else None
+    """The state root named in the bridge's nspod marker (or its hashed form), else None."""
+    alias = link_alias(name) or ""
+    for prefix in (netclient.BRIDGE_MARK, netclient.BRIDGE_MARK_HASHED):
+        if alias.startswith(prefix):
+            return alias[len(prefix):]
+    return None
+
+
+def is_ours_bridge(name, root):
+    return link_alias(name) == bridge_mark(root)
 
 
 def _ifindex(name):
-    try:
-        with open(os.path.join(SYS_NET, name, "ifindex")) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return None
+    return netclient.link_index(name)
+
+
+def _foreign_bridge(name, root):
+    return NetworkError(f"bridge {name} exists and was not made by nspod for root "
+                        f"{os.path.normpath(root)}: choose another --bridge")
 
 
 # --- bridge ------------------------------------------------------------------------------------
 
 
-def ensure_bridge(name, gateway_cidr, owner=None):
-    """The bridge exists, has the gateway address and is up; returns its ifindex.
+def _intent_path(root, name):
+    """Written before a bridge is created, removed once it carries the marker: a bridge found
+    without a marker while this file exists is one this root began to make (netd killed
+    between the two netlink requests: the kernel ignores IFLA_IFALIAS on creation)."""
+    return os.path.join(root, "network", f"bridge.{netclient.netns_key()}.{name}.new")
 
-    Concurrent callers are fine (EEXIST is success). A link of that name that is not a
-    bridge is an error. `owner` (a state root) is recorded in the bridge's ifalias.
+
+def check_bridge(name, root):
+    """Refuse a link of that name that is not a bridge nspod made for `root` (None when the
+    name is free)."""
+    info = _link(name)
+    if info is None:
+        return None
+    if info["kind"] != "bridge":
+        raise NetworkError(f"bridge {name}: a link of that name exists and is not a bridge "
+                           f"(choose another with --bridge)")
+    if info["alias"] != bridge_mark(root) and not (
+            info["alias"] == "" and os.path.exists(_intent_path(root, name))):
+        raise _foreign_bridge(name, root)
+    return info
+
+
+def ensure_bridge(name, gateway_cidr, root):
+    """The bridge exists, carries nspod's marker for `root`, has the gateway address and is
+    up; returns its ifindex.
+
+    A bridge of that name that nspod did not make for this root (another root's, Docker's,
+    anybody's) is refused, never adopted. A link of that name that is not a bridge is an error.
     """
     gateway = ipaddress.IPv4Interface(gateway_cidr)
+    mark = bridge_mark(root)
     index = _ifindex(name)
     cached = _bridges.get(name)
-    if index is not None and cached == (index, str(gateway)):
+    if index is not None and cached == (index, str(gateway), mark):
         return index
     ipr = _host_ipr()
-    if index is None:
+    intent = _intent_path(root, name)
+    info = check_bridge(name, root)
+    if info is None:
+        os.makedirs(os.path.dirname(intent), mode=0o700, exist_ok=True)
+        with open(intent, "w") as f:
+            f.write(f"{os.getpid()}\n")
         try:
             with _Step(f"create bridge {name}"):
                 ipr.link("add", ifname=name, kind="bridge", address=mac_for(gateway.ip))
         except NetworkError as e:
+            _remove_file(intent)
             if not _is(e.__cause__, errno.EEXIST):
                 raise
-        index = _ifindex(name)
-        if index is None:
-            raise NetworkError(f"create bridge {name}: it vanished right after creation")
-    if not is_bridge(name):
-        raise NetworkError(f"bridge {name}: a link of that name exists and is not a bridge "
-                           f"(choose another with --bridge)")
+            # Made by somebody else just now: nspod's only if it carries our marker.
+            info = check_bridge(name, root)
+            if info is None:
+                raise NetworkError(f"create bridge {name}: it vanished right after creation")
+        else:
+            index = _ifindex(name)
+            if index is None:
+                _remove_file(intent)
+                raise NetworkError(f"create bridge {name}: it vanished right after creation")
+            info = {"index": index, "alias": ""}
+    index = info["index"]
+    if info["alias"] != mark:
+        try:
+            with _Step(f"mark bridge {name} as nspod's for root {root}"):
+                ipr.link("set", index=index, ifalias=mark)
+        except NetworkError:
+            _delete_link(name, "bridge")
+            raise
+        finally:
+            _remove_file(intent)
     try:
         with _Step(f"add address {gateway} to bridge {name}"):
             ipr.addr("add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
@@ -241,19 +317,24 @@ def ensure_bridge(name, gateway_cidr, owner=None):
             raise
     with _Step(f"set bridge {name} up"):
         ipr.link("set", index=index, state="up")
-    if owner is not None and bridge_owner(name) != owner:
-        with _Step(f"record owner {owner} on bridge {name}"):
-            ipr.link("set", index=index, ifalias=OWNER_PREFIX + owner)
-    _bridges[name] = (index, str(gateway))
+    _bridges[name] = (index, str(gateway), mark)
     return index
 
 
-def remove_bridge_if_unused(name):
-    """Delete the bridge when no link is its port; True when it was deleted."""
+def remove_bridge_if_unused(name, root):
+    """Delete the bridge when it is nspod's for `root` and no link is its port; True when it
+    was deleted. A bridge without the marker (docker0, a user's) is never deleted."""
     _bridges.pop(name, None)
-    if not is_bridge(name) or bridge_ports(name):
+    if not is_ours_bridge(name, root) or not is_bridge(name) or bridge_ports(name):
         return False
     return _delete_link(name, "bridge")
+
+
+def _remove_file(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _delete_link(name, what):
@@ -281,21 +362,24 @@ def open_netns(pause_pid):
                            f"the pod's pause process {pause_pid} is gone") from e
 
 
-def attach(pod_name, pause_pid, address_cidr, gateway, bridge, netns_fd=None, owner=None):
+def attach(pod_name, pause_pid, address_cidr, gateway, bridge, root, netns_fd=None):
     """Plug pause's network namespace into the bridge; returns what was made.
 
     veth created in one netlink request with its peer already named eth0 inside the pod's
-    netns, MAC set, host side enslaved to the bridge and up; then, inside the pod's netns:
-    eth0's address, eth0 and lo up, the default route via the gateway. A host-side veth left
-    by an earlier sandbox of the same pod is replaced. On failure nothing stays behind.
+    netns, MAC set, host side enslaved to the bridge and up, then marked as this pod's; then,
+    inside the pod's netns: eth0's address, eth0 and lo up, the default route via the
+    gateway. A host-side veth left by an earlier sandbox of the same pod (it carries the
+    pod's marker) is replaced; a link of that name without it is refused, never touched. On
+    failure nothing stays behind.
     """
     iface = ipaddress.IPv4Interface(address_cidr)
     if iface.network.prefixlen == 32:
         raise NetworkError(f"attach pod {pod_name}: {address_cidr} has no prefix length")
-    host = host_veth_name(pod_name, bridge)
+    host = host_veth_name(root, pod_name, bridge)
+    mark = veth_mark(root, pod_name)
     mac = mac_for(iface.ip)
     gateway_cidr = f"{gateway}/{iface.network.prefixlen}"
-    master = ensure_bridge(bridge, gateway_cidr, owner)
+    master = ensure_bridge(bridge, gateway_cidr, root)
     own_fd = netns_fd is None
     ns_fd = open_netns(pause_pid) if own_fd else netns_fd
     try:
@@ -314,14 +398,24 @@ def attach(pod_name, pause_pid, address_cidr, gateway, bridge, netns_fd=None, ow
             except NetworkError as e:
                 if not _is(e.__cause__, errno.EEXIST) or attempt == 2:
                     raise
-                if not link_exists(host):
+                alias = link_alias(host)
+                if alias is None:
                     raise NetworkError(f"attach pod {pod_name}: its network namespace already "
                                        f"has an {POD_IFNAME}") from e
-                detach(host)   # a leftover of an earlier sandbox of this pod: replace it
+                if alias != mark:
+                    raise NetworkError(
+                        f"attach pod {pod_name}: a link named {host} exists and was not made "
+                        f"by nspod for this pod of root {os.path.normpath(root)}: remove it "
+                        f"or give the pod another name") from e
+                detach(host, root, pod_name)   # an earlier sandbox's: replace it
         try:
+            # The kernel ignores IFLA_IFALIAS when it creates a link: marked right after. A
+            # netd killed in between leaves an unmarked veth, which goes with pause's netns.
+            with _Step(f"mark veth {host} as pod {pod_name}'s"):
+                ipr.link("set", ifname=host, ifalias=mark)
             _configure_pod_side(ns_fd, pause_pid, iface, gateway)
         except BaseException:
-            detach(host)
+            _delete_link(host, "veth")
             raise
     finally:
         if own_fd:
@@ -330,24 +424,48 @@ def attach(pod_name, pause_pid, address_cidr, gateway, bridge, netns_fd=None, ow
             "prefixLength": iface.network.prefixlen, "gateway": str(gateway), "bridge": bridge}
 
 
+SIOCGSKNS = 0x894C   # linux/sockios.h: an fd of the netns a socket belongs to
+
+
+def _socket_netns_inode(fd):
+    """The inode of the netns the socket `fd` was opened in."""
+    ns = fcntl.ioctl(fd, SIOCGSKNS)
+    try:
+        return os.fstat(ns).st_ino
+    finally:
+        os.close(ns)
+
+
 def _configure_pod_side(ns_fd, pause_pid, iface, gateway):
     """Everything inside the pod's netns, over a netlink socket opened there.
 
-    A netlink socket belongs to the netns it was opened in; opening it after setns (and
-    setting our netns back right after) takes ~1 ms, where IPRoute(netns=...) forks a helper
-    (~13 ms). setns(CLONE_NEWNET) is allowed in a multithreaded process. Every request is
-    still made from inside the window, so nothing depends on when pyroute2 opens its socket.
+    A netlink socket belongs to the netns of the thread that opened it, and setns(2) moves
+    only the calling thread. So this relies on pyroute2 opening its socket in this thread,
+    synchronously, while we are in the pod's netns. That is made explicit rather than
+    assumed: netd is single-threaded (asserted: another thread could be left behind in the
+    host netns, or open our socket there), and the socket's own netns (SIOCGSKNS) is checked
+    against the pod's before the first request. Opening it after setns (and setting our netns
+    back right after) takes ~1 ms, where IPRoute(netns=...) forks a helper (~13 ms).
     """
     global _host_netns_fd
     _load_pyroute2()
+    if threading.active_count() != 1 or threading.current_thread() is not threading.main_thread():
+        raise NetworkError(f"configure the netns of pid {pause_pid}: netd must be single-"
+                           f"threaded (setns is per thread), {threading.active_count()} threads run")
     if _host_netns_fd is None:
         _host_netns_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     where = f"in the netns of pid {pause_pid}"
+    pod_ns = os.fstat(ns_fd).st_ino
     syscalls.setns(ns_fd, CloneFlag.CLONE_NEWNET, f"/proc/{pause_pid}/ns/net")
     try:
         with _Step(f"open a netlink socket {where}"):
             pod = _IPRoute(groups=0)
         with pod:
+            with _Step(f"check the netns of the netlink socket {where}"):
+                opened_in = _socket_netns_inode(pod.fileno())
+            if opened_in != pod_ns or threading.active_count() != 1:
+                raise NetworkError(f"open a netlink socket {where}: it belongs to netns "
+                                   f"{opened_in}, not the pod's {pod_ns}")
             with _Step(f"find {POD_IFNAME} {where}"):
                 found = pod.link_lookup(ifname=POD_IFNAME)
             if not found:
@@ -374,61 +492,135 @@ def _configure_pod_side(ns_fd, pause_pid, iface, gateway):
             os._exit(70)
 
 
-def detach(host_veth):
-    """Delete the host side of a pod's veth (the peer goes with it); 'already gone' is success.
+def detach(host_veth, root, pod_name):
+    """Delete the host side of a pod's veth (the peer goes with it) when it carries the pod's
+    marker; 'already gone' is success, a link of that name that is not the pod's is left.
 
     Returns True when a link was deleted.
     """
-    if not link_exists(host_veth):
+    alias = link_alias(host_veth)
+    if alias is None or alias != veth_mark(root, pod_name):
         return False
     return _delete_link(host_veth, "veth")
 
 
-def netns_attach(pod_name, pause_pid, netns_fd=None):
-    """Bind-mount pause's netns at /run/netns/nspod-<pod>; returns the path.
+def veths_of(bridge, root):
+    """{name: ifalias} of the ports of `bridge` that are host veths nspod made for `root`."""
+    prefix = netclient.veth_mark_prefix(root)
+    found = {}
+    for port in bridge_ports(bridge):
+        alias = link_alias(port) or ""
+        if is_host_veth_name(port) and alias.startswith(prefix):
+            found[port] = alias
+    return found
 
-    A stale mount at that path (an earlier sandbox) is replaced. With `netns_fd` the mount is
-    made from that fd, so it names exactly the netns the veth went into even if the pid has
-    been reused since.
+
+def delete_veth_marked(name, alias):
+    """Delete a host veth if it still carries `alias` (gc, for pods it knows only by marker)."""
+    if link_alias(name) != alias:
+        return False
+    return _delete_link(name, "veth")
+
+
+# --- /run/netns names ---------------------------------------------------------------------------
+
+
+def _nsfs_dev():
+    return os.stat("/proc/self/ns/net").st_dev
+
+
+def netns_inode_at(path):
+    """The inode of the netns bind-mounted at `path` (its top mount); None when `path` holds
+    no netns (absent, a plain file, a symlink: never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise NetworkError(f"stat {path}: {e.strerror} (errno {e.errno})") from e
+    return st.st_ino if st.st_dev == _nsfs_dev() else None
+
+
+def netns_attach(root, pod_name, pause_pid, netns_fd=None, replace=()):
+    """Bind-mount pause's netns at /run/netns/<the pod's name>; returns the path.
+
+    Already bound to this netns: nothing to do. Bound to a netns in `replace` (an earlier
+    sandbox of this pod, as the pod's records say): replaced. Anything else at that path (a
+    user's `ip netns add`, another pod's, a file, a symlink) is refused, never replaced or
+    removed. With `netns_fd` the mount is made from that fd, so it names exactly the netns the
+    veth went into even if the pid has been reused since.
     """
-    path = netns_path(pod_name)
+    path = netns_path(root, pod_name)
     try:
         if not os.path.isdir(NETNS_DIR):
             os.makedirs(NETNS_DIR, exist_ok=True)
             os.chmod(NETNS_DIR, 0o755)      # as iproute2 makes it, whatever our umask
     except OSError as e:
         raise NetworkError(f"netns for pod {pod_name}: mkdir {NETNS_DIR}: {e.strerror}") from e
-    _unmount_all(path)
-    source = f"/proc/self/fd/{netns_fd}" if netns_fd is not None else f"/proc/{int(pause_pid)}/ns/net"
+    if netns_fd is not None:
+        wanted = os.fstat(netns_fd).st_ino
+        source = f"/proc/self/fd/{netns_fd}"
+    else:
+        source = f"/proc/{int(pause_pid)}/ns/net"
+        try:
+            wanted = os.stat(source).st_ino
+        except OSError as e:
+            raise NetworkError(f"netns for pod {pod_name}: stat {source}: {e.strerror}") from e
+    current = netns_inode_at(path)
+    if current == wanted:
+        return path
+    if current is not None and current in replace:
+        netns_detach(root, pod_name, [current])
+    elif os.path.lexists(path):
+        raise NetworkError(
+            f"netns for pod {pod_name}: {path} exists and is not this pod's network namespace "
+            f"(nspod root {os.path.normpath(root)}): remove it or give the pod another name")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
-        os.close(fd)
-        syscalls.mount(source, path, None, MountFlag.MS_BIND)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o444)
+    except OSError as e:
+        raise NetworkError(f"netns for pod {pod_name}: create {path}: {e.strerror} "
+                           f"(errno {e.errno}): it is not this pod's") from e
+    try:
+        # Onto the file just made, through its fd: a name swapped for a symlink meanwhile
+        # is not followed.
+        syscalls.trace(f"bind netns {wanted} at {path} (fd {fd})")
+        syscalls.mount(source, f"/proc/self/fd/{fd}", None, MountFlag.MS_BIND)
     except OSError as e:
         _unlink(path)
         raise NetworkError(f"netns for pod {pod_name}: bind {source} at {path}: "
                            f"{e.strerror} (errno {e.errno})") from e
+    finally:
+        os.close(fd)
     return path
 
 
-def netns_detach(pod_name):
-    """Unmount and remove /run/netns/nspod-<pod>; True when something was there."""
-    path = netns_path(pod_name)
-    found = _unmount_all(path)
-    return _unlink(path) or found
+def netns_detach(root, pod_name, inodes):
+    """Unmount and remove /run/netns/<the pod's name> when it holds one of the netns `inodes`
+    (the pod's, as its records say); True when something was removed.
 
-
-def _unmount_all(path):
+    What holds another netns, or is not a netns at all, is left where it is: a foreign file
+    is never removed, and the file under the mount is removed only once the pod's own bind
+    mount has been taken off it.
+    """
+    path = netns_path(root, pod_name)
+    inodes = {int(i) for i in inodes or ()}
     found = False
-    for _ in range(16):   # stacked binds: peel them all
+    for _ in range(16):   # stacked binds of the pod's netns: peel them all
+        current = netns_inode_at(path)
+        if current is None or current not in inodes:
+            break
         try:
             syscalls.umount2(path, MNT_DETACH)
             found = True
         except OSError as e:
             if e.errno in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
-                return found
+                break
             raise NetworkError(f"unmount {path}: {e.strerror} (errno {e.errno})") from e
-    return found
+    if not found or netns_inode_at(path) is not None:
+        return found       # not the pod's, or somebody else's netns is bound there too
+    _unlink(path)
+    return True
 
 
 def _unlink(path):

@@ -472,13 +472,17 @@ def clean_up_after_monitor(pod_dir):
             if path in _mount_set():
                 removed.append(f"mount {path}")
         unmount_recorded(pod_state)
-        if pod_state.get("cgroup"):
-            removed.append(f"cgroup {pod_state['cgroup']}")
-            remove_cgroups(pod_dir.root, pod_state)
-        if pod_state.get("network"):
-            removed.append(f"network {pod_state['network'].get('hostVeth', '')} "
-                           f"{pod_state.get('podIP', '')}".rstrip())
-            detach_network(pod_dir.root, pod_dir.name, pod_state)
+        try:
+            if pod_state.get("cgroup"):
+                removed.append(f"cgroup {pod_state['cgroup']}")
+                remove_cgroups(pod_dir.root, pod_state)
+        finally:
+            # The network goes even when the cgroups could not (a monitor killed while it
+            # made the pod): its record says what is the pod's.
+            if pod_state.get("network"):
+                removed.append(f"network {pod_state['network'].get('hostVeth', '')} "
+                               f"{pod_state.get('podIP', '')}".rstrip())
+                detach_network(pod_dir.root, pod_dir.name, pod_state)
         if pod_state["phase"] not in state.TERMINAL_PHASES:
             for cstate in pod_state.get("containers", {}).values():
                 if "running" in cstate.get("state", {}):
@@ -533,10 +537,22 @@ def gc(config):
 
 
 def _gc_network(config):
-    """Leases, veths and netns names of pods that are gone; the bridge once unused."""
+    """Leases, veths and netns names of pods that are gone; the bridge once unused, and only
+    when it carries nspod's marker for this root (never docker0 or any bridge without it)."""
     from nsPod import netclient
-    live = [p.name for p in state.list_pods(config.root) if p.monitor_alive()]
-    removed = netclient.gc(config.root, config.bridge, config.subnet, keep=live)
+    live, records = [], {}
+    for pod_dir in state.list_pods(config.root):
+        if pod_dir.monitor_alive():
+            live.append(pod_dir.name)
+            continue
+        try:
+            record = (pod_dir.read_state() or {}).get("network")
+        except (NspodError, OSError, ValueError):
+            record = None
+        if isinstance(record, dict):
+            records[pod_dir.name] = record
+    removed = netclient.gc(config.root, config.bridge, config.subnet, keep=live,
+                           records=records)
     return [f"network: {item}" for item in removed]
 
 

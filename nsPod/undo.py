@@ -29,7 +29,7 @@ def detach_network(root, pod_name, pod_state):
         return
     from nsPod import netclient
     netclient.detach(root, pod_name, network["bridge"], network.get("subnet"), wait=False,
-                     remove_bridge=True)
+                     remove_bridge=True, record=network)
     pod_state["network"] = None
 
 

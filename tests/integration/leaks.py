@@ -74,19 +74,20 @@ class Snapshot:
             # Ours: a monitor names the state root; pause inherits the test's marker variable.
             if self.state_root in cmd or self.marker in _read(f"/proc/{pid}/environ").decode(errors="replace"):
                 found.append(f"process {pid}: {cmd}")
+        from nsPod.netclient import host_veth_name, netns_name
+        our_netns = {netns_name(self.state_root, p) for p in self.pod_names}
         found += [f"mount {m}" for m in sorted(mounts() - self.mounts)
                   if m.startswith(self.workdir)
-                  or m.startswith("/run/netns/nspod-") and m[len("/run/netns/nspod-"):] in self.pod_names]
-        from nsPod.network import host_veth_name
-        ours = {self.bridge} | {host_veth_name(p, self.bridge) for p in self.pod_names}
+                  or m.startswith("/run/netns/") and m[len("/run/netns/"):] in our_netns]
+        ours = {self.bridge} | {host_veth_name(self.state_root, p, self.bridge)
+                                for p in self.pod_names}
         found += [f"link {l}" for l in sorted((links() - self.links) & ours)]
         leases = os.path.join(self.state_root, "network", "leases.json")
         if os.path.exists(leases):
             with open(leases) as f:
                 held = json.load(f).get("leases") or {}
             found += [f"IP lease {lease['ip']} of pod {pod}" for pod, lease in sorted(held.items())]
-        found += [f"netns {n}" for n in sorted(netns_files() - self.netns)
-                  if n.removeprefix("nspod-") in self.pod_names]
+        found += [f"netns {n}" for n in sorted(netns_files() - self.netns) if n in our_netns]
         found += [f"cgroup {c}" for c in sorted(cgroup_dirs(self.cgroup_parent))]
         pods = os.path.join(self.state_root, "pods")
         if os.path.isdir(pods):

@@ -161,26 +161,34 @@ def test_network_none_is_loopback_only(nspod):
 
 
 def test_ip_netns_sees_the_pod_while_it_lives(nspod):
+    from nsPod.netclient import netns_name
     nspod.run_yaml(pod_yaml("p", container("a")))
     ip = pod_ip(nspod, "p")
-    out = subprocess.run(["ip", "netns", "exec", "nspod-p", "ip", "-o", "-4", "addr", "show", "eth0"],
+    # not the default root: nspod-<8 hex of the root's hash>-<pod>, as inspect reports it
+    name = netns_name(nspod.root, "p")
+    assert name.startswith("nspod-") and name.endswith("-p") and name != "nspod-p"
+    assert nspod.inspect("p")["runtime"]["network"]["netns"] == f"/run/netns/{name}"
+    out = subprocess.run(["ip", "netns", "exec", name, "ip", "-o", "-4", "addr", "show", "eth0"],
                          capture_output=True, text=True, check=True).stdout
     assert f"inet {ip}/" in out
     nspod("rm", "-f", "p")
-    assert not os.path.exists("/run/netns/nspod-p")
-    assert subprocess.run(["ip", "netns", "exec", "nspod-p", "true"],
+    assert not os.path.exists(f"/run/netns/{name}")
+    assert subprocess.run(["ip", "netns", "exec", name, "true"],
                           capture_output=True).returncode != 0
 
 
 def test_gc_after_a_monitor_crash_releases_the_network(nspod):
     nspod.run_yaml(pod_yaml("p", container("a")))
     veth = nspod.inspect("p")["runtime"]["network"]["hostVeth"]
+    netns = nspod.inspect("p")["runtime"]["network"]["netns"]
+    assert os.path.exists(netns)
     with open(os.path.join(nspod.root, "pods", "p", "state.json")) as f:
         monitor = json.load(f)["monitor"]["pid"]
     os.kill(monitor, 9)
     wait_for(lambda: nspod.inspect("p")["status"]["phase"] == "Unknown", what="the monitor's death")
     report = nspod("gc").stdout
     assert "network" in report and not os.path.exists(f"/sys/class/net/{veth}")
+    assert not os.path.exists(netns)
     with open(os.path.join(nspod.root, "network", "leases.json")) as f:
         assert json.load(f)["leases"] == {}
     nspod("rm", "p")

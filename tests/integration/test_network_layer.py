@@ -184,10 +184,12 @@ class World:
             os.kill(pid, signal.SIGKILL)
         for pod in self.pods:
             try:
-                network.netns_detach(pod)
+                # By force: this test's names (its root is in them), whatever netns they hold.
+                inode = network.netns_inode_at(network.netns_path(self.root, pod))
+                network.netns_detach(self.root, pod, [inode] if inode else [])
             except Exception as e:
                 problems.append(f"netns of {pod}: {e}")
-        for name in [network.host_veth_name(p, self.bridge) for p in self.pods] + [self.bridge]:
+        for name in [network.host_veth_name(self.root, p, self.bridge) for p in self.pods] + [self.bridge]:
             # A netns that just died takes its veth with it a little later: wait for that.
             deadline = time.monotonic() + 2
             while network.link_exists(name) and time.monotonic() < deadline:
@@ -222,8 +224,8 @@ class Snapshot:
     def leaks(self):
         """Only what is ours: other tests may be making links and mounts meanwhile."""
         w = self.world
-        ours = {w.bridge} | {network.host_veth_name(p, w.bridge) for p in w.pods}
-        ours_netns = {os.path.basename(network.netns_path(p)) for p in w.pods}
+        ours = {w.bridge} | {network.host_veth_name(w.root, p, w.bridge) for p in w.pods}
+        ours_netns = {network.netns_name(w.root, p) for p in w.pods}
         found = [f"link {n}" for n in sorted(set(os.listdir(network.SYS_NET)) - self.links)
                  if n in ours]
         found += [f"netns name {n}" for n in sorted(_netns_files() - self.netns) if n in ours_netns]
@@ -304,7 +306,7 @@ def test_two_pods_on_a_bridge_reach_each_other(world):
     # on the host: the bridge has the gateway and both host veths as ports
     assert network.is_bridge(world.bridge)
     assert network.bridge_ports(world.bridge) == sorted([ra["hostVeth"], rb["hostVeth"]])
-    assert ra["hostVeth"] == network.host_veth_name("alpha", world.bridge)
+    assert ra["hostVeth"] == network.host_veth_name(world.root, "alpha", world.bridge)
     assert len(ra["hostVeth"]) <= 15
     host_addr = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", world.bridge],
                                capture_output=True, text=True).stdout
@@ -344,23 +346,29 @@ def test_ip_netns_exec_works_while_the_pod_lives(world):
     a = world.sandbox()
     reply = world.attach("gamma", a)
     path = reply["netns"]
-    assert path == "/run/netns/nspod-gamma" == network.netns_path("gamma")
-    out = subprocess.run(["ip", "netns", "exec", "nspod-gamma", "ip", "-o", "-4", "addr", "show", "eth0"],
+    name = network.netns_name(world.root, "gamma")
+    # not the default root: the name carries a hash of the root
+    assert name.startswith("nspod-") and name.endswith("-gamma") and len(name) == len("nspod-12345678-gamma")
+    assert path == f"/run/netns/{name}" == network.netns_path(world.root, "gamma")
+    out = subprocess.run(["ip", "netns", "exec", name, "ip", "-o", "-4", "addr", "show", "eth0"],
                          capture_output=True, text=True, timeout=10)
     assert out.returncode == 0, out.stderr
     assert f"inet {reply['ip']}/24" in out.stdout
-    assert subprocess.run(["ip", "netns", "exec", "nspod-gamma", "true"]).returncode == 0
-    assert os.stat(path).st_ino == os.stat(f"/proc/{a.pid}/ns/net").st_ino
+    assert subprocess.run(["ip", "netns", "exec", name, "true"]).returncode == 0
+    inode = os.stat(f"/proc/{a.pid}/ns/net").st_ino
+    assert os.stat(path).st_ino == inode == reply["netnsInode"]
     world.detach("gamma")
     assert not os.path.exists(path)
-    assert subprocess.run(["ip", "netns", "exec", "nspod-gamma", "true"],
+    assert subprocess.run(["ip", "netns", "exec", name, "true"],
                           capture_output=True).returncode != 0
     # the functions themselves, without netd, idempotent both ways
-    assert network.netns_attach("gamma", a.pid) == path
-    assert network.netns_attach("gamma", a.pid) == path        # replaces, does not stack
-    assert subprocess.run(["ip", "netns", "exec", "nspod-gamma", "true"]).returncode == 0
-    assert network.netns_detach("gamma") is True
-    assert network.netns_detach("gamma") is False
+    assert network.netns_attach(world.root, "gamma", a.pid) == path
+    assert network.netns_attach(world.root, "gamma", a.pid) == path   # already: does not stack
+    assert subprocess.run(["ip", "netns", "exec", name, "true"]).returncode == 0
+    assert network.netns_detach(world.root, "gamma", [inode + 1]) is False   # not the pod's netns
+    assert os.stat(path).st_ino == inode
+    assert network.netns_detach(world.root, "gamma", [inode]) is True
+    assert network.netns_detach(world.root, "gamma", [inode]) is False
     assert not any(path in line for line in open("/proc/self/mountinfo"))
 
 
@@ -371,7 +379,7 @@ def test_recreated_sandbox_gets_its_old_address_and_a_fresh_veth(world):
     old_netns = os.stat(r1["netns"]).st_ino
     first.kill()
     first.wait()
-    # /run/netns/nspod-delta still holds the dead sandbox's netns, and with it the old veth
+    # the pod's /run/netns name still holds the dead sandbox's netns, and with it the old veth
     assert network.link_exists(r1["hostVeth"])
     second = world.sandbox()
     # the lease is still the pod's; the old veth and netns name are replaced
@@ -410,9 +418,9 @@ def test_failures_leave_nothing_and_name_the_step(world):
         netclient.call(world.root, {"op": "attach", "pod": "two", "pid": b.pid,
                                     "bridge": world.bridge, "subnet": small})
     assert str(info.value) == f"subnet {small} has no free address (1 pods hold leases)"
-    assert not network.link_exists(network.host_veth_name("two", world.bridge))
+    assert not network.link_exists(network.host_veth_name(world.root, "two", world.bridge))
     assert set(world.links(b)) == {"lo"}
-    assert not os.path.exists(network.netns_path("two"))
+    assert not os.path.exists(network.netns_path(world.root, "two"))
     # bad requests are errors, not crashes
     with pytest.raises(NetworkError, match="unknown op"):
         netclient.call(world.root, {"op": "frobnicate"})
@@ -428,7 +436,8 @@ def test_a_bridge_serves_one_root(world):
     world.attach("mine", a)
     other_root = os.path.join(world.workdir, "other-root")
     try:
-        with pytest.raises(NetworkError, match=f"bridge {world.bridge} serves the pods of nspod root"):
+        with pytest.raises(NetworkError, match=f"bridge {world.bridge} exists and was not made by "
+                                               f"nspod for root {other_root}: choose another --bridge"):
             netclient.call(other_root, {"op": "attach", "pod": "theirs", "pid": world.sandbox().pid,
                                         "bridge": world.bridge, "subnet": world.subnet})
     finally:
@@ -444,12 +453,12 @@ def test_gc_removes_what_dead_pods_left(world):
     world.pods.update({"keep", "crashed"})
     rb = netclient.attach(world.root, "crashed", b.pid, world.bridge, world.subnet)
     removed = netclient.gc(world.root, world.bridge, world.subnet, keep=["keep"])
-    assert "/run/netns/nspod-crashed" in removed
+    assert network.netns_path(world.root, "crashed") in removed
     assert f"veth {rb['hostVeth']}" in removed and f"lease {rb['ip']} of pod crashed" in removed
     assert world.leases().all() == {"keep": ra["ip"]}
     assert network.bridge_ports(world.bridge) == [ra["hostVeth"]]
     assert netclient.detach(world.root, "keep", world.bridge, world.subnet) == [
-        "/run/netns/nspod-keep", f"veth {ra['hostVeth']}", f"lease {ra['ip']}"]
+        network.netns_path(world.root, "keep"), f"veth {ra['hostVeth']}", f"lease {ra['ip']}"]
     assert netclient.gc(world.root, world.bridge, world.subnet, keep=[]) == [f"bridge {world.bridge}"]
 
 
@@ -459,7 +468,9 @@ def test_trace_narrates_the_netlink_steps(world, monkeypatch, capfd):
     monkeypatch.setenv("NSPOD_TRACE", "1")
     world.attach("traced", world.sandbox())
     err = capfd.readouterr().err
-    assert "netd: netlink: create veth" in err and "netd: mount(/run/netns/nspod-traced" in err
+    assert "netd: netlink: create veth" in err
+    assert f" at {network.netns_path(world.root, 'traced')} (fd " in err
+    assert "netd: mount(/proc/self/fd/" in err
 
 
 def test_twenty_concurrent_clients_start_one_netd_and_get_distinct_addresses(world):
@@ -503,7 +514,7 @@ def test_netd_exits_after_the_idle_timeout(world, short_idle):
         time.sleep(0.05)
     assert netd_processes(world.root) == []
     assert netclient.running(world.root) is None
-    assert not os.path.exists(os.path.join(world.root, "network", "netd.sock"))
+    assert not os.path.exists(netclient.socket_path(world.root))
     # the pod is untouched (it holds a lease, so the bridge stays too)...
     assert network.link_exists(reply["hostVeth"]) and network.is_bridge(world.bridge)
     # ...and the next call starts a new netd
@@ -542,12 +553,57 @@ def test_a_killed_netd_is_replaced_and_a_long_root_works(world):
     world.root = os.path.join(world.workdir, "r" * 60, "s" * 60)
     a = world.sandbox()
     first = netclient.call(world.root, {"op": "ping"})["pid"]
-    assert len(os.path.join(world.root, "network", "netd.sock")) > 108
+    assert len(netclient.socket_path(world.root)) > 108
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while first in netd_processes(world.root) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert os.path.exists(os.path.join(world.root, "network", "netd.sock"))   # stale now
+    assert os.path.exists(netclient.socket_path(world.root))   # stale now
     reply = world.attach("phoenix", a)
     assert netclient.running(world.root) not in (None, first)
     assert f"inet {reply['ip']}/24" in world.run_in(a, "ip", "-o", "addr").stdout
+
+
+def test_pod_side_configuration_is_refused_beside_another_thread(world):
+    """setns(2) moves only the calling thread: the pod side is configured over a socket
+    opened in this thread right after setns, which netd guarantees by being single-threaded.
+    With another thread running it refuses before any setns, and this process's netns is
+    unchanged."""
+    import ipaddress
+    import threading
+    a = world.sandbox()
+    mine = os.stat("/proc/self/ns/net").st_ino
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    fd = network.open_netns(a.pid)
+    try:
+        with pytest.raises(NetworkError, match="single-threaded"):
+            network._configure_pod_side(fd, a.pid, ipaddress.IPv4Interface("10.213.1.2/24"),
+                                        "10.213.1.1")
+    finally:
+        os.close(fd)
+        stop.set()
+        other.join()
+    assert os.stat("/proc/self/ns/net").st_ino == mine
+    assert set(world.links(a)) == {"lo"}
+
+
+def test_a_bridge_half_made_by_a_killed_netd_is_finished_and_a_foreign_one_refused(world):
+    """The kernel ignores IFLA_IFALIAS when it creates a link, so the bridge is marked by a
+    second request; netd writes an intent file first. An unmarked bridge with this root's
+    intent file is this root's (netd killed in between) and is finished; without it, refused."""
+    subprocess.run(["ip", "link", "add", world.bridge, "type", "bridge"], check=True)
+    a = world.sandbox()
+    with pytest.raises(NetworkError, match=f"bridge {world.bridge} exists and was not made by "
+                                           f"nspod for root {world.root}"):
+        world.attach("half", a)
+    assert network.link_alias(world.bridge) == ""
+    assert world.leases().all() == {}
+    intent = network._intent_path(world.root, world.bridge)
+    with open(intent, "w") as f:
+        f.write("1\n")
+    reply = world.attach("half", a)
+    assert network.link_alias(world.bridge) == network.bridge_mark(world.root)
+    assert not os.path.exists(intent)
+    assert network.bridge_ports(world.bridge) == [reply["hostVeth"]]
