@@ -145,14 +145,19 @@ fetch_sid() {
     mkdir -p "$CACHE"
     find "$CACHE" -maxdepth 1 -name '.fetch.*' -mmin +120 -exec rm -rf {} + 2>/dev/null || true
     t=$(mktemp -d "$CACHE/.fetch.XXXXXX"); TMPS+=("$t")
+    chmod 755 "$t"                          # apt fetches as user _apt where it can
     mkdir -p "$t/lists/partial" "$t/archives/partial" "$t/deb"
     echo "$SID_SOURCE" > "$t/sources.list"
     apt=(apt-get -q -o Dir::Etc::sourcelist="$t/sources.list" -o Dir::Etc::sourceparts=-
          -o Dir::State::Lists="$t/lists" -o Dir::Cache::archives="$t/archives")
     echo "run.sh: downloading Debian sid's user-mode-linux and libc6 into $CACHE" >&2
-    "${apt[@]}" update > "$t/apt.log" 2>&1 &&
-        (cd "$t/deb" && "${apt[@]}" download user-mode-linux libc6) >> "$t/apt.log" 2>&1 ||
-        { FETCH_WHY="apt-get failed: $(tail -n1 "$t/apt.log")"; return 1; }
+    # apt-get update may "succeed" having fetched nothing; download would then fall back on
+    # the installed versions: insist on sid's lists and on packages from sid
+    "${apt[@]}" update > "$t/apt.log" 2>&1 || { FETCH_WHY="apt-get update failed: $(tail -n1 "$t/apt.log")"; return 1; }
+    ls "$t/lists/" | grep -q '_Packages' ||
+        { FETCH_WHY="apt-get update got no package list from '$SID_SOURCE': $(grep -E -m1 '^(E:|W: Failed)' "$t/apt.log" || tail -n1 "$t/apt.log")"; return 1; }
+    (cd "$t/deb" && "${apt[@]}" download user-mode-linux/sid libc6/sid) >> "$t/apt.log" 2>&1 ||
+        { FETCH_WHY="apt-get download failed: $(tail -n1 "$t/apt.log")"; return 1; }
     ver=$(dpkg-deb -f "$t"/deb/user-mode-linux_*.deb Version) || { FETCH_WHY="bad user-mode-linux .deb"; return 1; }
     ver=${ver//:/_}                         # an epoch's colon, kept out of paths
     case "$ver" in *[!A-Za-z0-9._+~-]*|''|.*) FETCH_WHY="odd user-mode-linux version '$ver'"; return 1 ;; esac
@@ -169,7 +174,7 @@ fetch_sid() {
     patchelf --set-interpreter "$CACHE/$ver/root$interp" --set-rpath "$CACHE/$ver/root/$(dirname "$libc")" \
         "$t/linux.uml" || { FETCH_WHY="patchelf on linux.uml failed"; return 1; }
     rm -rf "$t/deb" "$t/lists" "$t/archives" "$t/sources.list"
-    chmod 755 "$t"                          # apt.log stays: where this kernel came from
+    # apt.log stays: where this kernel came from
     # another run.sh may have made the same version meanwhile: then keep that one
     mv -T "$t" "$CACHE/$ver" 2>/dev/null || [ -x "$CACHE/$ver/linux.uml" ] ||
         { FETCH_WHY="could not rename $t to $CACHE/$ver"; return 1; }
@@ -179,6 +184,7 @@ fetch_sid() {
 # Candidates in order: the installed kernel, then cached sid kernels (newest first), then a
 # fresh download. The first whose probe boots wins.
 UML= MODS= REASONS=()
+reasons() { local r out=; for r in "${REASONS[@]}"; do out+="${out:+; }$r"; done; echo "$out"; }
 try() {    # try BIN MODULE_ROOT LABEL
     local bin=$1 kver
     kver=$("$bin" --version 2>/dev/null | tail -n1 || true)
@@ -209,9 +215,9 @@ if [ "$found" = 0 ]; then
     fi
 fi
 if [ "$found" = 0 ]; then
-    skip "no User-Mode-Linux kernel boots here: $(IFS=';'; echo "${REASONS[*]}")"
+    skip "no User-Mode-Linux kernel boots here: $(reasons)"
 fi
-[ ${#REASONS[@]} = 0 ] || echo "run.sh: using $UML ($KVER); $(IFS=';'; echo "${REASONS[*]}")" >&2
+[ ${#REASONS[@]} = 0 ] || echo "run.sh: using $UML ($KVER); $(reasons)" >&2
 
 JOB=$(mktemp -d /tmp/nspod-vm.XXXXXX)
 
