@@ -33,6 +33,8 @@
 # with apt-get if missing; running it through ld.so --library-path makes UML miscompute its
 # memory) and uses it, with its own module tree from the cache. The cache entry appears by
 # one rename, so a killed download leaves nothing half-made; later runs reuse it offline.
+# NSPOD_UML_SID_SOURCE replaces the source line (default: deb http://deb.debian.org/debian
+# sid main). Remove the cache directory to drop the kernel and the verdicts.
 set -euo pipefail
 
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -46,7 +48,7 @@ while [ $# -gt 0 ]; do
         --timeout) TIMEOUT=$2; shift 2 ;;
         --rw) RW+=("$(cd "$2" && pwd -P)"); shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         --) shift; break ;;
         -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
         *) break ;;
