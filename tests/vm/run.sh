@@ -113,7 +113,9 @@ probe() {
     key=$( { sha256sum < "$bin"; cpu_id; } | sha256sum | cut -c1-32)
     vfile=$CACHE/verdict/$key
     if [ -s "$vfile" ]; then PROBE=$(cat "$vfile"); return; fi
-    dir=$(mktemp -d /tmp/nspod-vm-probe.XXXXXX); TMPS+=("$dir")
+    # the probe's init lives in the cache: /tmp may be mounted noexec
+    mkdir -p "$CACHE"
+    dir=$(mktemp -d "$CACHE/.probe.XXXXXX"); TMPS+=("$dir")
     printf '%s\n' '#!/bin/sh' 'echo NSPOD_UML_PROBE_OK' 'mount -t proc proc /proc' \
         'echo o > /proc/sysrq-trigger' 'sleep 10' > "$dir/init"
     chmod 755 "$dir/init"
