@@ -73,6 +73,9 @@ done
 export DEBIAN_FRONTEND=noninteractive
 CACHE=${NSPOD_UML_CACHE:-/var/cache/nspod-uml}
 SID_SOURCE=${NSPOD_UML_SID_SOURCE:-deb http://deb.debian.org/debian sid main}
+# its paths go on the kernel command line (init=, module tree), which splits at spaces
+case "$CACHE" in /*) ;; *) echo "run.sh: NSPOD_UML_CACHE must be an absolute path: $CACHE" >&2; exit 2 ;; esac
+case "$CACHE" in *[[:space:],]*) echo "run.sh: NSPOD_UML_CACHE with a space or comma is not supported: $CACHE" >&2; exit 2 ;; esac
 TMPS=()                                     # temporary dirs removed at exit
 JOB=
 cleanup() {
@@ -109,7 +112,7 @@ cpu_id() { uname -r; grep -m1 '^flags' /proc/cpuinfo; grep -m1 '^model name' /pr
 # probe BIN: boot BIN once with an init that prints a marker and powers off. Sets PROBE to
 # ok, fpregs (the AMX panic) or another one-line reason; ok and fpregs are cached.
 probe() {
-    local bin=$1 key vfile dir out
+    local bin=$1 key vfile dir
     key=$( { sha256sum < "$bin"; cpu_id; } | sha256sum | cut -c1-32)
     vfile=$CACHE/verdict/$key
     if [ -s "$vfile" ]; then PROBE=$(cat "$vfile"); return; fi
@@ -198,8 +201,6 @@ try() {    # try BIN MODULE_ROOT LABEL
     REASONS+=("$3 ($kver): $(why_not "$PROBE")")
     return 1
 }
-case "$CACHE" in /*) ;; *) skip "NSPOD_UML_CACHE must be an absolute path: $CACHE" ;; esac
-case "$CACHE" in *[[:space:],]*) skip "NSPOD_UML_CACHE with a space or comma is not supported: $CACHE" ;; esac
 found=0
 if command -v linux.uml >/dev/null; then
     try "$(command -v linux.uml)" /usr/lib/uml/modules "installed user-mode-linux" && found=1
