@@ -1,17 +1,21 @@
 #!/bin/sh
 # PID 1 of the User-Mode-Linux guest started by tests/vm/run.sh. The kernel hands over
-# NSPOD_VM_JOB and NSPOD_VM_DIR from its command line. The guest's / is the host's / over
+# NSPOD_VM_JOB, NSPOD_VM_DIR and NSPOD_VM_MODDIR (this kernel's module tree on the host:
+# Debian's /usr/lib/uml/modules/<release>, or one in run.sh's download cache) from its
+# command line. The guest's / is the host's / over
 # hostfs, read-only; everything below is built inside the guest and vanishes with it.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 J=$NSPOD_VM_JOB
 KVER=$(uname -r)
-MODS=/usr/lib/uml/modules/$KVER
+MODS=${NSPOD_VM_MODDIR:-/usr/lib/uml/modules/$KVER}
 # no rc file on failure: run.sh then exits 125 and prints the console log
 fail() { echo "nspod-vm init: $*" >&2; sync; echo o > /proc/sysrq-trigger; sleep 10; }
 
 mount -t proc proc /proc
 mount -t tmpfs -o mode=755 tmpfs /run
-# modules on demand (veth, bridge, ...) from Debian's UML module tree
+# modules on demand (veth, bridge, ...) from the kernel's module tree; the kernel runs
+# modprobe with an environment of its own, so the tree's path goes through a file
+echo "$MODS" > /run/nspod-vm-moddir
 echo "$NSPOD_VM_DIR/guest-modprobe.sh" > /proc/sys/kernel/modprobe
 IFS=,; set -- overlay ${NSPOD_VM_MODULES:-ipv6,veth,bridge}; IFS=' '
 "$NSPOD_VM_DIR/guest-modprobe.sh" "$@" || echo "nspod-vm init: some of $* did not load" >&2

@@ -2,10 +2,11 @@
 # A minimal modprobe for the UML guest, which has no kmod. The kernel runs it as
 # "modprobe -q -- NAME_OR_ALIAS" to autoload a module; guest-init.sh runs it with several
 # names. One awk pass resolves aliases (modules.alias) and dependencies (modules.dep) in
-# Debian's UML module tree; busybox insmod loads what is not loaded yet. Forks and small
+# the kernel's module tree (named by guest-init.sh in /run/nspod-vm-moddir); busybox insmod loads what is not loaded yet. Forks and small
 # reads are slow under UML, hence a single awk and no per-module lookups.
 read -r KVER < /proc/sys/kernel/osrelease
 D=/usr/lib/uml/modules/$KVER
+[ -r /run/nspod-vm-moddir ] && read -r D < /run/nspod-vm-moddir
 rc=0
 for f in $(busybox awk -v names="$*" '
     function norm(s) { gsub("-", "_", s); return s }
