@@ -31,6 +31,7 @@ from nsPod import (container, jsonline, lifecycle, logs, namespaces, sandbox, se
                    volumes)
 from nsPod.cgroups import Limits
 from nsPod.cgroups import parents as cgroup_parents
+from nsPod.cgroups.devices import allowlist as device_allowlist
 from nsPod.errors import NspodError, describe
 from nsPod.lifecycle import APP, INIT, SIDECAR
 from nsPod.plan import PAUSE_CGROUP, SHM_SIZE, PodPlan, container_from_json, termination_log
@@ -329,6 +330,9 @@ class Monitor:
         cstate["log"] = os.path.relpath(log_path, self.dir.path)
         cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(run.name)}"
         self.cgroups.create(self.cgroup_rel(run.name), Limits(**run.plan.limits))
+        # Before the container's process joins the cgroup: it never runs with every device.
+        self.cgroups.restrict_devices(self.cgroup_rel(run.name), device_allowlist(
+            container.security_settings(run.plan)["privileged"]))
         cstate["oomKills"] = self.cgroups.oom_kills(self.cgroup_rel(run.name))
         message_file = termination_log(self.dir.path, run.name)
         state.write_text(message_file, "", mode=0o666)

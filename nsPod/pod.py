@@ -614,6 +614,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     import shutil
     from nsPod import container, process, security, spec
     from nsPod.cgroups import Limits, open_driver
+    from nsPod.cgroups.devices import allowlist
     from nsPod.plan import PodPlan, container_plan
     require_root()
     pod_dir, doc, pod_state = load(config, pod_name)
@@ -642,6 +643,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     driver.create(rel, Limits())
     security.become_subreaper()
     try:
+        driver.restrict_devices(rel, allowlist(container.security_settings(cplan)["privileged"]))
         try:
             pid = container.spawn(
                 plan, cplan, pause.pid, container_dir, 1, 2,
