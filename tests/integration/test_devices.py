@@ -190,3 +190,62 @@ def test_v1_pod_cgroups_are_made_and_removed_in_the_devices_hierarchy(nspod, tmp
         assert str(pid) in f.read().split()
     nspod("rm", "-f", "--timeout", "0", "hier")
     assert not os.path.exists(path)
+
+
+CHILD = """
+import os, sys
+sys.stdin.readline()              # in the cgroup now
+node = sys.argv[1]
+os.mknod(node, 0o20600, os.makedev(10, 237))   # mknod: allowed (c *:* m)
+for path in ("/dev/null", node):
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+        print(path, "opened")
+    except OSError as e:
+        print(path, e.errno)
+"""
+
+
+def cgroup2_root():
+    """The cgroup2 hierarchy: the root on a v2 host, <root>/unified on a hybrid one."""
+    if VERSION == "v2":
+        return ROOT
+    unified = os.path.join(ROOT, "unified")
+    return unified if os.path.exists(os.path.join(unified, "cgroup.controllers")) else None
+
+
+def test_the_v2_device_program_refuses_open_not_mknod(tmp_path):
+    """The BPF_CGROUP_DEVICE program itself, on whatever cgroup2 hierarchy this host has (a
+    hybrid host's too): runc's devicefilter semantics, replaced rather than stacked when
+    applied again, removed when the restriction is lifted."""
+    from conftest import own_cgroup
+    root = cgroup2_root()
+    if root is None:
+        pytest.skip("no cgroup2 hierarchy on this host (neither v2 nor hybrid)")
+    if os.statvfs(tmp_path).f_flag & os.ST_NODEV:
+        pytest.skip(f"{tmp_path} is on a nodev mount: the device checks would not be reached")
+    path = os.path.join(root, own_cgroup("").strip("/"), f"nspod-test-{os.urandom(4).hex()}")
+    os.mkdir(path)
+    child = None
+    try:
+        devices.apply_v2(path, devices.DEFAULT_ALLOWLIST)
+        first = devices.attached_programs(path)
+        devices.apply_v2(path, devices.DEFAULT_ALLOWLIST)
+        second = devices.attached_programs(path)
+        assert len(first) == 1 and len(second) == 1 and first != second, (first, second)
+        node = str(tmp_path / "loop-control")
+        child = subprocess.Popen(["python3", "-c", CHILD, node], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(child.pid))
+        out, _ = child.communicate("go\n", timeout=60)
+        assert out.splitlines() == ["/dev/null opened", f"{node} 1"], out   # EPERM
+        devices.apply_v2(path, None)
+        assert devices.attached_programs(path) == []
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        wait_for(lambda: not open(os.path.join(path, "cgroup.procs")).read().strip(),
+                 what=f"{path} to empty")
+        os.rmdir(path)
