@@ -1,8 +1,8 @@
 #!/bin/sh
 # The cgroup v2 tier: the cgroup, limit and device allowlist tests again, inside a
-# User-Mode-Linux guest whose kernel has a pure cgroup v2 hierarchy. One boot for the whole focused suite (fork-heavy
-# code is 10-40x slower there). run.sh prints "SKIP cgroup v2 tier: <reason>" and exits 0
-# where UML cannot be had.
+# User-Mode-Linux guest whose kernel has a pure cgroup v2 hierarchy. One boot for the whole
+# focused suite (fork-heavy code is 10-40x slower there). run.sh prints
+# "SKIP cgroup v2 tier: <reason>" and exits 0 where UML cannot be had.
 set -eu
 cd "$(dirname "$0")/../.."
 echo "== cgroup v2 tier (User-Mode-Linux guest) =="
