@@ -69,6 +69,21 @@ for p in "$(pwd -P)" "${RW[@]}"; do          # hostfs mount options cannot carry
     case "$p" in *[[:space:],]*) echo "run.sh: path with a space or comma not supported: $p" >&2; exit 2 ;; esac
 done
 
+# A host CPU with AMX: UML 6.1 cannot keep the guest's XSAVE state there (uml-fxsave.py), so
+# it runs with the legacy FP regset and the guest's glibc and OpenSSL without AVX.
+UML=(linux.uml)
+GUEST_ENV=()
+if grep -qw amx_tile /proc/cpuinfo; then
+    py=$VM_DIR/../../.venv/bin/python
+    "$py" -c 'import pyseccomp' 2>/dev/null \
+        || skip "the CPU has AMX: UML needs $VM_DIR/uml-fxsave.py, run by a .venv with pyseccomp"
+    UML=("$py" "$VM_DIR/uml-fxsave.py" linux.uml)
+    export GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX2,-AVX,-AVX_Fast_Unaligned_Load,-FMA,-XSAVE
+    export OPENSSL_ia32cap='~0x1000000000000000:0'
+    # on the kernel's command line: the guest's init (busybox) needs them too
+    GUEST_ENV=("GLIBC_TUNABLES=$GLIBC_TUNABLES" "OPENSSL_ia32cap=$OPENSSL_ia32cap")
+fi
+
 JOB=$(mktemp -d /tmp/nspod-vm.XXXXXX)
 cleanup() { if [ "$KEEP" = 1 ]; then echo "run.sh: job dir kept: $JOB" >&2; else rm -rf "$JOB"; fi; }
 trap cleanup EXIT
@@ -91,8 +106,8 @@ printf '%s\n' "${RW[@]}" > "$JOB/rw"
 # guest stdout/stderr: serial lines ttyS0/ttyS1 -> fds 3/4; kernel console -> console.log.
 # setsid + timeout --kill-after: a hung guest is killed as a whole process group.
 set +e
-timeout --kill-after=10 "$TIMEOUT" setsid linux.uml \
-    mem="$MEM" root=/dev/root rootfstype=hostfs rootflags=/ ro \
+timeout --kill-after=10 "$TIMEOUT" setsid "${UML[@]}" \
+    mem="$MEM" root=/dev/root rootfstype=hostfs rootflags=/ ro ${GUEST_ENV[@]+"${GUEST_ENV[@]}"} \
     init="$VM_DIR/guest-init.sh" loglevel=4 \
     con=null con0=null,fd:5 ssl=null ssl0=null,fd:3 ssl1=null,fd:4 \
     NSPOD_VM_JOB="$JOB" NSPOD_VM_DIR="$VM_DIR" ${NSPOD_VM_MODULES:+NSPOD_VM_MODULES="$NSPOD_VM_MODULES"} \
