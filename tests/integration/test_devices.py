@@ -255,3 +255,27 @@ def test_the_v2_device_program_refuses_open_not_mknod(tmp_path):
         wait_for(lambda: not open(os.path.join(path, "cgroup.procs")).read().strip(),
                  what=f"{path} to empty")
         os.rmdir(path)
+
+
+def test_apply_to_privileged_and_back_changes_the_allowlist(nspod, tmp_path):
+    """`nspod apply` that makes a container privileged restarts it with every device, and
+    back: the rules follow the container's current plan, in the same cgroup."""
+    rootfs = make_rootfs(str(tmp_path / "rootfs"))
+
+    def manifest(security):
+        return nspod.manifest(pod_yaml("ap", container("a", rootfs, "sleep 1000", security)),
+                              f"ap-{len(security)}.yaml")
+
+    nspod("run", manifest(SYS_ADMIN))
+    path = cgroup_dir(nspod, "ap", "a")
+    assert kernel_rules(path) != unrestricted()
+    for security, restricted in (({"privileged": True}, False), (SYS_ADMIN, True)):
+        pid = nspod.inspect("ap")["runtime"]["containers"]["a"]["pid"]
+        nspod("apply", manifest(security))
+        wait_for(lambda: nspod.inspect("ap")["runtime"]["containers"]["a"].get("pid") not in
+                 (None, pid), timeout=60, what="the changed container")
+        assert (kernel_rules(path) != unrestricted()) == restricted
+        if VERSION == "v2":
+            assert len(kernel_rules(path)) == (1 if restricted else 0)
+        code, text = run_probes(nspod, "ap", "a")["loop-control"]
+        assert (EPERM in text) == restricted, (security, code, text)
