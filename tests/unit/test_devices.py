@@ -188,3 +188,25 @@ def test_v1_errors_name_the_file_and_value(monkeypatch):
     monkeypatch.setattr(files, "_write", refuse)
     with pytest.raises(CgroupError, match='write "a" to /cg/x/devices.deny: Operation not'):
         devices.apply_v1("/cg/x", DEFAULT_ALLOWLIST)
+
+
+def test_drivers_apply_the_rules_to_the_containers_cgroup(tmp_path, monkeypatch):
+    """v1: in the devices hierarchy under the same parent; v2: the one cgroup; a v1 host
+    without a devices hierarchy is an error naming it, never a container without the list."""
+    from nsPod.cgroups.v1 import V1Driver
+    from nsPod.cgroups.v2 import V2Driver
+    calls = []
+    monkeypatch.setattr(devices, "apply_v1", lambda d, rules: calls.append(("v1", d, rules)))
+    monkeypatch.setattr(devices, "apply_v2", lambda d, rules: calls.append(("v2", d, rules)))
+    v1 = tmp_path / "v1"
+    for hierarchy in ("memory", "pids", "cpu", "devices"):
+        (v1 / hierarchy).mkdir(parents=True)
+    V1Driver("nspod", str(v1)).restrict_devices("web/app", DEFAULT_ALLOWLIST)
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    V2Driver("nspod", str(v2)).restrict_devices("web/app", None)
+    assert calls == [("v1", f"{v1}/devices/nspod/web/app", DEFAULT_ALLOWLIST),
+                     ("v2", f"{v2}/nspod/web/app", None)]
+    (v1 / "devices").rmdir()
+    with pytest.raises(CgroupError, match=f"no cgroup devices hierarchy under {v1}"):
+        V1Driver("nspod", str(v1)).restrict_devices("web/app", DEFAULT_ALLOWLIST)
