@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from busybox import make_rootfs
-from helpers import pod_yaml, wait_for
+from helpers import guest_env, pod_yaml, wait_for
 from nsPod.cgroups import detect, devices
 
 ROOT = "/sys/fs/cgroup"
@@ -58,19 +58,10 @@ def parse(text):
     return results
 
 
-# In the cgroup v2 guest the environment may turn glibc's AVX code off (User-Mode-Linux on a
-# host whose CPU has AMX, see tests/vm/run.sh); a container starts with its manifest's env
-# only, so the guest's settings are passed on to it.
-GUEST_ENV = {k: os.environ[k] for k in ("GLIBC_TUNABLES", "OPENSSL_ia32cap")
-             if os.environ.get("NSPOD_VM") and k in os.environ}
-
-
 def container(name, rootfs, command, security):
-    env = [{"name": k, "value": v} for k, v in GUEST_ENV.items()]
     return (f"    - name: {name}\n      image: {json.dumps(rootfs)}\n"
             f"      command: [\"sh\", \"-c\", {json.dumps(command)}]\n"
-            f"      securityContext: {json.dumps(security)}\n"
-            + (f"      env: {json.dumps(env)}\n" if env else ""))
+            f"      securityContext: {json.dumps(security)}\n" + guest_env())
 
 
 def cgroup_dir(nspod, pod, name):
