@@ -19,7 +19,7 @@ from nsPod.syscalls import CloneFlag, MountFlag, mount, pivot_root, umount2, uns
 LOADED_BEFORE_PIVOT = (warnings,)
 
 # The devices every container gets (runc's default set). Each is the host's own node, bound
-# onto a file in a nodev /dev: see _mount_dev for why this is the device allowlist.
+# onto a file in a nodev /dev (see _mount_dev); cgroups.devices is the allowlist underneath.
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {
     "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
@@ -192,13 +192,14 @@ def _overlay_path(path):
 def _mount_dev(rootfs, shm_path, privileged):
     """A tmpfs /dev with the standard devices, pts, shm and links.
 
-    The device allowlist, without a devices cgroup (nspod uses none; on cgroup v2 it would be a
-    BPF program): the tmpfs is nodev, like every other mount of a non-privileged container,
-    and each allowed device is the host's node bound onto a file in it. A bind mount is a
-    mount of its own, so those devices open; a node made with mknod (CAP_MKNOD is a default
-    capability) anywhere else in the container cannot be opened (EACCES). runc takes the same
-    way when it cannot use the devices cgroup (rootless). Privileged containers get every
-    device of the host, as in Kubernetes, in a /dev where mknod'ed nodes work too.
+    The first line of the device allowlist: the tmpfs is nodev, like every other mount of a
+    non-privileged container, and each allowed device is the host's node bound onto a file in
+    it. A bind mount is a mount of its own, so those devices open; a node made with mknod
+    (CAP_MKNOD is a default capability) anywhere else in the container cannot be opened
+    (EACCES). A container given CAP_SYS_ADMIN can mount a tmpfs of its own without nodev:
+    there the devices cgroup / device program (cgroups.devices) refuses it (EPERM).
+    Privileged containers get every device of the host, as in Kubernetes, in a /dev where
+    mknod'ed nodes work too.
     """
     dev = mounts.make_mountpoint(rootfs, "/dev")
     flags = MountFlag.MS_NOSUID | MountFlag.MS_STRICTATIME

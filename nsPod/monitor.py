@@ -31,6 +31,7 @@ from nsPod import (container, jsonline, lifecycle, logs, namespaces, sandbox, se
                    volumes)
 from nsPod.cgroups import CgroupExists, Limits, container_cgroup_name, pod_cgroup_name
 from nsPod.cgroups import parents as cgroup_parents
+from nsPod.cgroups.devices import allowlist as device_allowlist
 from nsPod.errors import NspodError, describe
 from nsPod.lifecycle import APP, INIT, SIDECAR
 from nsPod.plan import PAUSE_CGROUP, SHM_SIZE, PodPlan, container_from_json, termination_log
@@ -431,6 +432,9 @@ class Monitor:
         cstate["log"] = os.path.relpath(log_path, self.dir.path)
         cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(run.name)}"
         rel = self.make_container_cgroup(run)
+        # Before the container's process joins the cgroup: it never runs with every device.
+        self.cgroups.restrict_devices(rel, device_allowlist(
+            container.security_settings(run.plan)["privileged"]))
         cstate["oomKills"] = self.cgroups.oom_kills(rel)
         _world_writable_empty(termination_log(self.dir.path, run.name))
         container_dir = self.dir.file("containers", run.name)

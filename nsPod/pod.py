@@ -648,6 +648,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     import shutil
     from nsPod import container, process, security, spec
     from nsPod.cgroups import Limits, container_cgroup_name, open_driver, rel_in_parent
+    from nsPod.cgroups.devices import allowlist
     from nsPod.plan import PodPlan, container_plan
     require_root()
     pod_dir, doc, pod_state = load(config, pod_name)
@@ -676,6 +677,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     driver.create(rel, Limits(), exclusive=True)  # never a container's own cgroup
     security.become_subreaper()
     try:
+        driver.restrict_devices(rel, allowlist(container.security_settings(cplan)["privileged"]))
         try:
             pid = container.spawn(
                 plan, cplan, pause.pid, container_dir, 1, 2,

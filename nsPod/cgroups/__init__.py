@@ -202,6 +202,11 @@ class Driver(ABC):
         """{"memory": {...}, "pids": {...}, "cpu": {...}}; None where a file is missing."""
 
     @abstractmethod
+    def restrict_devices(self, rel, rules):
+        """Let rel's processes use only the devices `rules` allow (cgroups.devices), None:
+        every device. Called before any process joins rel."""
+
+    @abstractmethod
     def path(self, rel, controller="memory"):
         """The absolute directory of rel in the hierarchy holding `controller`."""
 

@@ -1,6 +1,6 @@
 """cgroup v1 (legacy and hybrid hosts): one hierarchy per controller, same path in each.
 
-A pod's processes go into the memory, pids and cpu hierarchies (cpuacct comes along
+A pod's processes go into the memory, pids, cpu and devices hierarchies (cpuacct comes along
 when it is co-mounted with cpu, as `cpu,cpuacct`), and, on hybrid hosts, into the
 cgroup2 hierarchy mounted at <root>/unified, as runc does: there systemd and other tools
 find a process's cgroup by its `0::` line. Joining it needs only levels under the parent,
@@ -9,10 +9,11 @@ which nspod makes itself, so no one else's cgroup is written to.
 import errno
 import os
 
-from nsPod.cgroups import CPU_PERIOD_US, Driver, cpu_quota, cpu_shares, files
+from nsPod.cgroups import CPU_PERIOD_US, Driver, cpu_quota, cpu_shares, devices, files
 from nsPod.errors import CgroupError
 
-CONTROLLERS = ("memory", "pids", "cpu")
+# devices: the device allowlist of non-privileged containers (cgroups.devices)
+CONTROLLERS = ("memory", "pids", "cpu", "devices")
 # "No limit" reads back as PAGE_COUNTER_MAX pages in bytes (9223372036854771712 with
 # 4 KiB pages); nothing that large is a limit anyone set.
 UNLIMITED_FROM = 1 << 62
@@ -74,6 +75,9 @@ class V1Driver(Driver):
                 if value is not None:
                     files.write(os.path.join(d, name), value)
         super().restore_limits(rel, saved)
+
+    def restrict_devices(self, rel, rules):
+        devices.apply_v1(self._dir("devices", rel), rules)
 
     def set_limits(self, rel, limits):
         # oom_group has no v1 counterpart: a v1 OOM kill always takes one process

@@ -9,7 +9,8 @@ a pod's own processes (pause) need a child cgroup of their own, next to the cont
 """
 import os
 
-from nsPod.cgroups import CPU_PERIOD_US, Driver, cpu_quota, cpu_shares, cpu_weight, files
+from nsPod.cgroups import (CPU_PERIOD_US, Driver, cpu_quota, cpu_shares, cpu_weight, devices,
+                           files)
 from nsPod.errors import CgroupError
 
 # memory always: OOM kills are counted per container in memory.events(.local), which
@@ -74,6 +75,9 @@ class V2Driver(Driver):
         missing = wanted - set(files.read(control).split())
         if missing:
             files.write(control, " ".join(f"+{c}" for c in sorted(missing)))
+
+    def restrict_devices(self, rel, rules):
+        devices.apply_v2(self.path(rel), rules)
 
     def set_limits(self, rel, limits):
         d = self.path(rel)

@@ -56,6 +56,19 @@ spec:
     return text
 
 
+# In the cgroup v2 guest on a host whose CPU has AMX, glibc's and OpenSSL's AVX code is
+# turned off by these variables (tests/vm/run.sh, uml-fxsave.py); a container starts with its
+# manifest's env only, so containers there are given them (else python3 hangs in the guest).
+GUEST_ENV = {k: os.environ[k] for k in ("GLIBC_TUNABLES", "OPENSSL_ia32cap")
+             if os.environ.get("NSPOD_VM") and k in os.environ}
+
+
+def guest_env():
+    """A container's `env:` line carrying GUEST_ENV; empty outside such a guest."""
+    env = [{"name": k, "value": v} for k, v in GUEST_ENV.items()]
+    return f"      env: {json.dumps(env)}\n" if env else ""
+
+
 def container(name, command="sleep 1000", mounts="", extra=""):
     """One container entry running `sh -c command`; JSON quoting is valid YAML."""
     text = f"""\
@@ -64,4 +77,6 @@ def container(name, command="sleep 1000", mounts="", extra=""):
 """
     if mounts:
         text += f"      volumeMounts:\n{mounts}"
+    if "env:" not in extra:
+        text += guest_env()
     return text + extra
