@@ -99,7 +99,8 @@ def test_a_bridge_of_another_root_is_not_adopted(nspod, tmp_path):
     finally:
         netclient.stop(other.root)
     nspod("rm", "-f", "a")
-    assert not link_exists(nspod.bridge)
+    # netd deletes the bridge right after its reply to the last detach (design.md)
+    wait_for(lambda: not link_exists(nspod.bridge), timeout=10, what="the bridge removed")
 
 
 def test_a_preexisting_netns_name_is_refused_and_kept(nspod):
@@ -331,6 +332,8 @@ def test_a_new_sandbox_replaces_only_its_own_stale_netns_name(nspod):
             obj["runtime"].get("network", {}).get("netnsInode") not in (None, old) and obj
     after = wait_for(rebuilt, timeout=20, what="a new sandbox")
     new = os.stat(f"/proc/{after['runtime']['pausePid']}/ns/net").st_ino
+    # The state names the new netns before netd binds it: wait for the bind itself.
+    wait_for(lambda: os.stat(path).st_ino == new, timeout=20, what="the netns name rebound")
     assert os.stat(path).st_ino == new != old
     assert after["status"]["podIP"] == before["status"]["podIP"]
     veth = after["runtime"]["network"]["hostVeth"]
