@@ -547,9 +547,37 @@ def _truncate_hostname(hostname):
     return hostname[:HOSTNAME_MAX].rstrip("-.")
 
 
+# The YAML a manifest may use: JSON's values and nothing else, in budgets no manifest comes
+# near. The API server reads YAML as JSON (sigs.k8s.io/yaml): a tag beyond JSON's types
+# (!!binary, !!set, !!timestamp, !!python/...) cannot reach it, and an alias is copied
+# wherever it is used, so a few lines of anchors can stand for gigabytes ("billion laughs").
+MANIFEST_MAX_BYTES = 4 * 1024 * 1024   # the API server refuses requests over 3 MiB
+_ALIAS_BUDGET = 10_000                 # nodes copied by aliases, over a whole document
+_DEPTH_MAX = 100                       # a Pod is about 10 levels deep
+_INT_DIGITS_MAX = 100                  # an int64 has 19 digits
+_YAML = "tag:yaml.org,2002:"
+_JSON_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "seq",
+                                             "map", "merge"))
+# YAML 1.1's implicit types as PyYAML and kubectl's go-yaml read them (yes/no/on/off are
+# booleans there too), but no timestamps (text to the API server), no sexagesimal numbers
+# (12:30 is text to go-yaml) and no '=' value type; every pattern matches only what converts.
+_RESOLVERS = (
+    ("bool", r"yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
+     "yYnNtTfFoO"),
+    ("int", r"[-+]?0b_*[01][01_]*|[-+]?0_*[0-7][0-7_]*|[-+]?(?:0|[1-9][0-9_]*)"
+            r"|[-+]?0x_*[0-9a-fA-F][0-9a-fA-F_]*", "-+0123456789"),
+    ("float", r"[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?=_*[0-9])[0-9_]+"
+              r"(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", "-+.0123456789"),
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("merge", r"<<", "<"),
+)
+
+
 def _load_yaml(text, source):
-    """(the non-empty documents, duplicate-key problems); SpecError for a syntax error."""
+    """(the non-empty documents, duplicate-key problems); SpecError for a syntax error and for
+    anything beyond JSON: other tags, alias bombs, deep nesting, numbers no API takes."""
     import yaml
+    from yaml.constructor import ConstructorError
 
     class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         # A repeated key is silently "last wins" in PyYAML; the API server refuses it, and it
@@ -571,17 +599,48 @@ def _load_yaml(text, source):
                                            f"{mark.column + 1}: duplicate key {_q(key)}")
             return super().construct_mapping(node, deep)
 
-    # Timestamps stay strings, as the API server reads them (an annotation "2024-01-01" is
-    # text, and datetimes would not survive `inspect`'s JSON).
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in Loader.yaml_implicit_resolvers.items()}
+        def construct_object(self, node, deep=False):
+            # An explicit !!int/!!bool/!!float on text that is none ("!!bool maybe") makes
+            # PyYAML's constructors raise whatever Python raises: one line naming the place.
+            try:
+                return super().construct_object(node, deep)
+            except yaml.YAMLError:
+                raise
+            except (ValueError, TypeError, KeyError, IndexError, OverflowError):
+                raise ConstructorError(None, None, f"{_q(node.value)} is not a valid "
+                                       f"{_tag_name(node.tag)}", node.start_mark) from None
+
+    def construct_int(loader, node):
+        digits = node.value.replace("_", "")
+        if len(digits) > _INT_DIGITS_MAX:
+            raise ConstructorError(None, None, f"a number of {len(digits)} digits is too large "
+                                   "(no field takes more than 19)", node.start_mark)
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+    def construct_float(loader, node):
+        value = yaml.SafeLoader.construct_yaml_float(loader, node)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConstructorError(None, None, f"{_q(node.value)} is not a number JSON can "
+                                   "hold (no infinities, no NaN)", node.start_mark)
+        return value
+
+    Loader.add_constructor(_YAML + "int", construct_int)
+    Loader.add_constructor(_YAML + "float", construct_float)
+    Loader.yaml_implicit_resolvers = {}
+    for tag, pattern, firsts in _RESOLVERS:
+        Loader.add_implicit_resolver(_YAML + tag, re.compile(f"^(?:{pattern})$"), list(firsts))
     loader = Loader(text)
     loader.duplicates = []
     documents = []
+    number = 0
     try:
-        while loader.check_data():
-            document = loader.get_data()
+        while loader.check_node():
+            node = loader.get_node()
+            number += 1
+            _check_nodes(node, yaml, loader, lambda mark: (
+                f"{source}: {'' if number == 1 else f'document {number}, '}"
+                f"line {mark.line + 1}, column {mark.column + 1}: "))
+            document = loader.construct_document(node)
             if document is not None:
                 documents.append(document)
     except yaml.MarkedYAMLError as e:
@@ -596,6 +655,71 @@ def _load_yaml(text, source):
     finally:
         loader.dispose()
     return documents, loader.duplicates
+
+
+def _tag_name(tag):
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+def _check_nodes(root, yaml, loader, where):
+    """SpecError (naming the line and field) for a tag beyond JSON, a scalar its tag cannot
+    read (!!int x), text no process can take (NUL), nesting beyond _DEPTH_MAX, a recursive
+    alias, or aliases that copy more than _ALIAS_BUDGET nodes. Walks each distinct node once,
+    without recursion: the sizes of an alias bomb are computed, never built."""
+    def fail(node, field, problem):
+        mark = node.start_mark
+        if len(field) > 100:
+            field = field[:97] + "..."
+        raise SpecError([f"{where(mark)}{field}: {problem}" if field else
+                         f"{where(mark)}{problem}"])
+
+    size, height = {}, {}
+    active = set()
+    copied = 0
+    stack = [(root, "", 1, False)]
+    while stack:
+        node, field, depth, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.MappingNode):
+            children = [(v, _join(field, k.value) if isinstance(k, yaml.ScalarNode) else field)
+                        for k, v in node.value]
+            children += [(k, field) for k, _ in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(v, f"{field}[{i}]") for i, v in enumerate(node.value)]
+        else:
+            children = []
+        if done:
+            active.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c, _ in children)
+            height[key] = 1 + max((height[id(c)] for c, _ in children), default=0)
+            continue
+        if key in size:
+            copied += size[key]
+            if copied > _ALIAS_BUDGET:
+                fail(node, field, f"aliases copy more than {_ALIAS_BUDGET} nodes into the "
+                                  "document (an alias bomb?)")
+            if depth - 1 + height[key] > _DEPTH_MAX:
+                fail(node, field, f"nested more than {_DEPTH_MAX} levels deep")
+            continue
+        if key in active:
+            fail(node, field, "an alias inside the node it refers to (a recursive alias)")
+        if depth > _DEPTH_MAX:
+            fail(node, field, f"nested more than {_DEPTH_MAX} levels deep")
+        if node.tag not in _JSON_TAGS:
+            fail(node, field, f"tag {_tag_name(node.tag)} is not allowed: a manifest holds "
+                              "only JSON values (text, numbers, true/false, null, lists, "
+                              "mappings)")
+        if isinstance(node, yaml.ScalarNode):
+            if "\x00" in node.value:
+                fail(node, field, "contains a NUL character")
+            if node.tag not in (_YAML + "str", _YAML + "merge"):
+                try:
+                    loader.construct_object(node)   # cached: construct_document reuses it
+                except yaml.MarkedYAMLError as e:
+                    fail(node, field, e.problem)
+        active.add(key)
+        stack.append((node, field, depth, True))
+        stack.extend((child, path, depth + 1, False) for child, path in reversed(children))
 
 
 class _Check:
