@@ -381,6 +381,9 @@ _IPC_SYSCTLS = frozenset((
     "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
     "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem"))
 _ID_MAX = 2**31 - 1
+# The API's integer types: a field without a tighter bound is an int64, a probe's an int32.
+_INT64_MAX = 2**63 - 1
+_INT32_MAX = 2**31 - 1
 _ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -839,8 +842,13 @@ class _Check:
         if minimum is not None and value < minimum:
             self.error(path, f"{value} must be at least {minimum}")
             return None
-        if maximum is not None and value > maximum:
+        if maximum is None:
+            maximum = _INT64_MAX
+        if value > maximum:
             self.error(path, f"{value} must be at most {maximum}")
+            return None
+        if value < -_INT64_MAX - 1:
+            self.error(path, f"{value} must be at least {-_INT64_MAX - 1}")
             return None
         return value
 
@@ -1444,7 +1452,7 @@ class _Check:
         if p is None:
             return None
         handler = self.handler(p, path, ("exec", "httpGet", "tcpSocket"), port_names)
-        numbers = {key: self.integer(p.get(key), f"{path}.{key}", minimum=0)
+        numbers = {key: self.integer(p.get(key), f"{path}.{key}", 0, _INT32_MAX)
                    for key in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds",
                                "successThreshold", "failureThreshold")}
         if kind != "readinessProbe" and numbers["successThreshold"] not in (None, 0, 1):
