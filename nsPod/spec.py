@@ -609,7 +609,7 @@ def _load_yaml(text, source):
                 return super().construct_object(node, deep)
             except yaml.YAMLError:
                 raise
-            except (ValueError, TypeError, KeyError, IndexError, OverflowError):
+            except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
                 raise ConstructorError(None, None, f"{_q(node.value)} is not a valid "
                                        f"{_tag_name(node.tag)}", node.start_mark) from None
 
@@ -712,6 +712,12 @@ def _check_nodes(root, yaml, loader, where):
             fail(node, field, f"tag {_tag_name(node.tag)} is not allowed: a manifest holds "
                               "only JSON values (text, numbers, true/false, null, lists, "
                               "mappings)")
+        kind = ("seq" if isinstance(node, yaml.SequenceNode) else
+                "map" if isinstance(node, yaml.MappingNode) else "scalar")
+        if node.tag in (_YAML + "seq", _YAML + "map") and node.tag != _YAML + kind or \
+                kind != "scalar" and node.tag != _YAML + kind:
+            fail(node, field, f"tag {_tag_name(node.tag)} does not fit a "
+                              f"{'list' if kind == 'seq' else 'mapping' if kind == 'map' else 'scalar'}")
         if isinstance(node, yaml.ScalarNode):
             if "\x00" in node.value:
                 fail(node, field, "contains a NUL character")
@@ -949,7 +955,8 @@ class _Check:
                                          pod_level=True)
 
         raw_volumes = spec.get("volumes")
-        self.volume_names = {v.get("name") for v in raw_volumes or ()
+        self.volume_names = {v.get("name") for v in
+                             (raw_volumes if isinstance(raw_volumes, list) else ())
                              if isinstance(v, dict) and isinstance(v.get("name"), str)}
         volumes = self.volumes(raw_volumes, "spec.volumes")
         for key in ("initContainers", "containers"):

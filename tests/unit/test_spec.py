@@ -1097,3 +1097,20 @@ def test_huge_quantity_names_the_field():
     doc = with_container(resources={"limits": {"memory": "1" + "0" * 5000}})
     assert problems_of(doc) == ['spec.containers[0].resources.limits.memory: '
                                 '"10000000000000000000000000000000000..." has more than 100 digits']
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("!!int [1]", "tag !!int does not fit a list"),
+    ("!!str {a: 1}", "tag !!str does not fit a mapping"),
+    ("!!seq x", "tag !!seq does not fit a scalar"),
+    ("!!map [1]", "tag !!map does not fit a list"),
+])
+def test_tag_on_the_wrong_kind_of_node(value, problem):
+    """Found by the fuzz test: `!!int [1]` was an internal AttributeError."""
+    assert yaml_problems(POD_YAML + f"  nodeName: {value}\n") == [
+        f"pod.yaml: line 8, column 13: spec.nodeName: {problem}"]
+
+
+def test_volumes_that_are_not_a_list():
+    """Found by the fuzz test: `volumes: 5` was an internal TypeError."""
+    assert problems_of(base(volumes=5)) == ["spec.volumes: must be a list, got an integer 5"]
