@@ -592,6 +592,7 @@ def expand(text, values, where="", budget=None):
     out = []
     size = 0
     i = 0
+    unclosed = False
     while i < len(text):
         ch = text[i]
         piece, step = ch, 1
@@ -599,8 +600,9 @@ def expand(text, values, where="", budget=None):
             nxt = text[i + 1]
             if nxt == "$":
                 piece, step = "$", 2
-            elif nxt == "(":
+            elif nxt == "(" and not unclosed:
                 end = text.find(")", i + 2)
+                unclosed = end == -1    # then no later "$(" is closed either: stop looking
                 if end != -1:
                     name = text[i + 2:end]
                     piece = values[name] if name in values else f"$({name})"

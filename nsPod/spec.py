@@ -418,8 +418,10 @@ def load_pods(text, source="<stdin>", name_override=None):
                             f"{_q(pod.name)} is also the name of document {first_of[pod.name]}")
             first_of.setdefault(pod.name, number)
             pods.append(pod)
-        problems += check.problems
-        warnings += check.warnings
+        for line in check.problems:
+            _add(problems, line, "", "problems")
+        for line in check.warnings:
+            _add(warnings, line, "", "warnings")
     if problems:
         raise SpecError(problems)
     return pods, warnings
@@ -665,70 +667,110 @@ def _tag_name(tag):
 
 
 def _check_nodes(root, yaml, loader, where):
-    """SpecError (naming the line and field) for a tag beyond JSON, a scalar its tag cannot
-    read (!!int x), text no process can take (NUL), nesting beyond _DEPTH_MAX, a recursive
-    alias, or aliases that copy more than _ALIAS_BUDGET nodes. Walks each distinct node once,
-    without recursion: the sizes of an alias bomb are computed, never built."""
-    def fail(node, field, problem):
-        mark = node.start_mark
+    """SpecError (naming the line and field) for a tag beyond JSON, a tag on the wrong kind of
+    node, a scalar its tag cannot read (!!int x), a NUL character, nesting beyond _DEPTH_MAX,
+    a recursive alias, or aliases that copy more than _ALIAS_BUDGET nodes. Walks each distinct
+    node once, without recursion: the sizes of an alias bomb are computed, never built."""
+    scalar_node, sequence_node = yaml.ScalarNode, yaml.SequenceNode
+    str_tag, seq_tag, map_tag = _YAML + "str", _YAML + "seq", _YAML + "map"
+    plain_tags = _JSON_TAGS - {seq_tag, map_tag}
+
+    def fail(node, trail, problem):
+        # trail: (key or index, parent trail) links, made into a field path only here
+        parts = []
+        while trail is not None:
+            part, trail = trail
+            parts.append(part)
+        field = ""
+        for part in reversed(parts):
+            field = f"{field}[{part}]" if isinstance(part, int) else _join(field, part)
         if len(field) > 100:
             field = field[:97] + "..."
+        mark = node.start_mark
         raise SpecError([f"{where(mark)}{field}: {problem}" if field else
                          f"{where(mark)}{problem}"])
+
+    def check_scalar(node, trail):
+        if node.tag not in plain_tags:
+            fail(node, trail, _tag_problem(node.tag, "a scalar"))
+        if "\x00" in node.value:
+            fail(node, trail, "contains a NUL character")
+        if node.tag != str_tag and node.tag != _YAML + "merge":
+            try:
+                loader.construct_object(node)   # cached: construct_document reuses it
+            except yaml.MarkedYAMLError as e:
+                fail(node, trail, e.problem)
 
     size, height = {}, {}
     active = set()
     copied = 0
-    stack = [(root, "", 1, False)]
+    stack = [(root, None, 1, False)]
     while stack:
-        node, field, depth, done = stack.pop()
+        node, trail, depth, done = stack.pop()
         key = id(node)
-        if isinstance(node, yaml.MappingNode):
-            children = [(v, _join(field, k.value) if isinstance(k, yaml.ScalarNode) else field)
-                        for k, v in node.value]
-            children += [(k, field) for k, _ in node.value]
-        elif isinstance(node, yaml.SequenceNode):
-            children = [(v, f"{field}[{i}]") for i, v in enumerate(node.value)]
-        else:
-            children = []
         if done:
             active.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c, _ in children)
-            height[key] = 1 + max((height[id(c)] for c, _ in children), default=0)
+            children = _children(node, sequence_node)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            height[key] = 1 + max(height[id(c)] for c in children) if children else 1
             continue
         if key in size:
             copied += size[key]
             if copied > _ALIAS_BUDGET:
-                fail(node, field, f"aliases copy more than {_ALIAS_BUDGET} nodes into the "
+                fail(node, trail, f"aliases copy more than {_ALIAS_BUDGET} nodes into the "
                                   "document (an alias bomb?)")
             if depth - 1 + height[key] > _DEPTH_MAX:
-                fail(node, field, f"nested more than {_DEPTH_MAX} levels deep")
+                fail(node, trail, f"nested more than {_DEPTH_MAX} levels deep")
+            continue
+        if depth > _DEPTH_MAX:
+            fail(node, trail, f"nested more than {_DEPTH_MAX} levels deep")
+        if type(node) is scalar_node:
+            check_scalar(node, trail)
+            size[key] = height[key] = 1
             continue
         if key in active:
-            fail(node, field, "an alias inside the node it refers to (a recursive alias)")
-        if depth > _DEPTH_MAX:
-            fail(node, field, f"nested more than {_DEPTH_MAX} levels deep")
-        if node.tag not in _JSON_TAGS:
-            fail(node, field, f"tag {_tag_name(node.tag)} is not allowed: a manifest holds "
-                              "only JSON values (text, numbers, true/false, null, lists, "
-                              "mappings)")
-        kind = ("seq" if isinstance(node, yaml.SequenceNode) else
-                "map" if isinstance(node, yaml.MappingNode) else "scalar")
-        if node.tag in (_YAML + "seq", _YAML + "map") and node.tag != _YAML + kind or \
-                kind != "scalar" and node.tag != _YAML + kind:
-            fail(node, field, f"tag {_tag_name(node.tag)} does not fit a "
-                              f"{'list' if kind == 'seq' else 'mapping' if kind == 'map' else 'scalar'}")
-        if isinstance(node, yaml.ScalarNode):
-            if "\x00" in node.value:
-                fail(node, field, "contains a NUL character")
-            if node.tag not in (_YAML + "str", _YAML + "merge"):
-                try:
-                    loader.construct_object(node)   # cached: construct_document reuses it
-                except yaml.MarkedYAMLError as e:
-                    fail(node, field, e.problem)
+            fail(node, trail, "an alias inside the node it refers to (a recursive alias)")
+        if type(node) is sequence_node:
+            if node.tag != seq_tag:
+                fail(node, trail, _tag_problem(node.tag, "a list"))
+            pushed = [(child, (i, trail), depth + 1, False) for i, child in enumerate(node.value)]
+        else:
+            if node.tag != map_tag:
+                fail(node, trail, _tag_problem(node.tag, "a mapping"))
+            pushed = []
+            for k, v in node.value:
+                name = k.value if type(k) is scalar_node else "<key>"
+                pushed.append((k, trail, depth + 1, False))
+                pushed.append((v, (name, trail), depth + 1, False))
         active.add(key)
-        stack.append((node, field, depth, True))
-        stack.extend((child, path, depth + 1, False) for child, path in reversed(children))
+        stack.append((node, trail, depth, True))
+        pushed.reverse()
+        stack.extend(pushed)
+
+
+def _children(node, sequence_node):
+    if type(node) is sequence_node:
+        return node.value
+    return [n for pair in node.value for n in pair]
+
+
+def _tag_problem(tag, kind):
+    if tag not in _JSON_TAGS:
+        return (f"tag {_tag_name(tag)} is not allowed: a manifest holds only JSON values "
+                "(text, numbers, true/false, null, lists, mappings)")
+    return f"tag {_tag_name(tag)} does not fit {kind}"
+
+
+# A manifest of 300,000 unknown fields is not 300,000 useful lines (nor worth as many
+# suggestions): the first hundred are listed, then one line says there are more.
+_PROBLEMS_MAX = 100
+
+
+def _add(lines, line, prefix, what):
+    if len(lines) < _PROBLEMS_MAX:
+        lines.append(line)
+    elif len(lines) == _PROBLEMS_MAX:
+        lines.append(f"{prefix}... more {what}; only the first {_PROBLEMS_MAX} are listed")
 
 
 class _Check:
@@ -748,10 +790,15 @@ class _Check:
         self.host_ports = {}             # (port, protocol) -> who uses it
 
     def error(self, path, message):
-        self.problems.append(self._line(path, message))
+        _add(self.problems, self._line(path, message), self.prefix, "problems")
 
     def warn(self, path, message):
-        self.warnings.append(self._line(path, message))
+        _add(self.warnings, self._line(path, message), self.prefix, "warnings")
+
+    @property
+    def full(self):
+        """No more problems are listed: skip working out what they would say."""
+        return len(self.problems) >= _PROBLEMS_MAX
 
     def _line(self, path, message):
         return f"{self.prefix}{path}: {message}" if path else f"{self.prefix}{message}"
@@ -772,7 +819,7 @@ class _Check:
                 continue
             where = _join(path, key)
             if key not in schema:
-                self.error(where, "unknown field" + _suggestion(key, schema))
+                self.error(where, "unknown field" + ("" if self.full else _suggestion(key, schema)))
                 continue
             rule = schema[key]
             if rule is None:

@@ -177,3 +177,9 @@ def test_expansion_in_sub_path_expr_is_capped():
 def test_expansion_at_the_limit_is_fine():
     pod = pod_with(env=[{"name": "A", "value": "z" * plan.ARG_STRLEN_MAX}])
     assert len(plan.make_plan(pod, FACTS).containers[0].env_dict()["A"]) == plan.ARG_STRLEN_MAX
+
+
+def test_unclosed_references_stay_as_written():
+    assert plan.expand("$(A $(B) $(A)", {"A": "a", "B": "b"}) == "$(A $(B) a"
+    assert plan.expand("$(A) $$ $( $$", {"A": "a"}) == "a $ $( $"
+    assert plan.expand("x$(", {}) == "x$(" and plan.expand("$", {}) == "$"

@@ -1114,3 +1114,19 @@ def test_tag_on_the_wrong_kind_of_node(value, problem):
 def test_volumes_that_are_not_a_list():
     """Found by the fuzz test: `volumes: 5` was an internal TypeError."""
     assert problems_of(base(volumes=5)) == ["spec.volumes: must be a list, got an integer 5"]
+
+
+def test_problems_are_capped():
+    """300,000 unknown fields were 300,000 lines, each with a difflib suggestion (minutes)."""
+    text = POD_YAML + "".join(f"  zz{i}: 1\n" for i in range(5000))
+    problems = yaml_problems(text)
+    assert len(problems) == 101
+    assert problems[0] == "spec.zz0: unknown field"
+    assert problems[-1] == "... more problems; only the first 100 are listed"
+
+
+def test_problems_of_many_documents_are_capped():
+    docs = [POD_YAML.replace("web", f"w{i}") + "  zz: 1\n" for i in range(300)]
+    problems = yaml_problems("---\n".join(docs))
+    assert len(problems) == 101 and problems[0] == "document 1: spec.zz: unknown field"
+    assert problems[-1] == "... more problems; only the first 100 are listed"
