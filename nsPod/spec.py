@@ -701,9 +701,9 @@ def _check_nodes(root, yaml, loader, where):
             except yaml.MarkedYAMLError as e:
                 fail(node, trail, e.problem)
 
-    size, height = {}, {}
+    size, height, text = {}, {}, {}
     active = set()
-    copied = 0
+    copied = copied_text = 0
     stack = [(root, None, 1, False)]
     while stack:
         node, trail, depth, done = stack.pop()
@@ -713,12 +713,17 @@ def _check_nodes(root, yaml, loader, where):
             children = _children(node, sequence_node)
             size[key] = 1 + sum(size[id(c)] for c in children)
             height[key] = 1 + max(height[id(c)] for c in children) if children else 1
+            text[key] = sum(text[id(c)] for c in children)
             continue
         if key in size:
             copied += size[key]
+            copied_text += text[key]
             if copied > _ALIAS_BUDGET:
                 fail(node, trail, f"aliases copy more than {_ALIAS_BUDGET} nodes into the "
                                   "document (an alias bomb?)")
+            if copied_text > MANIFEST_MAX_BYTES:
+                fail(node, trail, f"aliases copy more than {MANIFEST_MAX_BYTES >> 20} MiB of "
+                                  "text into the document (an alias bomb?)")
             if depth - 1 + height[key] > _DEPTH_MAX:
                 fail(node, trail, f"nested more than {_DEPTH_MAX} levels deep")
             continue
@@ -727,6 +732,7 @@ def _check_nodes(root, yaml, loader, where):
         if type(node) is scalar_node:
             check_scalar(node, trail)
             size[key] = height[key] = 1
+            text[key] = len(node.value)
             continue
         if key in active:
             fail(node, trail, "an alias inside the node it refers to (a recursive alias)")

@@ -1130,3 +1130,13 @@ def test_problems_of_many_documents_are_capped():
     problems = yaml_problems("---\n".join(docs))
     assert len(problems) == 101 and problems[0] == "document 1: spec.zz: unknown field"
     assert problems[-1] == "... more problems; only the first 100 are listed"
+
+
+def test_alias_bomb_of_long_text_is_refused():
+    """Few nodes but much text: a 64 KiB string copied by 100 aliases is 6.4 MiB."""
+    text = ("x: &big '" + "x" * 65536 + "'\n" + POD_YAML +
+            "  nodeSelector: {" + ", ".join(f"k{i}: *big" for i in range(100)) + "}\n")
+    [problem] = yaml_problems(text)
+    assert problem.startswith("pod.yaml: line 1, column 4: spec.nodeSelector.k64: ")  # the anchor's line
+    assert problem.endswith(": aliases copy more than 4 MiB of text into the document "
+                            "(an alias bomb?)")
