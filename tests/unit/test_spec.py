@@ -1140,3 +1140,13 @@ def test_alias_bomb_of_long_text_is_refused():
     assert problem.startswith("pod.yaml: line 1, column 4: spec.nodeSelector.k64: ")  # the anchor's line
     assert problem.endswith(": aliases copy more than 4 MiB of text into the document "
                             "(an alias bomb?)")
+
+
+def test_merge_keys_still_work():
+    """go-yaml (kubectl) and PyYAML both read `<<:` merge keys; they stay allowed."""
+    text = POD_YAML.replace("containers: [{name: app, command: [x]}]",
+                            "containers: [&base {name: a, command: [sleep, '1']}, "
+                            "{<<: *base, name: b}]")
+    [pod], _ = load_pods(text)
+    assert [(c.name, c.command) for c in pod.containers] == [("a", ("sleep", "1")),
+                                                             ("b", ("sleep", "1"))]
