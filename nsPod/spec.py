@@ -641,7 +641,8 @@ def _load_yaml(text, source):
     try:
         while loader.check_node():
             node = loader.get_node()
-            number += 1
+            # numbered as load_pods numbers them: empty documents do not count
+            number += not (isinstance(node, yaml.ScalarNode) and node.tag == _YAML + "null")
             _check_nodes(node, yaml, loader, lambda mark: (
                 f"{source}: {'' if number == 1 else f'document {number}, '}"
                 f"line {mark.line + 1}, column {mark.column + 1}: "))
