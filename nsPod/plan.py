@@ -396,7 +396,33 @@ def image_config(container, pod, facts):
         from nsPod.errors import InputError
         raise InputError(f"{container_path(container, pod)}.image: {image!r} is not in nspod's "
                          f"image store (add it with: nspod image import {image} FILE|DIR)")
+    problem = image_config_problem(config)
+    if problem:
+        from nsPod.errors import InputError
+        raise InputError(f"{container_path(container, pod)}.image: {image!r}: the image's "
+                         f"config is not usable: {problem}")
     return config
+
+
+def image_config_problem(config):
+    """None when an image's config has the shapes plan relies on, else what is wrong. The
+    config comes from an image someone else built: it is input like a manifest."""
+    if not isinstance(config, dict):
+        return "is not a mapping"
+    for key, kind in (("entrypoint", list), ("cmd", list), ("env", list),
+                      ("workingDir", str), ("user", str)):
+        name = key[0].upper() + key[1:]   # as the OCI config spells it
+        value = config.get(key)
+        if value is None:
+            continue
+        items = value if kind is list and isinstance(value, list) else [value]
+        if not isinstance(value, kind) or not all(isinstance(v, str) for v in items):
+            return f"{name} is not {'a list of strings' if kind is list else 'a string'}"
+        if any("\0" in v for v in items):
+            return f"{name} holds a NUL character"
+        if sum(len(v.encode("utf-8", "surrogatepass")) + 1 for v in items) > ARGS_TOTAL_MAX:
+            return f"{name} is longer than {ARGS_TOTAL_MAX >> 20} MiB"
+    return None
 
 
 def image_env(container, pod, facts):
@@ -420,7 +446,13 @@ def command_line(container, pod, values, image):
     if command:
         return command + args
     entrypoint = list(image.get("entrypoint") or ())
-    argv = entrypoint + (args or list(image.get("cmd") or ()))
+    cmd = [] if args else list(image.get("cmd") or ())
+    argv = entrypoint + (args or cmd)
+    if sum(len(a.encode("utf-8", "surrogatepass")) + 1 for a in entrypoint + cmd) > budget[0]:
+        _too_long(f"{path}.image",
+                  "the container's command, args and env expand to more than "
+                  f"{ARGS_TOTAL_MAX >> 20} MiB, Linux's limit for a program's arguments and "
+                  "environment together")
     if not argv:
         from nsPod.errors import InputError
         raise InputError(f"{container_path(container, pod)}.command: required: image "

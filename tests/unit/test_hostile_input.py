@@ -183,3 +183,53 @@ def test_unclosed_references_stay_as_written():
     assert plan.expand("$(A $(B) $(A)", {"A": "a", "B": "b"}) == "$(A $(B) a"
     assert plan.expand("$(A) $$ $( $$", {"A": "a"}) == "a $ $( $"
     assert plan.expand("x$(", {}) == "x$(" and plan.expand("$", {}) == "$"
+
+
+# --- an image's config is input too -----------------------------------------------------------
+
+def image_pod():
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b"},
+           "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "img"}]}}
+    return spec.pod_from_dict(doc)[0]
+
+
+def image_facts(**config):
+    return plan.Facts(uid="u", pod_dir="/pods/p", state_root="/run/nspod",
+                      images={"img:latest": {"rootfs": "/r", **config}})
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"entrypoint": 5}, "Entrypoint is not a list of strings"),
+    ({"cmd": "sh -c x"}, "Cmd is not a list of strings"),
+    ({"env": [1]}, "Env is not a list of strings"),
+    ({"env": ["A=\0"]}, "Env holds a NUL character"),
+    ({"user": 0}, "User is not a string"),
+    ({"workingDir": ["/"]}, "WorkingDir is not a string"),
+    ({"cmd": ["x" * 1000] * 7000}, "Cmd is longer than 6 MiB"),
+])
+def test_bad_image_config_is_bad_input(config, problem):
+    """An OCI image's config is someone else's input: `"Env": [1]` was an internal
+    AttributeError at run."""
+    with pytest.raises(InputError) as info:
+        plan.make_plan(image_pod(), image_facts(**{"cmd": ["x"], **config}))
+    assert str(info.value) == f"spec.containers[0].image: 'img': the image's config is not usable: {problem}"
+
+
+def test_image_entrypoint_and_cmd_still_run():
+    c = plan.make_plan(image_pod(), image_facts(entrypoint=["/bin/sh", "-c"], cmd=["echo hi"],
+                                                env=["A=1"], user="1:2", workingDir="/w"))
+    assert c.containers[0].argv == ["/bin/sh", "-c", "echo hi"]
+    assert c.containers[0].env_dict()["A"] == "1" and c.containers[0].cwd == "/w"
+
+
+def test_image_argv_counts_toward_execve_total():
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b"},
+           "spec": {"restartPolicy": "Never", "containers": [{
+               "name": "c", "image": "img",
+               "env": [{"name": f"E{i}", "value": "v" * 100_000} for i in range(30)]}]}}
+    pod = spec.pod_from_dict(doc)[0]
+    with pytest.raises(InputError) as info:
+        plan.make_plan(pod, image_facts(cmd=["x" * 100_000] * 35))
+    assert str(info.value) == (
+        "spec.containers[0].image: the container's command, args and env expand to more than "
+        "6 MiB, Linux's limit for a program's arguments and environment together")
