@@ -6,6 +6,8 @@ structure (types flipped, keys dropped, renamed, duplicated, lists where mapping
 values), then the YAML text (odd plain scalars, tags, anchors and aliases, lines dropped,
 duplicated or shifted, truncation). Each mutant goes through spec loading and validation, and
 plan when it validates. NSPOD_FUZZ_COUNT and NSPOD_FUZZ_SEED run it longer or differently.
+(Against the code before issue 9, 92 of these 5,000 mutants were internal errors: PyYAML's
+constructors on `0b_`, `!!bool maybe`, `2001-02-30`, `._`, and `volumes: 5`.)
 """
 import copy
 import glob
@@ -21,7 +23,7 @@ HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SOURCES = sorted(glob.glob(os.path.join(HERE, "manifests", "*.yaml")) +
                  glob.glob(os.path.join(ROOT, "examples", "*.yaml")))
-COUNT = int(os.environ.get("NSPOD_FUZZ_COUNT", "3000"))
+COUNT = int(os.environ.get("NSPOD_FUZZ_COUNT", "5000"))
 SEED = int(os.environ.get("NSPOD_FUZZ_SEED", "20260909"))
 
 FACTS = plan.Facts(uid="u", pod_dir="/run/nspod/pods/p", state_root="/run/nspod",
@@ -172,16 +174,21 @@ def check(text, doc=None):
 
 
 def mutants(count, seed):
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     rng = random.Random(seed)
     sources = [open(path).read() for path in SOURCES]
-    import yaml
+    parsed = [list(yaml.load_all(text, Loader=loader)) for text in sources]
     for n in range(count):
-        text = rng.choice(sources)
+        i = rng.randrange(len(sources))
+        text = sources[i]
         doc = None
         if rng.random() < 0.6:
-            docs = list(yaml.safe_load_all(text))
-            doc = mutate_structure(docs[rng.randrange(len(docs))], rng)
-            text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=rng.random() < 0.5)
+            docs = parsed[i]
+            doc = mutate_structure(copy.deepcopy(docs[rng.randrange(len(docs))]), rng)
+            text = yaml.dump(doc, Dumper=dumper, sort_keys=False,
+                             allow_unicode=rng.random() < 0.5)
         if rng.random() < 0.7:
             text = mutate_text(text, rng)
         yield n, text, doc
