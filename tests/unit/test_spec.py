@@ -1015,6 +1015,8 @@ def test_odd_plain_scalars_are_text_as_go_yaml_reads_them():
 
 
 def test_yaml_numbers_and_booleans_still_resolve():
+    """As kubectl reads them: sigs.k8s.io/yaml's YAMLToJSON uses go-yaml v2 (YAML 1.1), whose
+    doc says unquoted yes/no become true/false; hex and underscores are numbers too."""
     text = POD_YAML + ("  terminationGracePeriodSeconds: 0x1e\n  activeDeadlineSeconds: 1_000\n"
                        "  hostNetwork: yes\n  hostIPC: off\n  hostname: ~\n")
     [pod], _ = load_pods(text)
