@@ -58,9 +58,7 @@ ODD_TOKENS = [
 
 
 def odd_value(rng):
-    value = rng.choice(ODD_VALUES)
-    return [v for v in value] if isinstance(value, list) else (
-        dict(value) if isinstance(value, dict) else value)
+    return copy.deepcopy(rng.choice(ODD_VALUES))   # later mutations must not change the table
 
 
 def nodes(doc, path=()):
