@@ -37,15 +37,21 @@ def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backof
         return env.get(name) or default
 
     root = pick(root, "NSPOD_ROOT", DEFAULT_ROOT)
-    if not os.path.isabs(root):
-        raise InputError(f"--root: {root!r} is not an absolute path")
-    parent = pick(cgroup_parent, "NSPOD_CGROUP_PARENT", DEFAULT_CGROUP_PARENT)
-    parent = parent.strip("/")
-    if not parent or any(p in ("", ".", "..") for p in parent.split("/")):
-        raise InputError(f"--cgroup-parent: {cgroup_parent or parent!r} is not a cgroup path")
+    if not os.path.isabs(root) or "\0" in root:
+        raise InputError(f"--root: {_show(root)} is not an absolute path")
+    given = pick(cgroup_parent, "NSPOD_CGROUP_PARENT", DEFAULT_CGROUP_PARENT)
+    parent = given.strip("/")
+    # Each level a plain directory name: no '.', '..' or empty levels, nothing a shell or
+    # the kernel reads specially (NUL, newline), and within NAME_MAX and PATH_MAX.
+    if (not parent or len(parent) > 1024
+            or any(p in ("", ".", "..") or len(p.encode()) > 255 for p in parent.split("/"))
+            or not all(c.isprintable() for c in parent)):
+        raise InputError(f"--cgroup-parent: {_show(given)} is not a cgroup path "
+                         "(directory names separated by '/', no '.' or '..')")
     bridge = pick(bridge, "NSPOD_BRIDGE", DEFAULT_BRIDGE)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge):
-        raise InputError(f"--bridge: {bridge!r} is not a link name (1-15 letters, digits, _ . -)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge, re.ASCII) or bridge in (".", ".."):
+        raise InputError(f"--bridge: {_show(bridge)} is not a link name "
+                         "(1-15 letters, digits, _ . -)")
     net = parse_subnet(pick(subnet, "NSPOD_SUBNET", DEFAULT_SUBNET))
     base, maximum = parse_backoff(pick(restart_backoff, "NSPOD_RESTART_BACKOFF", DEFAULT_BACKOFF))
     if trace is None:
@@ -64,24 +70,49 @@ def unsafe_sysctls(flag=None, environ=None):
 
 
 def parse_subnet(subnet):
+    """The pod subnet: a private-use kind of IPv4 network, /8 to /30 (a /30 holds the gateway
+    and one pod). Loopback, link-local, multicast, the unspecified network and reserved space
+    are refused: a bridge given such an address would break the host's own traffic."""
+    text = subnet if isinstance(subnet, str) else str(subnet)
     try:
-        net = ipaddress.IPv4Network(subnet, strict=True)
+        net = ipaddress.IPv4Network(text, strict=True)
     except ValueError as e:
-        raise InputError(f"--subnet: {subnet!r} is not an IPv4 network in CIDR form: {e}") from None
+        why = str(e) if len(str(e)) <= 80 else "not an address/prefix"
+        raise InputError(f"--subnet: {_show(text)} is not an IPv4 network in CIDR form: {why}") \
+            from None
+    if "/" not in text:
+        raise InputError(f"--subnet: {_show(text)} needs a prefix length (as in 10.89.0.0/16)")
+    for test, what in ((net.is_unspecified or net.prefixlen == 0 or
+                        net.overlaps(ipaddress.IPv4Network("0.0.0.0/8")), "the unspecified network"),
+                       (net.is_loopback, "loopback"),
+                       (net.is_link_local, "link-local"),
+                       (net.is_multicast, "multicast"),
+                       (net.overlaps(ipaddress.IPv4Network("240.0.0.0/4")), "reserved (240.0.0.0/4)")):
+        if test:
+            raise InputError(f"--subnet: {text} is {what} address space; use a private "
+                             "network such as 10.89.0.0/16")
+    if net.prefixlen < 8:
+        raise InputError(f"--subnet: {text} is wider than a /8; use a /8 to /30")
     if net.prefixlen > 30:
-        raise InputError(f"--subnet: {subnet!r} has room for no pods (use /30 or wider)")
+        raise InputError(f"--subnet: {text!r} has room for no pods (use /30 or wider)")
     return net
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_DURATION = re.compile(r"(\d{1,12}(?:\.\d{1,9})?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+# A crash-loop backoff beyond a day is a typo; the monitor's timers stay far below epoll's
+# ~24.8-day limit.
+_DURATION_MAX = 24 * 3600
 
 
 def parse_duration(text, what):
     match = _DURATION.fullmatch(text.strip())
     if not match:
-        raise InputError(f"{what}: {text!r} is not a duration (examples: 10s, 500ms, 5m)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        raise InputError(f"{what}: {_show(text)} is not a duration (examples: 10s, 500ms, 5m)")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > _DURATION_MAX:
+        raise InputError(f"{what}: {_show(text)} is longer than a day (24h)")
+    return seconds
 
 
 def parse_backoff(text):
@@ -89,5 +120,11 @@ def parse_backoff(text):
     base = parse_duration(base_text, "--restart-backoff")
     maximum = parse_duration(max_text, "--restart-backoff") if max_text else max(base, 300.0)
     if maximum < base:
-        raise InputError(f"--restart-backoff: {text!r}: MAX is smaller than BASE")
+        raise InputError(f"--restart-backoff: {_show(text)}: MAX is smaller than BASE")
     return base, maximum
+
+
+def _show(text):
+    """A user's text in a message: quoted, control characters escaped, long text cut."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:56] + "...'"

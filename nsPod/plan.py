@@ -328,10 +328,11 @@ def container_plan(container, pod, volumes, facts, etc=None):
     sources = {v.name: v.path for v in volumes}
     mounts = []
     env_error = ""
-    for m in container.volume_mounts:
+    for i, m in enumerate(container.volume_mounts):
         sub_path = m.sub_path
         if m.sub_path_expr:
-            sub_path = expand(m.sub_path_expr, values)
+            sub_path = expand(m.sub_path_expr, values,
+                              f"{container_path(container, pod)}.volumeMounts[{i}].subPathExpr")
             if "$(" in sub_path or sub_path.startswith("/") or ".." in sub_path.split("/"):
                 env_error = (f"volumeMount {m.name} at {m.mount_path}: subPathExpr "
                              f"{m.sub_path_expr!r} expands to {sub_path!r}, not a relative path "
@@ -395,7 +396,33 @@ def image_config(container, pod, facts):
         from nsPod.errors import InputError
         raise InputError(f"{container_path(container, pod)}.image: {image!r} is not in nspod's "
                          f"image store (add it with: nspod image import {image} FILE|DIR)")
+    problem = image_config_problem(config)
+    if problem:
+        from nsPod.errors import InputError
+        raise InputError(f"{container_path(container, pod)}.image: {image!r}: the image's "
+                         f"config is not usable: {problem}")
     return config
+
+
+def image_config_problem(config):
+    """None when an image's config has the shapes plan relies on, else what is wrong. The
+    config comes from an image someone else built: it is input like a manifest."""
+    if not isinstance(config, dict):
+        return "is not a mapping"
+    for key, kind in (("entrypoint", list), ("cmd", list), ("env", list),
+                      ("workingDir", str), ("user", str)):
+        name = key[0].upper() + key[1:]   # as the OCI config spells it
+        value = config.get(key)
+        if value is None:
+            continue
+        items = value if kind is list and isinstance(value, list) else [value]
+        if not isinstance(value, kind) or not all(isinstance(v, str) for v in items):
+            return f"{name} is not {'a list of strings' if kind is list else 'a string'}"
+        if any("\0" in v for v in items):
+            return f"{name} holds a NUL character"
+        if sum(len(v.encode("utf-8", "surrogatepass")) + 1 for v in items) > ARGS_TOTAL_MAX:
+            return f"{name} is longer than {ARGS_TOTAL_MAX >> 20} MiB"
+    return None
 
 
 def image_env(container, pod, facts):
@@ -411,12 +438,21 @@ def image_env(container, pod, facts):
 def command_line(container, pod, values, image):
     """argv as Kubernetes makes it: command replaces the image's Entrypoint and args its Cmd;
     only the spec's own words are $(VAR)-expanded (the kubelet never sees the image's)."""
-    command = [expand(a, values) for a in container.command]
-    args = [expand(a, values) for a in container.args]
+    path = container_path(container, pod)
+    budget = [ARGS_TOTAL_MAX - sum(len(k) + len(v) + 2 for k, v in values.items())]
+    command = [expand(a, values, f"{path}.command[{i}]", budget)
+               for i, a in enumerate(container.command)]
+    args = [expand(a, values, f"{path}.args[{i}]", budget) for i, a in enumerate(container.args)]
     if command:
         return command + args
     entrypoint = list(image.get("entrypoint") or ())
-    argv = entrypoint + (args or list(image.get("cmd") or ()))
+    cmd = [] if args else list(image.get("cmd") or ())
+    argv = entrypoint + (args or cmd)
+    if sum(len(a.encode("utf-8", "surrogatepass")) + 1 for a in entrypoint + cmd) > budget[0]:
+        _too_long(f"{path}.image",
+                  "the container's command, args and env expand to more than "
+                  f"{ARGS_TOTAL_MAX >> 20} MiB, Linux's limit for a program's arguments and "
+                  "environment together")
     if not argv:
         from nsPod.errors import InputError
         raise InputError(f"{container_path(container, pod)}.command: required: image "
@@ -518,9 +554,11 @@ def container_env(container, pod, facts):
     env = {"PATH": DEFAULT_PATH, **image_env(container, pod, facts),
            "HOSTNAME": hostname_of(pod)}
     env.setdefault("HOME", "/root")
-    for var in container.env:
+    path = container_path(container, pod)
+    budget = [ARGS_TOTAL_MAX]
+    for i, var in enumerate(container.env):
         if var.value is not None:
-            env[var.name] = expand(var.value, env)
+            env[var.name] = expand(var.value, env, f"{path}.env[{i}].value", budget)
         elif var.field_path:
             env[var.name] = field_value(var.field_path, pod, facts)
         elif var.resource:
@@ -570,25 +608,57 @@ def resource_value(resource, divisor, container, facts):
     return str(math.ceil(amount / divisor_q))
 
 
-def expand(text, values):
-    """Kubernetes' $(VAR) expansion: $$ is a literal $, unknown $(VAR) stays as written."""
+# What execve(2) takes, the bounds of $(VAR) expansion: one argument or environment string
+# is at most MAX_ARG_STRLEN (32 pages, with its NUL), and all of them together at most 3/4 of
+# _STK_LIM (6 MiB) whatever the stack limit. Expansion is single-pass as Kubernetes' is, but
+# each value may use the ones before it, so 8 KB of doubling variables would ask for 2**40.
+ARG_STRLEN_MAX = 32 * 4096 - 1
+ARGS_TOTAL_MAX = 6 * 1024 * 1024
+
+
+def expand(text, values, where="", budget=None):
+    """Kubernetes' $(VAR) expansion: $$ is a literal $, unknown $(VAR) stays as written; the
+    result is never expanded again. InputError naming `where` when the result is longer than
+    one argv/env string may be, or than `budget` (a one-item list: what the container's
+    argv and env may still use, decreased here)."""
     out = []
+    size = 0
     i = 0
+    unclosed = False
     while i < len(text):
         ch = text[i]
+        piece, step = ch, 1
         if ch == "$" and i + 1 < len(text):
             nxt = text[i + 1]
             if nxt == "$":
-                out.append("$")
-                i += 2
-                continue
-            if nxt == "(":
+                piece, step = "$", 2
+            elif nxt == "(" and not unclosed:
                 end = text.find(")", i + 2)
+                unclosed = end == -1    # then no later "$(" is closed either: stop looking
                 if end != -1:
                     name = text[i + 2:end]
-                    out.append(values[name] if name in values else f"$({name})")
-                    i = end + 1
-                    continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
+                    piece = values[name] if name in values else f"$({name})"
+                    step = end + 1 - i
+        out.append(piece)
+        size += len(piece)
+        if size > ARG_STRLEN_MAX:
+            _too_long(where, f"expands to more than {ARG_STRLEN_MAX + 1 >> 10} KiB, Linux's "
+                             "limit for one argument or environment string")
+        i += step
+    result = "".join(out)
+    encoded = len(result.encode("utf-8", "surrogatepass"))
+    if encoded > ARG_STRLEN_MAX:
+        _too_long(where, f"expands to more than {ARG_STRLEN_MAX + 1 >> 10} KiB, Linux's "
+                         "limit for one argument or environment string")
+    if budget is not None:
+        budget[0] -= encoded + 1
+        if budget[0] < 0:
+            _too_long(where, "the container's command, args and env expand to more than "
+                             f"{ARGS_TOTAL_MAX >> 20} MiB, Linux's limit for a program's "
+                             "arguments and environment together")
+    return result
+
+
+def _too_long(where, problem):
+    from nsPod.errors import InputError
+    raise InputError(f"{where}: {problem}" if where else problem)

@@ -18,6 +18,8 @@ _INT64_MAX = 2**63 - 1
 # Kubernetes keeps any exponent an int32 holds, but 10**2000000000 would take minutes and
 # gigabytes to build; no resource is anywhere near 1e1000, nor finer than the 1n it rounds to.
 _EXPONENT_LIMIT = 1000
+# Likewise for digits: an int64 has 19, and Python refuses to read more than 4300 at once.
+_DIGITS_LIMIT = 100
 
 MEMORY_EXAMPLES = "512Mi, 1Gi"
 CPU_EXAMPLES = "500m, 2"
@@ -104,6 +106,8 @@ def _parse(text, examples):
     fraction = fraction or ""
     if not (whole or fraction):
         raise ValueError(f"{_show(text)} is not a quantity (examples: {examples})")
+    if len(whole) + len(fraction) > _DIGITS_LIMIT:
+        raise ValueError(f"{_show(text)} has more than {_DIGITS_LIMIT} digits")
     value = Fraction(int(whole + fraction or "0"), 10 ** len(fraction))
     if sign == "-":
         value = -value
@@ -131,11 +135,13 @@ def _parse(text, examples):
 def _show(text):
     if isinstance(text, str):
         import json  # only on the error path: keeps importing this module cheap
-        return json.dumps(text, ensure_ascii=False)
+        shown = json.dumps(text, ensure_ascii=False)
+        return shown if len(shown) <= 40 else shown[:36] + '..."'
     if isinstance(text, bool):
         return "true" if text else "false"
     if text is None:
         return "null"
     if isinstance(text, (int, float)):
-        return repr(text)
+        shown = repr(text)
+        return shown if len(shown) <= 40 else f"{shown[:36]}..."
     return f"a {type(text).__name__}"

@@ -381,6 +381,9 @@ _IPC_SYSCTLS = frozenset((
     "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
     "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem"))
 _ID_MAX = 2**31 - 1
+# The API's integer types: a field without a tighter bound is an int64, a probe's an int32.
+_INT64_MAX = 2**63 - 1
+_INT32_MAX = 2**31 - 1
 _ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -418,8 +421,10 @@ def load_pods(text, source="<stdin>", name_override=None, allowed_unsafe_sysctls
                             f"{_q(pod.name)} is also the name of document {first_of[pod.name]}")
             first_of.setdefault(pod.name, number)
             pods.append(pod)
-        problems += check.problems
-        warnings += check.warnings
+        for line in check.problems:
+            _add(problems, line, "", "problems")
+        for line in check.warnings:
+            _add(warnings, line, "", "warnings")
     if problems:
         raise SpecError(problems)
     return pods, warnings
@@ -550,9 +555,37 @@ def _truncate_hostname(hostname):
     return hostname[:HOSTNAME_MAX].rstrip("-.")
 
 
+# The YAML a manifest may use: JSON's values and nothing else, in budgets no manifest comes
+# near. The API server reads YAML as JSON (sigs.k8s.io/yaml): a tag beyond JSON's types
+# (!!binary, !!set, !!timestamp, !!python/...) cannot reach it, and an alias is copied
+# wherever it is used, so a few lines of anchors can stand for gigabytes ("billion laughs").
+MANIFEST_MAX_BYTES = 4 * 1024 * 1024   # the API server refuses requests over 3 MiB
+_ALIAS_BUDGET = 10_000                 # nodes copied by aliases, over a whole document
+_DEPTH_MAX = 100                       # a Pod is about 10 levels deep
+_INT_DIGITS_MAX = 100                  # an int64 has 19 digits
+_YAML = "tag:yaml.org,2002:"
+_JSON_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "seq",
+                                             "map", "merge"))
+# YAML 1.1's implicit types as PyYAML and kubectl's go-yaml read them (yes/no/on/off are
+# booleans there too), but no timestamps (text to the API server), no sexagesimal numbers
+# (12:30 is text to go-yaml) and no '=' value type; every pattern matches only what converts.
+_RESOLVERS = (
+    ("bool", r"yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
+     "yYnNtTfFoO"),
+    ("int", r"[-+]?0b_*[01][01_]*|[-+]?0_*[0-7][0-7_]*|[-+]?(?:0|[1-9][0-9_]*)"
+            r"|[-+]?0x_*[0-9a-fA-F][0-9a-fA-F_]*", "-+0123456789"),
+    ("float", r"[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?=_*[0-9])[0-9_]+"
+              r"(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", "-+.0123456789"),
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("merge", r"<<", "<"),
+)
+
+
 def _load_yaml(text, source):
-    """(the non-empty documents, duplicate-key problems); SpecError for a syntax error."""
+    """(the non-empty documents, duplicate-key problems); SpecError for a syntax error and for
+    anything beyond JSON: other tags, alias bombs, deep nesting, numbers no API takes."""
     import yaml
+    from yaml.constructor import ConstructorError
 
     class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         # A repeated key is silently "last wins" in PyYAML; the API server refuses it, and it
@@ -574,17 +607,49 @@ def _load_yaml(text, source):
                                            f"{mark.column + 1}: duplicate key {_q(key)}")
             return super().construct_mapping(node, deep)
 
-    # Timestamps stay strings, as the API server reads them (an annotation "2024-01-01" is
-    # text, and datetimes would not survive `inspect`'s JSON).
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in Loader.yaml_implicit_resolvers.items()}
+        def construct_object(self, node, deep=False):
+            # An explicit !!int/!!bool/!!float on text that is none ("!!bool maybe") makes
+            # PyYAML's constructors raise whatever Python raises: one line naming the place.
+            try:
+                return super().construct_object(node, deep)
+            except yaml.YAMLError:
+                raise
+            except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
+                raise ConstructorError(None, None, f"{_q(node.value)} is not a valid "
+                                       f"{_tag_name(node.tag)}", node.start_mark) from None
+
+    def construct_int(loader, node):
+        digits = node.value.replace("_", "")
+        if len(digits) > _INT_DIGITS_MAX:
+            raise ConstructorError(None, None, f"a number of {len(digits)} digits is too large "
+                                   "(no field takes more than 19)", node.start_mark)
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+    def construct_float(loader, node):
+        value = yaml.SafeLoader.construct_yaml_float(loader, node)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConstructorError(None, None, f"{_q(node.value)} is not a number JSON can "
+                                   "hold (no infinities, no NaN)", node.start_mark)
+        return value
+
+    Loader.add_constructor(_YAML + "int", construct_int)
+    Loader.add_constructor(_YAML + "float", construct_float)
+    Loader.yaml_implicit_resolvers = {}
+    for tag, pattern, firsts in _RESOLVERS:
+        Loader.add_implicit_resolver(_YAML + tag, re.compile(f"^(?:{pattern})$"), list(firsts))
     loader = Loader(text)
     loader.duplicates = []
     documents = []
+    number = 0
     try:
-        while loader.check_data():
-            document = loader.get_data()
+        while loader.check_node():
+            node = loader.get_node()
+            # numbered as load_pods numbers them: empty documents do not count
+            number += not (isinstance(node, yaml.ScalarNode) and node.tag == _YAML + "null")
+            _check_nodes(node, yaml, loader, lambda mark: (
+                f"{source}: {'' if number == 1 else f'document {number}, '}"
+                f"line {mark.line + 1}, column {mark.column + 1}: "))
+            document = loader.construct_document(node)
             if document is not None:
                 documents.append(document)
     except yaml.MarkedYAMLError as e:
@@ -599,6 +664,123 @@ def _load_yaml(text, source):
     finally:
         loader.dispose()
     return documents, loader.duplicates
+
+
+def _tag_name(tag):
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+def _check_nodes(root, yaml, loader, where):
+    """SpecError (naming the line and field) for a tag beyond JSON, a tag on the wrong kind of
+    node, a scalar its tag cannot read (!!int x), a NUL character, nesting beyond _DEPTH_MAX,
+    a recursive alias, or aliases that copy more than _ALIAS_BUDGET nodes. Walks each distinct
+    node once, without recursion: the sizes of an alias bomb are computed, never built."""
+    scalar_node, sequence_node = yaml.ScalarNode, yaml.SequenceNode
+    str_tag, seq_tag, map_tag = _YAML + "str", _YAML + "seq", _YAML + "map"
+    plain_tags = _JSON_TAGS - {seq_tag, map_tag}
+
+    def fail(node, trail, problem):
+        # trail: (key or index, parent trail) links, made into a field path only here
+        parts = []
+        while trail is not None:
+            part, trail = trail
+            parts.append(part)
+        field = ""
+        for part in reversed(parts):
+            field = f"{field}[{part}]" if isinstance(part, int) else _join(field, part)
+        if len(field) > 100:
+            field = field[:97] + "..."
+        mark = node.start_mark
+        raise SpecError([f"{where(mark)}{field}: {problem}" if field else
+                         f"{where(mark)}{problem}"])
+
+    def check_scalar(node, trail):
+        if node.tag not in plain_tags:
+            fail(node, trail, _tag_problem(node.tag, "a scalar"))
+        if "\x00" in node.value:
+            fail(node, trail, "contains a NUL character")
+        if node.tag != str_tag and node.tag != _YAML + "merge":
+            try:
+                loader.construct_object(node)   # cached: construct_document reuses it
+            except yaml.MarkedYAMLError as e:
+                fail(node, trail, e.problem)
+
+    size, height, text = {}, {}, {}
+    active = set()
+    copied = copied_text = 0
+    stack = [(root, None, 1, False)]
+    while stack:
+        node, trail, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _children(node, sequence_node)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            height[key] = 1 + max(height[id(c)] for c in children) if children else 1
+            text[key] = sum(text[id(c)] for c in children)
+            continue
+        if key in size:
+            copied += size[key]
+            copied_text += text[key]
+            if copied > _ALIAS_BUDGET:
+                fail(node, trail, f"aliases copy more than {_ALIAS_BUDGET} nodes into the "
+                                  "document (an alias bomb?)")
+            if copied_text > MANIFEST_MAX_BYTES:
+                fail(node, trail, f"aliases copy more than {MANIFEST_MAX_BYTES >> 20} MiB of "
+                                  "text into the document (an alias bomb?)")
+            if depth - 1 + height[key] > _DEPTH_MAX:
+                fail(node, trail, f"nested more than {_DEPTH_MAX} levels deep")
+            continue
+        if depth > _DEPTH_MAX:
+            fail(node, trail, f"nested more than {_DEPTH_MAX} levels deep")
+        if type(node) is scalar_node:
+            check_scalar(node, trail)
+            size[key] = height[key] = 1
+            text[key] = len(node.value)
+            continue
+        if key in active:
+            fail(node, trail, "an alias inside the node it refers to (a recursive alias)")
+        if type(node) is sequence_node:
+            if node.tag != seq_tag:
+                fail(node, trail, _tag_problem(node.tag, "a list"))
+            pushed = [(child, (i, trail), depth + 1, False) for i, child in enumerate(node.value)]
+        else:
+            if node.tag != map_tag:
+                fail(node, trail, _tag_problem(node.tag, "a mapping"))
+            pushed = []
+            for k, v in node.value:
+                name = k.value if type(k) is scalar_node else "<key>"
+                pushed.append((k, trail, depth + 1, False))
+                pushed.append((v, (name, trail), depth + 1, False))
+        active.add(key)
+        stack.append((node, trail, depth, True))
+        pushed.reverse()
+        stack.extend(pushed)
+
+
+def _children(node, sequence_node):
+    if type(node) is sequence_node:
+        return node.value
+    return [n for pair in node.value for n in pair]
+
+
+def _tag_problem(tag, kind):
+    if tag not in _JSON_TAGS:
+        return (f"tag {_tag_name(tag)} is not allowed: a manifest holds only JSON values "
+                "(text, numbers, true/false, null, lists, mappings)")
+    return f"tag {_tag_name(tag)} does not fit {kind}"
+
+
+# A manifest of 300,000 unknown fields is not 300,000 useful lines (nor worth as many
+# suggestions): the first hundred are listed, then one line says there are more.
+_PROBLEMS_MAX = 100
+
+
+def _add(lines, line, prefix, what):
+    if len(lines) < _PROBLEMS_MAX:
+        lines.append(line)
+    elif len(lines) == _PROBLEMS_MAX:
+        lines.append(f"{prefix}... more {what}; only the first {_PROBLEMS_MAX} are listed")
 
 
 class _Check:
@@ -619,10 +801,15 @@ class _Check:
         self.allowed_sysctls = None      # unsafe sysctls the node allows; None: not checked
 
     def error(self, path, message):
-        self.problems.append(self._line(path, message))
+        _add(self.problems, self._line(path, message), self.prefix, "problems")
 
     def warn(self, path, message):
-        self.warnings.append(self._line(path, message))
+        _add(self.warnings, self._line(path, message), self.prefix, "warnings")
+
+    @property
+    def full(self):
+        """No more problems are listed: skip working out what they would say."""
+        return len(self.problems) >= _PROBLEMS_MAX
 
     def _line(self, path, message):
         return f"{self.prefix}{path}: {message}" if path else f"{self.prefix}{message}"
@@ -643,7 +830,7 @@ class _Check:
                 continue
             where = _join(path, key)
             if key not in schema:
-                self.error(where, "unknown field" + _suggestion(key, schema))
+                self.error(where, "unknown field" + ("" if self.full else _suggestion(key, schema)))
                 continue
             rule = schema[key]
             if rule is None:
@@ -719,8 +906,13 @@ class _Check:
         if minimum is not None and value < minimum:
             self.error(path, f"{value} must be at least {minimum}")
             return None
-        if maximum is not None and value > maximum:
+        if maximum is None:
+            maximum = _INT64_MAX
+        if value > maximum:
             self.error(path, f"{value} must be at most {maximum}")
+            return None
+        if value < -_INT64_MAX - 1:
+            self.error(path, f"{value} must be at least {-_INT64_MAX - 1}")
             return None
         return value
 
@@ -821,7 +1013,8 @@ class _Check:
                                          pod_level=True)
 
         raw_volumes = spec.get("volumes")
-        self.volume_names = {v.get("name") for v in raw_volumes or ()
+        self.volume_names = {v.get("name") for v in
+                             (raw_volumes if isinstance(raw_volumes, list) else ())
                              if isinstance(v, dict) and isinstance(v.get("name"), str)}
         volumes = self.volumes(raw_volumes, "spec.volumes")
         for key in ("initContainers", "containers"):
@@ -1324,7 +1517,7 @@ class _Check:
         if p is None:
             return None
         handler = self.handler(p, path, ("exec", "httpGet", "tcpSocket"), port_names)
-        numbers = {key: self.integer(p.get(key), f"{path}.{key}", minimum=0)
+        numbers = {key: self.integer(p.get(key), f"{path}.{key}", 0, _INT32_MAX)
                    for key in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds",
                                "successThreshold", "failureThreshold")}
         if kind != "readinessProbe" and numbers["successThreshold"] not in (None, 0, 1):

@@ -175,6 +175,33 @@ MANIFESTS = [
      pod_yaml(container_extra='livenessProbe:\n  httpGet: {port: nosuchport}\n'),
      ["spec.containers[0].livenessProbe.httpGet.port", '"nosuchport"'], 1),
     ("scalar-document", "hello\n", ["mapping", "string"], 1),
+    # Hostile YAML (issue 9): run failed with an internal TypeError or grew to gigabytes.
+    ("billion-laughs-in-an-ignored-field",
+     pod_yaml(metadata="name: p\nlabels:\n" + "".join(
+         f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "lol"] * 10) + "]\n"
+         for i in range(9))),
+     ["metadata.labels.l", "aliases copy more than 10000 nodes", "line "], 1),
+    ("binary-tag", pod_yaml("nodeName: !!binary aGVsbG8=\n"),
+     ["spec.nodeName", "tag !!binary is not allowed", "line 7"], 1),
+    ("timestamp-tag", pod_yaml(metadata="name: p\nannotations: {t: !!timestamp 2001-02-30}"),
+     ["metadata.annotations.t", "tag !!timestamp"], 1),
+    ("set-tag", pod_yaml("nodeSelector: !!set {a, b}\n"), ["spec.nodeSelector", "!!set"], 1),
+    ("python-tag", pod_yaml("nodeName: !!python/object/apply:os.system [echo]\n"),
+     ["spec.nodeName", "!!python/object/apply:os.system"], 1),
+    ("bool-tag-on-text", pod_yaml("hostNetwork: !!bool maybe\n"),
+     ["spec.hostNetwork", '"maybe" is not a valid !!bool'], 1),
+    ("infinite-grace-period", pod_yaml("terminationGracePeriodSeconds: .inf\n"),
+     ["spec.terminationGracePeriodSeconds", ".inf"], 1),
+    ("int64-overflow-deadline", pod_yaml("activeDeadlineSeconds: 9223372036854775808\n"),
+     ["spec.activeDeadlineSeconds", "must be at most 9223372036854775807"], 1),
+    ("int32-overflow-probe-period",
+     pod_yaml(container_extra="livenessProbe: {exec: {command: [x]}, periodSeconds: 2147483648}\n"),
+     ["spec.containers[0].livenessProbe.periodSeconds", "must be at most 2147483647"], 1),
+    ("five-thousand-digit-quantity",
+     pod_yaml(container_extra="resources: {limits: {memory: '" + "9" * 5000 + "'}}\n"),
+     ["spec.containers[0].resources.limits.memory", "more than 100 digits"], 1),
+    ("recursive-alias", pod_yaml("nodeSelector: &a {x: *a}\n"),
+     ["spec.nodeSelector.x", "recursive alias"], 1),
 ]
 
 
@@ -262,6 +289,38 @@ def test_run_reads_a_manifest_from_stdin(nspod):
     assert nspod.pods() == []
 
 
+def test_endless_manifest_is_capped(nspod):
+    """`validate /dev/zero` was an internal MemoryError; at most 4 MiB + 1 byte is read."""
+    for command in ("validate", "run"):
+        errors = error_lines(nspod(command, "/dev/zero", check=False), 2, 1)
+        assert_names(errors, "/dev/zero", "manifest larger than 4 MiB")
+    errors = error_lines(nspod("run", "-", input="#" * (4 << 20) + "\n", check=False), 2, 1)
+    assert_names(errors, "<stdin>", "manifest larger than 4 MiB")
+    assert nspod.pods() == []
+
+
+def test_manifest_that_is_a_directory_or_a_fifo(nspod):
+    fifo = os.path.join(nspod.workdir, "fifo.yaml")
+    os.mkfifo(fifo)
+    for command in ("validate", "run"):
+        errors = error_lines(nspod(command, nspod.workdir, check=False, timeout=30), 2, 1)
+        assert_names(errors, nspod.workdir, "is a directory")
+        errors = error_lines(nspod(command, fifo, check=False, timeout=30), 2, 1)
+        assert_names(errors, fifo, "is a FIFO")
+    assert nspod.pods() == []
+
+
+def test_expansion_bomb_is_bad_input_and_creates_nothing(nspod):
+    """An 8 KB $(VAR) doubling chain was an internal MemoryError at `run`."""
+    env = "env:\n- {name: A0, value: " + "x" * 64 + "}\n" + "".join(
+        f"- {{name: A{i}, value: '$(A{i - 1})$(A{i - 1})'}}\n" for i in range(1, 64))
+    path = nspod.manifest(pod_yaml(container_extra=env))
+    assert nspod("validate", path, check=False).returncode == 0
+    errors = error_lines(nspod("run", path, check=False), 2, 1)
+    assert_names(errors, "spec.containers[0].env[11].value", "expands to more than 128 KiB")
+    assert nspod.pods() == []
+
+
 def test_bad_manifest_on_stdin(nspod):
     result = nspod("run", "-", input=pod_yaml(metadata="name: Bad_One"), check=False)
     assert_names(error_lines(result, 2, 1), "metadata.name")
@@ -291,6 +350,19 @@ BAD_ARGUMENTS = [
     ("global-bad-cgroup-parent", ["--cgroup-parent", "../x", "ps"], ["--cgroup-parent"]),
     ("global-bad-restart-backoff", ["--restart-backoff", "fast", "ps"], ["--restart-backoff"]),
     ("global-bad-bridge", ["--bridge", "a-bridge-name-far-too-long", "ps"], ["--bridge"]),
+    ("global-bridge-with-slash", ["--bridge", "a/b", "ps"], ["--bridge"]),
+    ("global-subnet-default-route", ["--subnet", "0.0.0.0/0", "ps"], ["--subnet", "unspecified"]),
+    ("global-subnet-loopback", ["--subnet", "127.0.0.0/8", "ps"], ["--subnet", "loopback"]),
+    ("global-subnet-multicast", ["--subnet", "224.0.0.0/4", "ps"], ["--subnet", "multicast"]),
+    ("global-subnet-link-local", ["--subnet", "169.254.0.0/16", "ps"], ["--subnet", "link-local"]),
+    ("global-subnet-too-wide", ["--subnet", "10.0.0.0/7", "ps"], ["--subnet", "/8"]),
+    ("global-subnet-too-small", ["--subnet", "10.0.0.0/31", "ps"], ["--subnet"]),
+    ("global-restart-backoff-huge", ["--restart-backoff", "1e9", "ps"], ["--restart-backoff"]),
+    ("global-restart-backoff-years", ["--restart-backoff", "1s:99999h", "ps"],
+     ["--restart-backoff", "longer than a day"]),
+    ("global-cgroup-parent-dotdot-inside", ["--cgroup-parent", "a/../../b", "ps"],
+     ["--cgroup-parent"]),
+    ("global-cgroup-parent-newline", ["--cgroup-parent", "a\nb", "ps"], ["--cgroup-parent"]),
 ]
 
 

@@ -951,3 +951,207 @@ def test_clean_manifest_drops_what_the_cluster_owns():
 def test_dump_yaml_quotes_what_yaml_would_misread():
     text = spec.dump_yaml({"a": "yes", "b": "1.0", "c": "2024-01-01", "d": "ü", "e": [1, "x"]})
     assert text == "a: 'yes'\nb: '1.0'\nc: '2024-01-01'\nd: ü\ne:\n- 1\n- x\n"
+
+
+# --- hostile YAML: only JSON values, within budgets ---------------------------------------------
+# The API server reads YAML as JSON (sigs.k8s.io/yaml): nothing but text, numbers, booleans,
+# null, lists and mappings reaches it. Each refusal names the line and the field.
+
+POD_YAML = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  restartPolicy: Never\n"
+            "  containers: [{name: app, command: [x]}]\n")
+
+
+@pytest.mark.parametrize("value, tag", [
+    ("!!binary aGVsbG8=", "!!binary"),
+    ("!!timestamp 2001-02-03", "!!timestamp"),
+    ("!!set {a, b}", "!!set"),
+    ("!!omap [{a: 1}]", "!!omap"),
+    ("!!pairs [{a: 1}]", "!!pairs"),
+    ("!!python/object/apply:os.system [true]", "!!python/object/apply:os.system"),
+    ("!!python/name:os.system", "!!python/name:os.system"),
+    ("!local x", "!local"),
+    ("!<tag:example.com,2024:x> y", "tag:example.com,2024:x"),
+])
+def test_tags_beyond_json_are_refused(value, tag):
+    assert yaml_problems(POD_YAML + f"  nodeName: {value}\n") == [
+        f"pod.yaml: line 8, column 13: spec.nodeName: tag {tag} is not allowed: a manifest "
+        "holds only JSON values (text, numbers, true/false, null, lists, mappings)"]
+
+
+def test_json_tags_are_allowed():
+    [pod], _ = load_pods(POD_YAML.replace("name: web", "name: !!str web\n  annotations: "
+                                          "{a: !!str 1, b: ! x}") +
+                         "  terminationGracePeriodSeconds: !!int 5\n  hostNetwork: !!bool true\n")
+    assert pod.name == "web" and pod.annotations == {"a": "1", "b": "x"}
+    assert pod.termination_grace_period_seconds == 5 and pod.host_network
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("!!bool maybe", '"maybe" is not a valid !!bool'),
+    ("!!int x", '"x" is not a valid !!int'),
+    ("!!int 0b", '"0b" is not a valid !!int'),
+    ("!!float x", '"x" is not a valid !!float'),
+    (".inf", '".inf" is not a number JSON can hold (no infinities, no NaN)'),
+    ("-.inf", '"-.inf" is not a number JSON can hold (no infinities, no NaN)'),
+    (".nan", '".nan" is not a number JSON can hold (no infinities, no NaN)'),
+    ("1.0e+999", '"1.0e+999" is not a number JSON can hold (no infinities, no NaN)'),
+    ("9" * 5000, "a number of 5000 digits is too large (no field takes more than 19)"),
+    ('"a\\0b"', "contains a NUL character"),
+])
+def test_scalars_no_api_takes_name_line_and_field(value, problem):
+    """PyYAML's own constructors raised ValueError/KeyError on these (an internal error)."""
+    assert yaml_problems(POD_YAML + f"  terminationGracePeriodSeconds: {value}\n") == [
+        f"pod.yaml: line 8, column 34: spec.terminationGracePeriodSeconds: {problem}"]
+
+
+def test_odd_plain_scalars_are_text_as_go_yaml_reads_them():
+    """`0b`, `0x_`, `._`, sexagesimal 12:30, `=` and impossible dates are text to kubectl's
+    go-yaml; PyYAML's YAML 1.1 resolvers made ints of some and failed on others."""
+    text = POD_YAML.replace("name: web", "name: web\n  annotations: {a: 0b_, b: 0x_, c: ._, "
+                            "d: '12:30', e: 12:30, f: =, g: 2001-02-30, h: 0o7, i: 1e3}")
+    [pod], _ = load_pods(text)
+    assert pod.annotations == {"a": "0b_", "b": "0x_", "c": "._", "d": "12:30", "e": "12:30",
+                               "f": "=", "g": "2001-02-30", "h": "0o7", "i": "1e3"}
+
+
+def test_yaml_numbers_and_booleans_still_resolve():
+    """As kubectl reads them: sigs.k8s.io/yaml's YAMLToJSON uses go-yaml v2 (YAML 1.1), whose
+    doc says unquoted yes/no become true/false; hex and underscores are numbers too."""
+    text = POD_YAML + ("  terminationGracePeriodSeconds: 0x1e\n  activeDeadlineSeconds: 1_000\n"
+                       "  hostNetwork: yes\n  hostIPC: off\n  hostname: ~\n")
+    [pod], _ = load_pods(text)
+    assert (pod.termination_grace_period_seconds, pod.active_deadline_seconds) == (30, 1000)
+    assert pod.host_network is True and pod.host_ipc is False and pod.hostname == ""
+
+
+def test_billion_laughs_is_refused_before_it_is_built():
+    """Aliases in an ignored field passed `validate` and made `run` grow to gigabytes."""
+    lines = ["lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 10):
+        lines.append(f"lol{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    text = POD_YAML.replace("name: web", "name: web\n  labels:\n    " + "\n    ".join(lines))
+    [problem] = yaml_problems(text)
+    assert problem.startswith("pod.yaml: line 8, column 11: metadata.labels.lol3[7]: ")
+    assert problem.endswith("aliases copy more than 10000 nodes into the document "
+                            "(an alias bomb?)")
+
+
+def test_merge_key_bomb_is_refused():
+    lines = ["m0: &m0 {a: 1, b: 2, c: 3}"]
+    for i in range(1, 8):
+        lines.append(f"m{i}: &m{i} {{<<: [" + ", ".join([f"*m{i - 1}"] * 10) + "]}")
+    text = "\n".join(lines) + "\n" + POD_YAML
+    [problem] = yaml_problems(text)
+    assert "aliases copy more than 10000 nodes" in problem
+
+
+def test_modest_anchors_are_fine():
+    text = POD_YAML.replace("containers: [{name: app, command: [x]}]",
+                            "containers: [{name: a, command: &cmd [sleep, '1']}, "
+                            "{name: b, command: *cmd}]")
+    [pod], _ = load_pods(text)
+    assert [c.command for c in pod.containers] == [("sleep", "1"), ("sleep", "1")]
+
+
+def test_recursive_alias_is_refused():
+    assert yaml_problems(POD_YAML + "  nodeSelector: &a {x: *a}\n") == [
+        "pod.yaml: line 8, column 17: spec.nodeSelector.x: an alias inside the node it refers "
+        "to (a recursive alias)"]
+
+
+def test_deep_nesting_is_refused():
+    text = POD_YAML + "  nodeSelector: " + "[" * 150 + "]" * 150 + "\n"
+    [problem] = yaml_problems(text)
+    assert problem.startswith("pod.yaml: line 8, column 115: spec.nodeSelector[0][0]")
+    assert problem.endswith(": nested more than 100 levels deep")
+
+
+def test_nesting_beyond_the_parser_is_one_line():
+    """libyaml stops at 1000 levels (a line and column); PyYAML's pure-Python parser, used
+    when libyaml is missing, recurses until RecursionError ("nested too deeply")."""
+    [problem] = yaml_problems("- " * 5000 + "x\n")
+    assert (problem.startswith("pod.yaml: line 1, column ")
+            or problem == "pod.yaml: nested too deeply"), problem
+
+
+def test_second_document_is_named():
+    text = POD_YAML + "---\n" + POD_YAML.replace("web", "two") + "  x: !!set {}\n"
+    assert yaml_problems(text) == [
+        "pod.yaml: document 2, line 16, column 6: spec.x: tag !!set is not allowed: a manifest "
+        "holds only JSON values (text, numbers, true/false, null, lists, mappings)"]
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("terminationGracePeriodSeconds", 2**63, f"{2**63} must be at most {2**63 - 1}"),
+    ("activeDeadlineSeconds", 10**30, f"{10**30} must be at most {2**63 - 1}"),
+])
+def test_pod_numbers_are_int64(field, value, problem):
+    assert problems_of(base(**{field: value})) == [f"spec.{field}: {problem}"]
+
+
+@pytest.mark.parametrize("key", ["periodSeconds", "timeoutSeconds", "initialDelaySeconds",
+                                 "failureThreshold"])
+def test_probe_numbers_are_int32(key):
+    probe = {"exec": {"command": ["true"]}, key: 2**31}
+    assert problems_of(with_container(livenessProbe=probe)) == [
+        f"spec.containers[0].livenessProbe.{key}: {2**31} must be at most {2**31 - 1}"]
+
+
+def test_huge_quantity_names_the_field():
+    """A 5,000-digit quantity printed Python's int-conversion text."""
+    doc = with_container(resources={"limits": {"memory": "1" + "0" * 5000}})
+    assert problems_of(doc) == ['spec.containers[0].resources.limits.memory: '
+                                '"10000000000000000000000000000000000..." has more than 100 digits']
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("!!int [1]", "tag !!int does not fit a list"),
+    ("!!str {a: 1}", "tag !!str does not fit a mapping"),
+    ("!!seq x", "tag !!seq does not fit a scalar"),
+    ("!!map [1]", "tag !!map does not fit a list"),
+])
+def test_tag_on_the_wrong_kind_of_node(value, problem):
+    """Found by the fuzz test: `!!int [1]` was an internal AttributeError."""
+    assert yaml_problems(POD_YAML + f"  nodeName: {value}\n") == [
+        f"pod.yaml: line 8, column 13: spec.nodeName: {problem}"]
+
+
+def test_volumes_that_are_not_a_list():
+    """Found by the fuzz test: `volumes: 5` was an internal TypeError."""
+    assert problems_of(base(volumes=5)) == ["spec.volumes: must be a list, got an integer 5"]
+
+
+def test_problems_are_capped():
+    """300,000 unknown fields were 300,000 lines, each with a difflib suggestion (minutes)."""
+    text = POD_YAML + "".join(f"  zz{i}: 1\n" for i in range(5000))
+    problems = yaml_problems(text)
+    assert len(problems) == 101
+    assert problems[0] == "spec.zz0: unknown field"
+    assert problems[-1] == "... more problems; only the first 100 are listed"
+
+
+def test_problems_of_many_documents_are_capped():
+    docs = [POD_YAML.replace("web", f"w{i}") + "  zz: 1\n" for i in range(300)]
+    problems = yaml_problems("---\n".join(docs))
+    assert len(problems) == 101 and problems[0] == "document 1: spec.zz: unknown field"
+    assert problems[-1] == "... more problems; only the first 100 are listed"
+
+
+def test_alias_bomb_of_long_text_is_refused():
+    """Few nodes but much text: a 64 KiB string copied by 100 aliases is 6.4 MiB."""
+    text = ("x: &big '" + "x" * 65536 + "'\n" + POD_YAML +
+            "  nodeSelector: {" + ", ".join(f"k{i}: *big" for i in range(100)) + "}\n")
+    [problem] = yaml_problems(text)
+    assert problem.startswith("pod.yaml: line 1, column 4: spec.nodeSelector.k64: ")  # the anchor's line
+    assert problem.endswith(": aliases copy more than 4 MiB of text into the document "
+                            "(an alias bomb?)")
+
+
+def test_merge_keys_still_work():
+    """go-yaml (kubectl) and PyYAML both read `<<:` merge keys; they stay allowed."""
+    text = POD_YAML.replace("containers: [{name: app, command: [x]}]",
+                            "containers: [&base {name: a, command: [sleep, '1']}, "
+                            "{<<: *base, name: b}]")
+    [pod], _ = load_pods(text)
+    assert [(c.name, c.command) for c in pod.containers] == [("a", ("sleep", "1")),
+                                                             ("b", ("sleep", "1"))]
