@@ -159,7 +159,7 @@ def test_the_allowlist_survives_restarts_and_covers_debug_containers(nspod, tmp_
         env=dict(os.environ, **dict([nspod.marker.split("=")])))
     try:
         pod_dir = os.path.dirname(path)
-        found = wait_for(lambda: [d for d in os.listdir(pod_dir) if d.startswith("debugger-")],
+        found = wait_for(lambda: [d for d in os.listdir(pod_dir) if d.startswith("ctr-debugger-")],
                          timeout=60, what="the debug container's cgroup")
         debug_path = os.path.join(pod_dir, found[0])
         # the process joins only after the rules are in place: wait for it, then look
