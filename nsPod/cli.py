@@ -29,6 +29,10 @@ class Context:
         if self._config is None:
             from nsPod import config
             self._config = config.load(**self.options)
+            from nsPod import paths
+            # A state root that is a symlink, another user's, or writable by others is
+            # refused before any command reads or writes in it.
+            paths.check_root(self._config.root)
             if self._config.trace:
                 from nsPod import syscalls
                 syscalls.set_trace(True)
@@ -146,8 +150,10 @@ def _failed_containers(st):
 @pass_context
 def create(ctx, name, memory, volumes, share, hostname, network):
     """Create a pod with only its pause process; add containers with `nspod add`."""
+    from nsPod import paths
     from nsPod import pod as pods
     from nsPod import spec
+    paths.check_pod_name(name)
     manifest = create_manifest(name, memory, volumes, share, hostname, network)
     p, warnings = spec.pod_from_dict(manifest, allow_no_containers=True)
     for w in warnings:
@@ -203,7 +209,10 @@ def create_manifest(name, memory, volumes, share, hostname, network):
 @pass_context
 def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
     """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
+    from nsPod import paths
     from nsPod import pod as pods
+    paths.check_pod_name(pod)
+    paths.check_container_name(name)
     if restart and not init:
         raise InputError("--restart: only init containers take a restartPolicy (with --init "
                          "--restart Always: a native sidecar); app containers follow the pod's")

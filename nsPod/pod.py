@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 
-from nsPod import jsonline, state, status
+from nsPod import jsonline, paths, state, status
 from nsPod.errors import (InputError, NspodError, PodNotFound, SetupError, StateError,
                           describe)
 from nsPod.plan import Facts, make_plan
@@ -26,6 +26,18 @@ from nsPod.state import PodDir, ProcessRef, now_rfc3339
 def require_root():
     if os.geteuid() != 0:
         raise NspodError("nspod must run as root (it creates namespaces, mounts and cgroups)")
+
+
+def _enter(config, pods=(), containers=(), create=False):
+    """The entry of every call that takes names: root, then each name checked (InputError,
+    exit 2) and the state root checked (paths.open_root), before any path is formed."""
+    require_root()
+    for name in pods:
+        paths.check_pod_name(name)
+    for name in containers:
+        if name is not None:
+            paths.check_container_name(name)
+    paths.check_root(config.root, create=create)
 
 
 # --- making pods ----------------------------------------------------------------------------
@@ -158,9 +170,11 @@ def committed_memory(config):
 
 @contextlib.contextmanager
 def admission_lock(config):
-    os.makedirs(config.root, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(config.root, "admission.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    root_fd = paths.open_root(config.root, create=True)
+    try:
+        fd = state._open_lock("admission.lock", root_fd)
+    finally:
+        os.close(root_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -171,7 +185,7 @@ def admission_lock(config):
 def run(config, pod):
     """Make and start one pod; returns the monitor's warnings (one line each)."""
     from nsPod.plan import network_mode
-    require_root()
+    _enter(config, [pod.name], create=True)
     pod_dir = PodDir(config.root, pod.name)
     bridged = network_mode(pod) == "bridge"
     if bridged:
@@ -179,6 +193,7 @@ def run(config, pod):
         # pyroute2 loads in the network helper while the rest of the pod is made.
         netclient.prewarm(config.root)
     leases = None
+    lock_fd = None
     with admission_lock(config):
         pod_dir.create()
         try:
@@ -194,6 +209,9 @@ def run(config, pod):
                                "created": now_rfc3339(),
                                "backoff": [config.backoff_base, config.backoff_max]})
         except BaseException:
+            # The monitor.lock fd too: a library caller lives on after a failed run.
+            if lock_fd is not None:
+                os.close(lock_fd)
             if leases is not None:
                 leases.release(pod.name)
             _remove_dir(pod_dir)
@@ -249,7 +267,8 @@ def add(config, pod_name, container_dict, init=False):
     """Add a container to a running pod and start it; returns warnings."""
     from nsPod import spec
     from nsPod.plan import container_plan
-    require_root()
+    _enter(config, [pod_name], [container_dict.get("name") if isinstance(container_dict, dict)
+                                else None])
     pod_dir = _existing(config, pod_name)
     doc = pod_dir.read_pod()
     pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
@@ -285,7 +304,10 @@ def _request(pod_dir, request, timeout=30.0):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
     try:
-        sock.connect(pod_dir.file(state.CONTROL_SOCKET))
+        # Through /proc/self/fd: <root>/pods/<253-character name>/control.sock is longer
+        # than the 108 bytes of sun_path.
+        with pod_dir.socket_address(state.CONTROL_SOCKET) as address:
+            sock.connect(address)
         jsonline.send(sock, request)
         data = jsonline.read_line(sock)
     except OSError as e:
@@ -309,7 +331,7 @@ def _existing(config, name):
 
 def restart(config, pod_name, container_name):
     """Restart one container in place; the pod's other containers, IP and volumes stay."""
-    require_root()
+    _enter(config, [pod_name], [container_name])
     pod_dir, doc, _ = load(config, pod_name)
     name = pick_container(doc, pod_name, container_name)["name"]
     _request(pod_dir, {"op": "restart", "container": name})
@@ -329,7 +351,7 @@ def apply(config, pod):
     import dataclasses
     from nsPod import spec
     from nsPod.plan import PodPlan, container_plan
-    require_root()
+    _enter(config, [pod.name])
     pod_dir = _existing(config, pod.name)
     doc = pod_dir.read_pod()
     old, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
@@ -368,7 +390,7 @@ def _camel(name):
 # --- stopping and removing ------------------------------------------------------------------
 
 def stop(config, name, timeout=None):
-    require_root()
+    _enter(config, [name])
     pod_dir = _existing(config, name)
     if pod_dir.monitor_alive():
         grace = timeout
@@ -393,8 +415,10 @@ def _wait_monitor_exit(pod_dir, timeout=10.0):
 
 
 def remove(config, names, force=False, timeout=None):
-    """Remove pods; returns (removed names, errors). Unknown names are errors unless force."""
-    require_root()
+    """Remove pods; returns (removed names, errors). Unknown names are errors unless force.
+
+    Every name is checked before any pod is touched: `rm -f good ../x` removes nothing."""
+    _enter(config, names)
     removed, errors = [], []
     for name in names:
         pod_dir = PodDir(config.root, name)
@@ -417,6 +441,8 @@ def remove(config, names, force=False, timeout=None):
 
 def _remove_dir(pod_dir):
     from nsPod.mounts import detach, mounts_under
+    if not pod_dir.exists():
+        return
     for mount_point in mounts_under(pod_dir.path):
         detach(mount_point)
     pod_dir.remove()
@@ -439,17 +465,24 @@ def clean_up_after_monitor(pod_dir):
             return []
         removed = []
         victims = []
+        cgroup = _believed_cgroup(pod_state.get("cgroup"))
         for name, cstate in pod_state.get("containers", {}).items():
-            ref = ProcessRef(cstate.get("pid"), cstate.get("pidStartTime"))
-            if ref.pid and ref.kill(signal.SIGKILL):
+            ref = _process_ref(cstate.get("pid"), cstate.get("pidStartTime"))
+            if ref and _in_cgroup(ref.pid, cgroup) and ref.kill(signal.SIGKILL):
                 victims.append(ref)
                 removed.append(f"process {ref.pid} (container {name})")
             cstate.pop("pid", None)
-        pause = ProcessRef.from_json(pod_state.get("pause"))
-        if pause and pause.kill(signal.SIGKILL):
+        pause = pod_state.get("pause")
+        pause = _process_ref(pause.get("pid"), pause.get("startTime")) \
+            if isinstance(pause, dict) else None
+        if pause and (_is_pause(pause.pid) or _in_cgroup(pause.pid, cgroup)) \
+                and pause.kill(signal.SIGKILL):
             victims.append(pause)
             removed.append(f"process {pause.pid} (pause)")
         _wait_gone(victims)
+        # Only mounts in the pod's own directory: a state.json naming /proc or a host path
+        # must not make rm detach it.
+        pod_state["mounts"] = [m for m in pod_state.get("mounts", []) if _own_mount(pod_dir, m)]
         for path in pod_state.get("mounts", []):
             if path in _mount_set():
                 removed.append(f"mount {path}")
@@ -480,6 +513,58 @@ def clean_up_after_monitor(pod_dir):
         os.close(lock_fd)
 
 
+def _process_ref(pid, start_time):
+    """A ProcessRef from state.json values, or None when they are not a pid and start time."""
+    if type(pid) is not int or pid <= 1 or type(start_time) is not int:
+        return None
+    return ProcessRef(pid, start_time)
+
+
+def _believed_cgroup(cgroup):
+    """The pod's cgroup path as recorded, when it is one ('parent/.../name')."""
+    if not isinstance(cgroup, str):
+        return None
+    parts = cgroup.strip("/").split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def _in_cgroup(pid, cgroup):
+    """Whether pid is in the pod's cgroup (or below it) in some hierarchy: a pid in state.json
+    is believed only with its start time and this, so a planted or stale state.json cannot
+    make nspod SIGKILL a process that is not the pod's."""
+    if cgroup is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        path = line.split(":", 2)[-1].strip("/")
+        if path == cgroup or path.startswith(cgroup + "/"):
+            return True
+    return False
+
+
+def _is_pause(pid):
+    """Whether pid runs nspod's pause binary."""
+    from nsPod.sandbox import pause_binary
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return exe == os.path.realpath(pause_binary())
+
+
+def _own_mount(pod_dir, path):
+    if not isinstance(path, str) or os.path.normpath(path) != path:
+        return False
+    return any(path == base or path.startswith(base + "/")
+               for base in {pod_dir.path, os.path.realpath(pod_dir.path)})
+
+
 def _mount_set():
     from nsPod.mounts import mount_points
     return set(mount_points())
@@ -496,7 +581,7 @@ def _wait_gone(refs, timeout=10.0):
 
 def gc(config):
     """Remove what crashed monitors left: processes, mounts, half-made pod directories."""
-    require_root()
+    _enter(config)
     report = []
     for pod_dir in state.list_pods(config.root):
         if pod_dir.monitor_alive():
@@ -526,6 +611,8 @@ def _gc_network(config):
 
 def load(config, name):
     """(PodDir, pod.json, refreshed state) of an existing pod."""
+    paths.check_pod_name(name)
+    paths.check_root(config.root)
     pod_dir = _existing(config, name)
     doc = pod_dir.read_pod()
     pod_state = status.refresh(pod_dir, pod_dir.read_state())
@@ -533,11 +620,13 @@ def load(config, name):
 
 
 def inspect(config, name):
+    _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
     return status.pod_object(pod_dir, doc, pod_state, host_ip=host_ip())
 
 
 def list_pods(config, include_all=False):
+    paths.check_root(config.root)
     pods = []
     ip = host_ip()
     for pod_dir in state.list_pods(config.root):
@@ -569,6 +658,7 @@ def pick_container(doc, pod_name, name):
 def namespace_table(config, name):
     """[(who, pid, {kind: 'net:[id]'})]: pause, then each container that is running."""
     from nsPod import namespaces
+    _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
     rows = []
     pause = ProcessRef.from_json(pod_state.get("pause"))
@@ -588,7 +678,7 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     from nsPod import container, process, security
     from nsPod.cgroups import open_driver
     from nsPod.plan import container_from_json
-    require_root()
+    _enter(config, [pod_name], [container_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     cplan = container_from_json(pick_container(doc, pod_name, container_name))
     cstate = pod_state["containers"].get(cplan.name, {})
@@ -615,7 +705,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     from nsPod import container, process, security, spec
     from nsPod.cgroups import Limits, open_driver
     from nsPod.plan import PodPlan, container_plan
-    require_root()
+    _enter(config, [pod_name], [target_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     pause = ProcessRef.from_json(pod_state.get("pause"))
     if pause is None or not pause.alive():
@@ -679,6 +769,7 @@ def _wait_forwarding_signals(pid):
 # --- logs -----------------------------------------------------------------------------------
 
 def log_path(config, pod_name, container_name, previous=False):
+    _enter(config, [pod_name], [container_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     cplan = pick_container(doc, pod_name, container_name)
     cstate = pod_state["containers"].get(cplan["name"], {})
@@ -703,6 +794,7 @@ def container_running(config, pod_name, container_name):
 def _pod_cgroups(config, name):
     """(driver, [(who, rel)]) for a pod whose cgroups exist: the pod, then each container."""
     from nsPod.cgroups import open_driver
+    _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
     if not pod_state.get("cgroup"):
         raise StateError(f"pod {name} is not running (its cgroups are gone)")
