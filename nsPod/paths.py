@@ -237,7 +237,7 @@ def _check_root_fd(root, fd):
                          f"(it holds {shown}); choose a new or empty directory")
 
 
-def open_root(root, create=False, registry=REGISTRY):
+def open_root(root, create=False, registry=None):
     """An O_DIRECTORY fd of the checked state root, or None when it does not exist and
     create is false. Made 0700 (its missing parents 0755) when create is true."""
     root = check_root_path(root)
@@ -305,13 +305,13 @@ def _open_registry(registry, create):
     return fd
 
 
-def register(root, registry=REGISTRY):
+def register(root, registry=None):
     """Record `root` in the host-wide registry (once; atomically). Entries of roots that no
     longer exist are dropped on the way, so the registry stays as small as the roots."""
     if os.geteuid() != 0:
         return  # only root makes containers, the registry's readers; it is root's
     name = _entry_name(root)
-    fd = _open_registry(registry, create=True)
+    fd = _open_registry(registry or REGISTRY, create=True)
     try:
         with contextlib.suppress(FileNotFoundError):
             os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -354,10 +354,10 @@ def _entries(fd):
             yield entry, path
 
 
-def registered_roots(registry=REGISTRY):
+def registered_roots(registry=None):
     """Every state root in the registry (existing or not), sorted."""
     try:
-        fd = _open_registry(registry, create=False)
+        fd = _open_registry(registry or REGISTRY, create=False)
     except (StateError, OSError):
         return []
     if fd is None:

@@ -198,7 +198,9 @@ class PodDir:
         try:
             with paths.fd_of(paths.open_dir(root_fd, "pods")) as pods_fd:
                 try:
-                    dev = os.stat(self.name, dir_fd=pods_fd, follow_symlinks=False).st_dev
+                    # A symlink in place of the pod's directory is refused here (StateError).
+                    with paths.fd_of(paths.open_dir(pods_fd, self.name, path_only=True)) as fd:
+                        dev = os.fstat(fd).st_dev
                 except FileNotFoundError:
                     return
                 _remove_tree(pods_fd, self.name, dev, self.path, _mount_points())
