@@ -44,8 +44,10 @@ ROOT_ENTRIES = frozenset(("pods", "network", "images", "admission.lock",
 # --- names ----------------------------------------------------------------------------------
 
 def _show(name):
-    text = repr(name)
-    return text if len(text) <= 80 else text[:76] + "...'"
+    """A name as messages quote it (as the manifest checks do): JSON, cut at 80 characters."""
+    import json
+    text = json.dumps(name, ensure_ascii=False) if isinstance(name, str) else repr(name)
+    return text if len(text) <= 80 else text[:76] + '..."'
 
 
 def subdomain_problem(name):
