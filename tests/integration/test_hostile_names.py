@@ -77,21 +77,21 @@ def test_rm_of_a_relative_path_out_of_the_root_touches_nothing(nspod):
     victim = os.path.join(nspod.workdir, "x")
     os.makedirs(victim)
     open(os.path.join(victim, "keep"), "w").close()
-    nspod("create", "--network", "none", "p")
+    nspod("create", "--network", "none", "hostile-p")
     line = error_line(nspod("rm", "../../x", check=False), 2)
     assert "invalid pod name" in line and '"../../x"' in line
     assert os.listdir(victim) == ["keep"]
-    assert nspod.pods() == ["p"]
+    assert nspod.pods() == ["hostile-p"]
 
 
 @pytest.mark.parametrize("name", ["..", "."])
 def test_rm_force_of_dot_and_dotdot_leaves_the_root_and_running_pods(nspod, name):
-    nspod("create", "--network", "none", "p")
+    nspod("create", "--network", "none", "hostile-p")
     before = sorted(os.listdir(nspod.root))
     line = error_line(nspod("rm", "-f", name, check=False), 2)
     assert "invalid pod name" in line
     assert sorted(os.listdir(nspod.root)) == before
-    assert nspod.inspect("p")["status"]["phase"] == "Running"
+    assert nspod.inspect("hostile-p")["status"]["phase"] == "Running"
 
 
 def test_stop_of_a_directory_with_a_planted_state_kills_and_unmounts_nothing(
@@ -155,7 +155,7 @@ def test_symlinks_planted_in_the_root_are_refused(nspod, entry):
     target = os.path.join(nspod.workdir, "elsewhere")
     os.mkdir(target)
     os.symlink(target, os.path.join(nspod.root, entry))
-    for argv in (["create", "--network", "none", "p"], ["ps"], ["rm", "-f", "p"]):
+    for argv in (["create", "--network", "none", "hostile-p"], ["ps"], ["rm", "-f", "hostile-p"]):
         line = error_line(nspod(*argv, check=False), 1)
         assert f"{entry} is a symlink" in line
     assert os.listdir(target) == []
@@ -175,7 +175,7 @@ def test_a_root_of_another_user_or_writable_by_others_is_refused(nspod):
 
 
 def test_the_root_is_made_0700(nspod):
-    nspod("create", "--network", "none", "p")
+    nspod("create", "--network", "none", "hostile-p")
     assert os.stat(nspod.root).st_mode & 0o777 == 0o700
 
 
@@ -237,15 +237,15 @@ def test_a_host_root_container_sees_no_other_state_root(nspod):
         nspod_a("run", path)
         token = os.path.join(other, "pods", "holder", "volumes", "secret", "token")
         wait_for(lambda: os.path.exists(token), what="the secret to be written")
-        nspod("create", "--network", "none", "b")
-        nspod("add", "b", "c", "--", "sleep", "1000")
+        nspod("create", "--network", "none", "hostile-b")
+        nspod("add", "hostile-b", "c", "--", "sleep", "1000")
         for target in (token, os.path.join(other, "pods", "holder", "pod.json")):
-            result = nspod("exec", "b", "--", "cat", target, check=False)
+            result = nspod("exec", "hostile-b", "--", "cat", target, check=False)
             assert result.returncode != 0 and "s3cret" not in result.stdout, result.stdout
-        listing = nspod("exec", "b", "--", "ls", "-a", other).stdout.split()
+        listing = nspod("exec", "hostile-b", "--", "ls", "-a", other).stdout.split()
         assert "pods" not in listing
         # The container still sees the rest of the host's file system.
-        assert nspod("exec", "b", "--", "cat", "/etc/hostname", check=False).returncode == 0
+        assert nspod("exec", "hostile-b", "--", "cat", "/etc/hostname", check=False).returncode == 0
     finally:
         nspod_a("rm", "-f", "--timeout", "0", "holder", check=False)
         shutil.rmtree(other_dir, ignore_errors=True)
