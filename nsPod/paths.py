@@ -239,6 +239,9 @@ def _check_root_fd(root, fd):
                          f"(it holds {shown}); choose a new or empty directory")
 
 
+_settled = set()
+
+
 def open_root(root, create=False, registry=None):
     """An O_DIRECTORY fd of the checked state root, or None when it does not exist and
     create is false. Made 0700 (its missing parents 0755) when create is true."""
@@ -249,7 +252,8 @@ def open_root(root, create=False, registry=None):
         os.makedirs(os.path.dirname(root), mode=0o755, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             os.mkdir(root, 0o700)
-    _check_ancestors(root)
+    if root not in _settled:
+        _check_ancestors(root)
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -263,7 +267,11 @@ def open_root(root, create=False, registry=None):
         raise
     try:
         _check_root_fd(root, fd)
-        register(root, registry)
+        if root not in _settled:
+            register(root, registry)
+            # Its ancestors and its registration are checked once a process: only root can
+            # change them, and the monitor opens the root at every state write.
+            _settled.add(root)
     except BaseException:
         os.close(fd)
         raise
