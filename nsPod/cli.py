@@ -180,8 +180,10 @@ def create_manifest(name, memory, volumes, share, hostname, network):
     if memory:
         spec_doc["resources"] = {"limits": {"memory": memory}}
     volume_docs = []
+    from nsPod import paths
     for i, v in enumerate(volumes):
         vname, _, size = v.partition(":")
+        paths.check_volume_name(vname)
         empty_dir = {"medium": "Memory"}
         if size:
             empty_dir["sizeLimit"] = size
@@ -246,6 +248,8 @@ def add_container_doc(name, memory, mounts, env, restart, workdir, image, comman
         if len(parts) not in (2, 3) or not parts[0] or not parts[1] or \
                 (len(parts) == 3 and parts[2] not in ("ro", "rw")):
             raise InputError(f"--mount: {item!r} is not V:PATH or V:PATH:ro")
+        from nsPod import paths
+        paths.check_volume_name(parts[0])
         mount = {"name": parts[0], "mountPath": parts[1]}
         if len(parts) == 3 and parts[2] == "ro":
             mount["readOnly"] = True

@@ -298,6 +298,8 @@ BAD_ARGUMENTS = [
      ["invalid container name", '"C"']),
     ("add-bad-container", ["add", "p", "a/b", "--", "true"], ["invalid container name"]),
     ("create-long-name", ["create", "x" * 254], ["invalid pod name", "at most 253"]),
+    ("create-bad-volume-name", ["create", "p", "--volume", "../v"],
+     ["invalid volume name", '"../v"']),
     ("global-bad-subnet", ["--subnet", "10.0.0.0/99", "ps"], ["--subnet"]),
     ("global-bad-cgroup-parent", ["--cgroup-parent", "../x", "ps"], ["--cgroup-parent"]),
     ("global-bad-restart-backoff", ["--restart-backoff", "fast", "ps"], ["--restart-backoff"]),
@@ -320,6 +322,7 @@ BAD_ADD_ARGUMENTS = [
     ("mount-bad-mode", ["--mount", "data:/data:rx"], ["--mount"]),
     ("env-without-equals", ["--env", "NOEQUALS"], ["--env", "NOEQUALS"]),
     ("env-without-key", ["--env", "=value"], ["--env"]),
+    ("mount-bad-volume-name", ["--mount", "../v:/data"], ["invalid volume name", '"../v"']),
 ]
 
 
