@@ -181,13 +181,16 @@ def test_the_root_is_made_0700(nspod):
 
 # --- long names -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["p" * 70, LONG_NAME], ids=["70", "253"])
-def test_long_pod_names_work_end_to_end(nspod, name):
+@pytest.mark.parametrize("name, network", [("p" * 70, "none"), (LONG_NAME, "none"),
+                                           ("q" * 70, "bridge")],
+                         ids=["70", "253", "70-bridge"])
+def test_long_pod_names_work_end_to_end(nspod, name, network):
     """Kubernetes allows 253 characters; <root>/pods/<name>/control.sock is then far past
     sun_path's 108 bytes, so the socket is reached through /proc/self/fd."""
     text = pod_yaml(name, container("c", "echo hello; sleep 1000"),
                     extra_spec="  hostname: short\n")
-    text = text.replace("metadata:\n", "metadata:\n  annotations: {nspod.io/network: none}\n")
+    text = text.replace("metadata:\n",
+                        f"metadata:\n  annotations: {{nspod.io/network: {network}}}\n")
     assert nspod("run", nspod.manifest(text)).stdout.strip() == name
     assert name in nspod("ps").stdout
     wait_for(lambda: "hello" in nspod("logs", name).stdout, what="the container's output")
