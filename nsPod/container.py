@@ -162,9 +162,9 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
 
 def state_roots_to_hide(own_root):
     """The pod's own state root and every registered one, shallowest first (a root inside
-    another is then already hidden with it)."""
+    another is then already hidden with it); the registry too, which names them."""
     from nsPod import paths
-    roots = set(paths.registered_roots())
+    roots = set(paths.registered_roots()) | {paths.REGISTRY}
     if own_root:
         roots.add(own_root)
     return sorted(roots, key=lambda r: (r.count("/"), r))

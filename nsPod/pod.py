@@ -306,7 +306,7 @@ def _request(pod_dir, request, timeout=30.0):
     try:
         # Through /proc/self/fd: <root>/pods/<253-character name>/control.sock is longer
         # than the 108 bytes of sun_path.
-        with pod_dir.socket_address(state.CONTROL_SOCKET) as address:
+        with pod_dir.socket_address(state.CONTROL_SOCKET, existing=True) as address:
             sock.connect(address)
         jsonline.send(sock, request)
         data = jsonline.read_line(sock)

@@ -262,20 +262,33 @@ class PodDir:
         os.close(fd)
         return False
 
-    def socket_address(self, name=CONTROL_SOCKET):
+    def socket_address(self, name=CONTROL_SOCKET, existing=False):
         """Context manager: an address for the unix socket `name` in this directory that
-        bind/connect take whatever the path's length (see paths.socket_address)."""
-        return _SocketAddress(self, name)
+        bind/connect take whatever the path's length: /proc/self/fd/<O_PATH fd of the
+        directory>/<name> (sun_path holds 108 bytes; a 253-character pod name is valid).
+        existing: the socket must be there, and a socket, not a symlink to one elsewhere."""
+        return _SocketAddress(self, name, existing)
 
 
 class _SocketAddress:
-    def __init__(self, pod_dir, name):
+    def __init__(self, pod_dir, name, existing):
         self.pod_dir = pod_dir
         self.name = paths.check_component(name)
+        self.existing = existing
         self.fd = None
 
     def __enter__(self):
         self.fd = self.pod_dir.open(path_only=True)
+        if self.existing:
+            try:
+                mode = os.stat(self.name, dir_fd=self.fd, follow_symlinks=False).st_mode
+            except BaseException:
+                self.__exit__()
+                raise
+            if not stat.S_ISSOCK(mode):
+                self.__exit__()
+                raise StateError(f"pod {self.pod_dir.name}: {self.pod_dir.file(self.name)} is "
+                                 "not a socket; refusing to connect through it")
         return f"/proc/self/fd/{self.fd}/{self.name}"
 
     def __exit__(self, *exc):

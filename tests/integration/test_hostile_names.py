@@ -247,6 +247,9 @@ def test_a_host_root_container_sees_no_other_state_root(nspod):
             assert result.returncode != 0 and "s3cret" not in result.stdout, result.stdout
         listing = nspod("exec", "hostile-b", "--", "ls", "-a", other).stdout.split()
         assert "pods" not in listing
+        # Nor the registry that names the roots.
+        registry = nspod("exec", "hostile-b", "--", "ls", "-a", "/var/lib/nspod-roots").stdout
+        assert registry.split() == [".", ".."], registry
         # The container still sees the rest of the host's file system.
         assert nspod("exec", "hostile-b", "--", "cat", "/etc/hostname", check=False).returncode == 0
     finally:

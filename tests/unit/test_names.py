@@ -261,6 +261,7 @@ def test_container_hides_every_registered_root(tmp_path):
     hidden = container.state_roots_to_hide(str(tmp_path / "own"))
     assert set(roots) | {str(tmp_path / "own")} <= set(hidden)
     assert hidden.index(str(tmp_path / "a")) < hidden.index(str(tmp_path / "a/inner"))
+    assert paths.REGISTRY in hidden
 
 
 # --- the control socket's address -----------------------------------------------------------
@@ -340,3 +341,17 @@ def test_run_closes_its_lock_fd_when_admission_fails(tmp_path):
             pod.run(conf, pods[0])
     assert sorted(os.listdir("/proc/self/fd")) == before
     assert os.listdir(tmp_path / "root" / "pods") == []
+
+
+def test_a_planted_control_socket_symlink_is_not_connected_through(tmp_path):
+    import socket
+    pod_dir = state.PodDir(str(tmp_path / "root"), "web")
+    pod_dir.create()
+    elsewhere = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    elsewhere.bind(str(tmp_path / "other.sock"))
+    elsewhere.listen(1)
+    os.symlink(tmp_path / "other.sock", pod_dir.file(state.CONTROL_SOCKET))
+    with pytest.raises(StateError, match="not a socket"):
+        with pod_dir.socket_address(existing=True):
+            pass
+    elsewhere.close()
