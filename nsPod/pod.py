@@ -172,7 +172,7 @@ def committed_memory(config):
 def admission_lock(config):
     root_fd = paths.open_root(config.root, create=True)
     try:
-        fd = state._open_lock("admission.lock", root_fd)
+        fd = state.open_lock("admission.lock", root_fd)
     finally:
         os.close(root_fd)
     try:

@@ -239,7 +239,7 @@ class PodDir:
     def lock_monitor(self, blocking=False):
         """Take monitor.lock; returns the fd, or None when someone (a monitor) holds it."""
         with paths.fd_of(self.open(path_only=True)) as dir_fd:
-            fd = _open_lock(LOCK_FILE, dir_fd)
+            fd = open_lock(LOCK_FILE, dir_fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -297,7 +297,7 @@ class _SocketAddress:
             self.fd = None
 
 
-def _open_lock(name, dir_fd):
+def open_lock(name, dir_fd):
     try:
         return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                        dir_fd=dir_fd)
