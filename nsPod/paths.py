@@ -226,7 +226,10 @@ def _check_root_fd(root, fd):
                          f"{stat.S_IMODE(st.st_mode):o}): refusing it (chmod 700 it)")
     entries = os.listdir(fd)
     for entry in entries:
-        est = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+        try:
+            est = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # a temporary file renamed meanwhile (cgroup-parents.json.tmp.PID)
         if stat.S_ISLNK(est.st_mode):
             raise StateError(f"state root {root}: {entry} is a symlink; refusing to follow it "
                              "(nspod never makes one there)")
