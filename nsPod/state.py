@@ -353,8 +353,13 @@ def list_pods(root):
         with paths.fd_of(pods_fd):
             found = []
             for entry in sorted(os.listdir(pods_fd)):
-                if paths.subdomain_problem(entry) is None and stat.S_ISDIR(
-                        os.stat(entry, dir_fd=pods_fd, follow_symlinks=False).st_mode):
+                if paths.subdomain_problem(entry) is not None:
+                    continue
+                try:
+                    mode = os.stat(entry, dir_fd=pods_fd, follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    continue  # removed meanwhile by a concurrent rm
+                if stat.S_ISDIR(mode):
                     found.append(PodDir(root, entry))
             return found
     finally:
