@@ -158,14 +158,22 @@ def _walk_open(dir_fd, relative, flags, mode):
     fd = os.dup(dir_fd)
     try:
         for part in parts[:-1]:
-            check_component(part)
-            nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                          dir_fd=fd)
+            nxt = _open_no_follow(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0)
             os.close(fd)
             fd = nxt
-        return os.open(check_component(parts[-1]), flags | os.O_NOFOLLOW, mode, dir_fd=fd)
+        return _open_no_follow(fd, parts[-1], flags, mode)
     finally:
         os.close(fd)
+
+
+def _open_no_follow(fd, part, flags, mode):
+    try:
+        return os.open(check_component(part), flags | os.O_NOFOLLOW, mode, dir_fd=fd)
+    except NotADirectoryError:
+        # O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR: say ELOOP, as openat2 does.
+        if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), part) from None
+        raise
 
 
 def open_dir(dir_fd, *parts, path_only=False):
@@ -379,25 +387,3 @@ def registered_roots(registry=None):
         return sorted({path for _, path in _entries(fd)})
     finally:
         os.close(fd)
-
-
-# --- unix sockets in directories under the root ---------------------------------------------
-
-class socket_address:
-    """The address of `name` in the directory `dir_path` as a unix socket takes it, however
-    long the path: /proc/self/fd/<O_PATH fd of the directory>/<name>. sun_path holds 108
-    bytes, and a pod's directory alone may be longer (a 253-character pod name)."""
-
-    def __init__(self, dir_path, name):
-        self.dir_path = dir_path
-        self.name = check_component(name)
-        self.fd = None
-
-    def __enter__(self):
-        self.fd = os.open(self.dir_path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        return f"/proc/self/fd/{self.fd}/{self.name}"
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None

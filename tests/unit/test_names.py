@@ -355,3 +355,26 @@ def test_a_planted_control_socket_symlink_is_not_connected_through(tmp_path):
         with pod_dir.socket_address(existing=True):
             pass
     elsewhere.close()
+
+
+@pytest.mark.parametrize("have_openat2", [True, False], ids=["openat2", "O_NOFOLLOW-walk"])
+def test_open_beneath_follows_no_symlink_with_or_without_openat2(tmp_path, monkeypatch,
+                                                                have_openat2):
+    """Kernels before 5.6 have no openat2: the fallback walk refuses the same paths."""
+    monkeypatch.setattr(paths, "_have_openat2", have_openat2)
+    (tmp_path / "pods" / "web").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "pods" / "link").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "pods" / "web" / "f").symlink_to("/etc/passwd")
+    base = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.close(paths.open_dir(base, "pods", "web"))
+        for parts in (("pods", "link"),):
+            with pytest.raises(StateError, match="symlink"):
+                paths.open_dir(base, *parts)
+        with pytest.raises(StateError, match="symlink"):
+            paths.open_beneath(base, "pods/web/f", os.O_RDONLY)
+        with pytest.raises(StateError):
+            paths.open_dir(base, "pods", "..")
+    finally:
+        os.close(base)
