@@ -684,7 +684,12 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     cstate = pod_state["containers"].get(cplan.name, {})
     if "pid" not in cstate:
         raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
-    target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
+    target = _process_ref(cstate["pid"], cstate.get("pidStartTime"))
+    # Joined only when it is the pod's: a state.json naming another process (pid 1...) must
+    # not make exec enter that process's namespaces.
+    if target is None or not target.alive() or \
+            not _in_cgroup(target.pid, _believed_cgroup(pod_state.get("cgroup"))):
+        raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
     driver = open_driver(doc["plan"]["cgroup_parent"])
     rel = f"{pod_name}/{cplan.name}"
     security.become_subreaper()  # the process comes from a second fork: it is ours to reap
@@ -708,15 +713,17 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     _enter(config, [pod_name], [target_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     pause = ProcessRef.from_json(pod_state.get("pause"))
-    if pause is None or not pause.alive():
+    if pause is None or not pause.alive() or not _is_pause(pause.pid):
         raise StateError(f"pod {pod_name} is not running")
     pid_from = None
     if target_name is not None:
         target = pick_container(doc, pod_name, target_name)["name"]
         cstate = pod_state["containers"].get(target, {})
-        if "pid" not in cstate:
+        ref = _process_ref(cstate.get("pid"), cstate.get("pidStartTime"))
+        if ref is None or not ref.alive() or \
+                not _in_cgroup(ref.pid, _believed_cgroup(pod_state.get("cgroup"))):
             raise StateError(f"container {target} of pod {pod_name} is not running")
-        pid_from = cstate["pid"]
+        pid_from = ref.pid
     plan = PodPlan.from_json(doc["plan"])
     name = f"debugger-{uuid.uuid4().hex[:5]}"
     pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)

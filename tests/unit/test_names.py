@@ -378,3 +378,31 @@ def test_open_beneath_follows_no_symlink_with_or_without_openat2(tmp_path, monke
             paths.open_dir(base, "pods", "..")
     finally:
         os.close(base)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="exec needs root")
+@pytest.mark.parametrize("call", ["exec", "debug"])
+def test_exec_and_debug_do_not_join_a_process_state_json_wrongly_names(tmp_path, monkeypatch,
+                                                                       call):
+    """A state.json naming another process (here: this test's, with its true start time) is
+    not believed: exec/debug refuse instead of entering that process's namespaces."""
+    from nsPod import container, pod
+    me = state.ProcessRef.of(os.getpid())
+    doc = {"plan": {"containers": [{"name": "c"}], "init_containers": []}}
+    pod_state = {"cgroup": "nspod/web", "pause": me.to_json(),
+                 "containers": {"c": {"pid": me.pid, "pidStartTime": me.start_time}}}
+    monkeypatch.setattr(pod, "load", lambda config, name: (None, doc, pod_state))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("joined a process that is not the pod's")
+
+    monkeypatch.setattr(container, "spawn_joined", forbidden)
+    monkeypatch.setattr(container, "spawn", forbidden)
+    from nsPod import plan
+    monkeypatch.setattr(plan, "container_from_json", lambda data: type("C", (), data))
+    conf = config.load(root=str(tmp_path / "root"), environ={})
+    with pytest.raises(StateError, match="is not running"):
+        if call == "exec":
+            pod.exec_in(conf, "web", "c", ["true"])
+        else:
+            pod.debug(conf, "web", "c", ["true"])
