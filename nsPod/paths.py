@@ -279,7 +279,12 @@ def open_root(root, create=False, registry=None):
     try:
         _check_root_fd(root, fd)
         if root not in _settled:
-            register(root, registry)
+            try:
+                register(root, registry)
+            except OSError as e:
+                raise StateError(f"state root {root}: cannot record it in "
+                                 f"{registry or REGISTRY} (host-root containers of other "
+                                 f"roots hide the roots recorded there): {e.strerror}") from e
             # Its ancestors and its registration are checked once a process: only root can
             # change them, and the monitor opens the root at every state write.
             _settled.add(root)
