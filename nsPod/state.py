@@ -152,7 +152,9 @@ class PodDir:
         self.path = pod_dir(root, name)
 
     def file(self, *parts):
-        return paths.join(self.path, *parts)
+        """A path in the pod's directory; each part may be a relative path ("logs/c/0.log"),
+        every component of which is checked (no '..', '.', empty, or absolute part)."""
+        return paths.join(self.path, *(c for p in parts for c in p.split("/")))
 
     def open(self, path_only=False):
         """An fd of this pod's directory, reached without following any symlink; raises

@@ -406,3 +406,12 @@ def test_exec_and_debug_do_not_join_a_process_state_json_wrongly_names(tmp_path,
             pod.exec_in(conf, "web", "c", ["true"])
         else:
             pod.debug(conf, "web", "c", ["true"])
+
+
+def test_pod_dir_file_takes_relative_paths_and_refuses_leaving_ones(tmp_path):
+    pod_dir = state.PodDir(str(tmp_path), "web")
+    assert pod_dir.file("logs/c/0.log") == os.path.join(pod_dir.path, "logs", "c", "0.log")
+    assert pod_dir.file("logs", "c") == os.path.join(pod_dir.path, "logs", "c")
+    for bad in ("../x", "/etc/passwd", "logs/../../x", "a//b", "."):
+        with pytest.raises(StateError, match="refusing path component"):
+            pod_dir.file(bad)
