@@ -568,6 +568,7 @@ def image_import(ctx, name, source):
     """Store a root filesystem as NAME[:TAG]: a tarball (docker export), a directory, or an
     OCI image layout (its Entrypoint, Cmd, Env, WorkingDir and User are kept)."""
     from nsPod import images, paths
+    images.reference(name)  # bad input first: it must leave nothing, not even a root
     # The root made here, as by `run`: 0700, checked and recorded.
     paths.check_root(ctx.config.root, create=True)
     click.echo(images.import_image(ctx.config, name, source)["name"])
