@@ -204,13 +204,41 @@ def check_root_path(root, what="--root"):
     return root
 
 
-def _check_ancestors(root):
+def _check_ancestors(root, missing_ok=False):
     """No other user may rename or replace the root: every directory above it belongs to root
     (or to us) and is not writable by group or others unless sticky, as ssh's StrictModes."""
-    path = os.path.dirname(os.path.realpath(root))
     euid = os.geteuid()
-    while True:
-        st = os.stat(path)
+    # The directories the path names as spelt (a symlink on the way lives in one of them) and
+    # the ones it resolves to.
+    lexical = []
+    path = os.path.dirname(root)
+    while path != "/":
+        lexical.append(path)
+        path = os.path.dirname(path)
+    resolved = []
+    path = os.path.dirname(os.path.realpath(root))
+    while path != "/":
+        resolved.append(path)
+        path = os.path.dirname(path)
+    for path in lexical:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if missing_ok:
+                continue
+            raise
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, euid):
+            # In a sticky directory such as /tmp, its owner may replace it at any time.
+            raise StateError(f"state root {root}: {path} is a symlink of uid {st.st_uid}, who "
+                             "could point it elsewhere; choose a root reached through "
+                             "root-owned directories")
+    for path in dict.fromkeys(lexical + resolved + ["/"]):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if missing_ok:
+                continue
+            raise
         if st.st_uid not in (0, euid):
             raise StateError(f"state root {root}: {path} belongs to uid {st.st_uid}, who could "
                              "replace the state root; choose a root below root-owned "
@@ -219,9 +247,6 @@ def _check_ancestors(root):
             raise StateError(f"state root {root}: {path} is writable by group or others "
                              f"(mode {stat.S_IMODE(st.st_mode):o}), who could replace the "
                              "state root; choose a root below directories only root writes")
-        if path == "/":
-            return
-        path = os.path.dirname(path)
 
 
 def _check_root_fd(root, fd):
@@ -260,10 +285,15 @@ def open_root(root, create=False, registry=None):
     if not create and not os.path.lexists(root):
         return None
     if create:
+        # Checked before anything is made through them, and again once the parents exist.
+        if root not in _settled:
+            _check_ancestors(root, missing_ok=True)
         os.makedirs(os.path.dirname(root), mode=0o755, exist_ok=True)
+        if root not in _settled:
+            _check_ancestors(root)
         with contextlib.suppress(FileExistsError):
             os.mkdir(root, 0o700)
-    if root not in _settled:
+    elif root not in _settled:
         _check_ancestors(root)
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -104,6 +104,7 @@ def test_root_below_a_directory_of_another_user_is_refused(tmp_path):
     os.chown(parent, 65534, 65534)
     with pytest.raises(StateError, match="belongs to uid 65534, who could replace"):
         paths.check_root(str(parent / "root"), create=True)
+    assert os.listdir(parent) == []
 
 
 @pytest.mark.parametrize("mode", [0o770, 0o707, 0o777])
@@ -415,3 +416,27 @@ def test_pod_dir_file_takes_relative_paths_and_refuses_leaving_ones(tmp_path):
     for bad in ("../x", "/etc/passwd", "logs/../../x", "a//b", "."):
         with pytest.raises(StateError, match="refusing path component"):
             pod_dir.file(bad)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_root_reached_through_a_symlink_another_user_could_replace_is_refused(tmp_path):
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    (tmp_path / "real").mkdir(mode=0o755)
+    os.symlink(tmp_path / "real", sticky / "link")
+    os.lchown(sticky / "link", 65534, 65534)
+    with pytest.raises(StateError, match="is a symlink of uid 65534"):
+        paths.check_root(str(sticky / "link" / "root"), create=True)
+    assert os.listdir(tmp_path / "real") == []  # nothing made through it
+    os.lchown(sticky / "link", 0, 0)  # root's own symlink there is fine
+    assert paths.check_root(str(sticky / "link" / "root"), create=True)
+
+
+def test_root_below_a_writable_directory_behind_a_symlink_is_refused(tmp_path):
+    (tmp_path / "open").mkdir()
+    os.chmod(tmp_path / "open", 0o777)
+    (tmp_path / "open" / "real").mkdir()
+    os.symlink(tmp_path / "open" / "real", tmp_path / "link")
+    with pytest.raises(StateError, match="writable by group or others"):
+        paths.check_root(str(tmp_path / "link" / "root"), create=True)
