@@ -195,8 +195,11 @@ def fd_of(fd):
 
 def check_root_path(root, what="--root"):
     """The root as given: absolute, normalized, not '/'. InputError otherwise."""
-    if not isinstance(root, str) or not os.path.isabs(root) or "\0" in root:
+    if not isinstance(root, str) or not os.path.isabs(root):
         raise InputError(f"{what}: {root!r} is not an absolute path")
+    if any(ord(c) < 32 or c == "\x7f" for c in root):
+        # The registry keeps one path a line, mountinfo escapes them: plain names only.
+        raise InputError(f"{what}: {root!r} holds control characters")
     root = os.path.normpath(root)
     if root == "/" or root.startswith("//"):
         raise InputError(f"{what}: {root!r} cannot be a state root (choose a directory of "

@@ -63,7 +63,7 @@ def test_join_refuses_components_that_leave(part):
 
 
 def test_root_option_refuses_slash_and_relative():
-    for bad in ("/", "//", "relative/root", "/a\0b"):
+    for bad in ("/", "//", "relative/root", "/a\0b", "/a\nb", "/a\tb"):
         with pytest.raises(InputError, match="^--root"):
             config.load(root=bad, environ={})
     assert config.load(root="/run/nspod/../x/", environ={}).root == "/run/x"
