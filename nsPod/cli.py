@@ -36,6 +36,10 @@ class Context:
         if self._config is None:
             from nsPod import config
             self._config = config.load(**self.options)
+            from nsPod import paths
+            # A state root that is a symlink, another user's, or writable by others is
+            # refused before any command reads or writes in it.
+            paths.check_root(self._config.root)
             if self._config.trace:
                 from nsPod import syscalls
                 syscalls.set_trace(True)
@@ -208,8 +212,10 @@ def _failed_containers(st):
 @pass_context
 def create(ctx, name, memory, volumes, share, hostname, network):
     """Create a pod with only its pause process; add containers with `nspod add`."""
+    from nsPod import paths
     from nsPod import pod as pods
     from nsPod import spec
+    paths.check_pod_name(name)
     manifest = create_manifest(name, memory, volumes, share, hostname, network)
     p, warnings = spec.pod_from_dict(manifest, allow_no_containers=True)
     for w in warnings:
@@ -236,8 +242,10 @@ def create_manifest(name, memory, volumes, share, hostname, network):
     if memory:
         spec_doc["resources"] = {"limits": {"memory": memory}}
     volume_docs = []
+    from nsPod import paths
     for i, v in enumerate(volumes):
         vname, _, size = v.partition(":")
+        paths.check_volume_name(vname)
         empty_dir = {"medium": "Memory"}
         if size:
             empty_dir["sizeLimit"] = size
@@ -265,7 +273,10 @@ def create_manifest(name, memory, volumes, share, hostname, network):
 @pass_context
 def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
     """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
+    from nsPod import paths
     from nsPod import pod as pods
+    paths.check_pod_name(pod)
+    paths.check_container_name(name)
     if restart and not init:
         raise InputError("--restart: only init containers take a restartPolicy (with --init "
                          "--restart Always: a native sidecar); app containers follow the pod's")
@@ -299,6 +310,8 @@ def add_container_doc(name, memory, mounts, env, restart, workdir, image, comman
         if len(parts) not in (2, 3) or not parts[0] or not parts[1] or \
                 (len(parts) == 3 and parts[2] not in ("ro", "rw")):
             raise InputError(f"--mount: {item!r} is not V:PATH or V:PATH:ro")
+        from nsPod import paths
+        paths.check_volume_name(parts[0])
         mount = {"name": parts[0], "mountPath": parts[1]}
         if len(parts) == 3 and parts[2] == "ro":
             mount["readOnly"] = True
@@ -621,7 +634,10 @@ def image():
 def image_import(ctx, name, source):
     """Store a root filesystem as NAME[:TAG]: a tarball (docker export), a directory, or an
     OCI image layout (its Entrypoint, Cmd, Env, WorkingDir and User are kept)."""
-    from nsPod import images
+    from nsPod import images, paths
+    images.reference(name)  # bad input first: it must leave nothing, not even a root
+    # The root made here, as by `run`: 0700, checked and recorded.
+    paths.check_root(ctx.config.root, create=True)
     click.echo(images.import_image(ctx.config, name, source)["name"])
 
 

@@ -4,6 +4,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from nsPod import paths
 from nsPod.errors import InputError
 
 DEFAULT_ROOT = "/run/nspod"
@@ -36,9 +37,9 @@ def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backof
             return flag
         return env.get(name) or default
 
-    root = pick(root, "NSPOD_ROOT", DEFAULT_ROOT)
-    if not os.path.isabs(root) or "\0" in root:
-        raise InputError(f"--root: {_show(root)} is not an absolute path")
+    # Absolute, normalized and not '/': the checks of the directory itself (owner, mode,
+    # symlinks) are paths.open_root's, made when a command first uses it.
+    root = paths.check_root_path(pick(root, "NSPOD_ROOT", DEFAULT_ROOT))
     given = pick(cgroup_parent, "NSPOD_CGROUP_PARENT", DEFAULT_CGROUP_PARENT)
     parent = given.strip("/")
     # Each level a plain directory name: no '.', '..' or empty levels, nothing a shell or
@@ -56,7 +57,7 @@ def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backof
     base, maximum = parse_backoff(pick(restart_backoff, "NSPOD_RESTART_BACKOFF", DEFAULT_BACKOFF))
     if trace is None:
         trace = env.get("NSPOD_TRACE") == "1"
-    return Config(os.path.normpath(root), parent, bridge, str(net), base, maximum, bool(trace),
+    return Config(root, parent, bridge, str(net), base, maximum, bool(trace),
                   unsafe_sysctls(allowed_unsafe_sysctls, env))
 
 

@@ -115,11 +115,14 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
     with step("mount /tmp"):
         target = mounts.make_mountpoint(rootfs, "/tmp")
         mounts.mount_tmpfs(target, "mode=1777", MountFlag.MS_NOSUID | MountFlag.MS_NODEV)
-    if pod.state_root and os.path.isdir(mounts.secure_join(rootfs, pod.state_root)):
-        with step(f"hide nspod's state directory {pod.state_root}"):
-            # The host's root is the lower layer: without this, other pods' on-disk emptyDir
-            # volumes and logs would be readable from inside.
-            target = mounts.secure_join(rootfs, pod.state_root)
+    for state_root in state_roots_to_hide(pod.state_root):
+        target = mounts.secure_join(rootfs, state_root)
+        if not os.path.isdir(target):
+            continue  # not on the lower layer's file system, or hidden by a shallower one
+        with step(f"hide nspod's state directory {state_root}"):
+            # The host's root is the lower layer: without this, pods' on-disk emptyDir
+            # volumes and logs would be readable from inside, this root's and every other
+            # root's that nspod has used on this host (paths.REGISTRY).
             mounts.mount_tmpfs(target, "mode=0700,size=4k", NOSUID_NODEV_NOEXEC | MountFlag.MS_RDONLY)
     if settings["fsGroup"] is not None:
         with step(f"give the pod's emptyDir volumes to fsGroup {settings['fsGroup']}"):
@@ -156,6 +159,16 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
         os.dup2(stdout_fd, 1)
         os.dup2(stderr_fd, 2)
     _exec(container)
+
+
+def state_roots_to_hide(own_root):
+    """The pod's own state root and every registered one, shallowest first (a root inside
+    another is then already hidden with it); the registry too, which names them."""
+    from nsPod import paths
+    roots = set(paths.registered_roots()) | {paths.REGISTRY}
+    if own_root:
+        roots.add(own_root)
+    return sorted(roots, key=lambda r: (r.count("/"), r))
 
 
 def _mount_overlay_root(container_dir, rootfs, container, nodev):

@@ -212,7 +212,10 @@ class Monitor:
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)  # root-only from the moment it exists
         try:
-            self.control.bind(path)
+            # Through /proc/self/fd/<the pod directory>: its path may be longer than the 108
+            # bytes of sun_path (a 253-character pod name is valid).
+            with self.dir.socket_address(state.CONTROL_SOCKET) as address:
+                self.control.bind(address)
         finally:
             os.umask(old)
         self.control.listen(8)

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 
-from nsPod import jsonline, state, status
+from nsPod import jsonline, paths, state, status
 from nsPod.errors import (InputError, NspodError, PodNotFound, SetupError, StateError,
                           describe)
 from nsPod.plan import Facts, make_plan
@@ -26,6 +26,18 @@ from nsPod.state import PodDir, ProcessRef, now_rfc3339
 def require_root():
     if os.geteuid() != 0:
         raise NspodError("nspod must run as root (it creates namespaces, mounts and cgroups)")
+
+
+def _enter(config, pods=(), containers=(), create=False):
+    """The entry of every call that takes names: root, then each name checked (InputError,
+    exit 2) and the state root checked (paths.open_root), before any path is formed."""
+    require_root()
+    for name in pods:
+        paths.check_pod_name(name)
+    for name in containers:
+        if name is not None:
+            paths.check_container_name(name)
+    paths.check_root(config.root, create=create)
 
 
 # --- making pods ----------------------------------------------------------------------------
@@ -164,9 +176,11 @@ def committed_memory(config):
 
 @contextlib.contextmanager
 def admission_lock(config):
-    os.makedirs(config.root, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(config.root, "admission.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    root_fd = paths.open_root(config.root, create=True)
+    try:
+        fd = state.open_lock("admission.lock", root_fd)
+    finally:
+        os.close(root_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -177,7 +191,7 @@ def admission_lock(config):
 def run(config, pod):
     """Make and start one pod; returns the monitor's warnings (one line each)."""
     from nsPod.plan import network_mode
-    require_root()
+    _enter(config, [pod.name], create=True)
     pod_dir = PodDir(config.root, pod.name)
     bridged = network_mode(pod) == "bridge"
     if bridged:
@@ -185,6 +199,7 @@ def run(config, pod):
         # pyroute2 loads in the network helper while the rest of the pod is made.
         netclient.prewarm(config.root)
     leases = None
+    lock_fd = None
     with admission_lock(config):
         pod_dir.create()
         try:
@@ -200,6 +215,9 @@ def run(config, pod):
                                "created": now_rfc3339(),
                                "backoff": [config.backoff_base, config.backoff_max]})
         except BaseException:
+            # The monitor.lock fd too: a library caller lives on after a failed run.
+            if lock_fd is not None:
+                os.close(lock_fd)
             if leases is not None:
                 leases.release(pod.name)
             _remove_dir(pod_dir)
@@ -267,7 +285,8 @@ def add(config, pod_name, container_dict, init=False):
     """Add a container to a running pod and start it; returns warnings."""
     from nsPod import spec
     from nsPod.plan import container_plan
-    require_root()
+    _enter(config, [pod_name], [container_dict.get("name") if isinstance(container_dict, dict)
+                                else None])
     pod_dir = _existing(config, pod_name)
     doc = pod_dir.read_pod()
     pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
@@ -303,7 +322,10 @@ def _request(pod_dir, request, timeout=30.0):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
     try:
-        sock.connect(pod_dir.file(state.CONTROL_SOCKET))
+        # Through /proc/self/fd: <root>/pods/<253-character name>/control.sock is longer
+        # than the 108 bytes of sun_path.
+        with pod_dir.socket_address(state.CONTROL_SOCKET, existing=True) as address:
+            sock.connect(address)
         jsonline.send(sock, request)
         data = jsonline.read_line(sock)
     except OSError as e:
@@ -327,7 +349,7 @@ def _existing(config, name):
 
 def restart(config, pod_name, container_name):
     """Restart one container in place; the pod's other containers, IP and volumes stay."""
-    require_root()
+    _enter(config, [pod_name], [container_name])
     pod_dir, doc, _ = load(config, pod_name)
     name = pick_container(doc, pod_name, container_name)["name"]
     _request(pod_dir, {"op": "restart", "container": name})
@@ -347,7 +369,7 @@ def apply(config, pod):
     import dataclasses
     from nsPod import spec
     from nsPod.plan import PodPlan, container_plan
-    require_root()
+    _enter(config, [pod.name])
     pod_dir = _existing(config, pod.name)
     doc = pod_dir.read_pod()
     old, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
@@ -386,7 +408,7 @@ def _camel(name):
 # --- stopping and removing ------------------------------------------------------------------
 
 def stop(config, name, timeout=None):
-    require_root()
+    _enter(config, [name])
     pod_dir = _existing(config, name)
     if pod_dir.monitor_alive():
         grace = timeout
@@ -411,8 +433,10 @@ def _wait_monitor_exit(pod_dir, timeout=10.0):
 
 
 def remove(config, names, force=False, timeout=None):
-    """Remove pods; returns (removed names, errors). Unknown names are errors unless force."""
-    require_root()
+    """Remove pods; returns (removed names, errors). Unknown names are errors unless force.
+
+    Every name is checked before any pod is touched: `rm -f good ../x` removes nothing."""
+    _enter(config, names)
     removed, errors = [], []
     for name in names:
         pod_dir = PodDir(config.root, name)
@@ -435,6 +459,8 @@ def remove(config, names, force=False, timeout=None):
 
 def _remove_dir(pod_dir):
     from nsPod.mounts import detach, mounts_under
+    if not pod_dir.exists():
+        return
     for mount_point in mounts_under(pod_dir.path):
         detach(mount_point)
     pod_dir.remove()
@@ -457,17 +483,24 @@ def clean_up_after_monitor(pod_dir):
             return []
         removed = []
         victims = []
+        cgroup = _believed_cgroup(pod_state.get("cgroup"))
         for name, cstate in pod_state.get("containers", {}).items():
-            ref = ProcessRef(cstate.get("pid"), cstate.get("pidStartTime"))
-            if ref.pid and ref.kill(signal.SIGKILL):
+            ref = _process_ref(cstate.get("pid"), cstate.get("pidStartTime"))
+            if ref and _in_cgroup(ref.pid, cgroup) and ref.kill(signal.SIGKILL):
                 victims.append(ref)
                 removed.append(f"process {ref.pid} (container {name})")
             cstate.pop("pid", None)
-        pause = ProcessRef.from_json(pod_state.get("pause"))
-        if pause and pause.kill(signal.SIGKILL):
+        pause = pod_state.get("pause")
+        pause = _process_ref(pause.get("pid"), pause.get("startTime")) \
+            if isinstance(pause, dict) else None
+        if pause and (_is_pause(pause.pid) or _in_cgroup(pause.pid, cgroup)) \
+                and pause.kill(signal.SIGKILL):
             victims.append(pause)
             removed.append(f"process {pause.pid} (pause)")
         _wait_gone(victims)
+        # Only mounts in the pod's own directory: a state.json naming /proc or a host path
+        # must not make rm detach it.
+        pod_state["mounts"] = [m for m in pod_state.get("mounts", []) if _own_mount(pod_dir, m)]
         for path in pod_state.get("mounts", []):
             if path in _mount_set():
                 removed.append(f"mount {path}")
@@ -502,6 +535,58 @@ def clean_up_after_monitor(pod_dir):
         os.close(lock_fd)
 
 
+def _process_ref(pid, start_time):
+    """A ProcessRef from state.json values, or None when they are not a pid and start time."""
+    if type(pid) is not int or pid <= 1 or type(start_time) is not int:
+        return None
+    return ProcessRef(pid, start_time)
+
+
+def _believed_cgroup(cgroup):
+    """The pod's cgroup path as recorded, when it is one ('parent/.../name')."""
+    if not isinstance(cgroup, str):
+        return None
+    parts = cgroup.strip("/").split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def _in_cgroup(pid, cgroup):
+    """Whether pid is in the pod's cgroup (or below it) in some hierarchy: a pid in state.json
+    is believed only with its start time and this, so a planted or stale state.json cannot
+    make nspod SIGKILL a process that is not the pod's."""
+    if cgroup is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        path = line.split(":", 2)[-1].strip("/")
+        if path == cgroup or path.startswith(cgroup + "/"):
+            return True
+    return False
+
+
+def _is_pause(pid):
+    """Whether pid runs nspod's pause binary."""
+    from nsPod.sandbox import pause_binary
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return exe == os.path.realpath(pause_binary())
+
+
+def _own_mount(pod_dir, path):
+    if not isinstance(path, str) or os.path.normpath(path) != path:
+        return False
+    return any(path == base or path.startswith(base + "/")
+               for base in {pod_dir.path, os.path.realpath(pod_dir.path)})
+
+
 def _mount_set():
     from nsPod.mounts import mount_points
     return set(mount_points())
@@ -518,7 +603,7 @@ def _wait_gone(refs, timeout=10.0):
 
 def gc(config):
     """Remove what crashed monitors left: processes, mounts, half-made pod directories."""
-    require_root()
+    _enter(config)
     report = []
     for pod_dir in state.list_pods(config.root):
         if pod_dir.monitor_alive():
@@ -560,6 +645,8 @@ def _gc_network(config):
 
 def load(config, name):
     """(PodDir, pod.json, refreshed state) of an existing pod."""
+    paths.check_pod_name(name)
+    paths.check_root(config.root)
     pod_dir = _existing(config, name)
     doc = pod_dir.read_pod()
     pod_state = status.refresh(pod_dir, pod_dir.read_state())
@@ -567,11 +654,13 @@ def load(config, name):
 
 
 def inspect(config, name):
+    _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
     return status.pod_object(pod_dir, doc, pod_state, host_ip=host_ip())
 
 
 def list_pods(config, include_all=False):
+    paths.check_root(config.root)
     pods = []
     ip = host_ip()
     for pod_dir in state.list_pods(config.root):
@@ -603,6 +692,7 @@ def pick_container(doc, pod_name, name):
 def namespace_table(config, name):
     """[(who, pid, {kind: 'net:[id]'})]: pause, then each container that is running."""
     from nsPod import namespaces
+    _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
     rows = []
     pause = ProcessRef.from_json(pod_state.get("pause"))
@@ -622,13 +712,18 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     from nsPod import container, process, security
     from nsPod.cgroups import open_driver, rel_in_parent
     from nsPod.plan import container_from_json
-    require_root()
+    _enter(config, [pod_name], [container_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     cplan = container_from_json(pick_container(doc, pod_name, container_name))
     cstate = pod_state["containers"].get(cplan.name, {})
     if "pid" not in cstate:
         raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
-    target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
+    target = _process_ref(cstate["pid"], cstate.get("pidStartTime"))
+    # Joined only when it is the pod's: a state.json naming another process (pid 1...) must
+    # not make exec enter that process's namespaces.
+    if target is None or not target.alive() or \
+            not _in_cgroup(target.pid, _believed_cgroup(pod_state.get("cgroup"))):
+        raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
     driver = open_driver(doc["plan"]["cgroup_parent"])
     rel = rel_in_parent(cstate["cgroup"], doc["plan"]["cgroup_parent"])
     security.become_subreaper()  # the process comes from a second fork: it is ours to reap
@@ -650,18 +745,20 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     from nsPod.cgroups import Limits, container_cgroup_name, open_driver, rel_in_parent
     from nsPod.cgroups.devices import allowlist
     from nsPod.plan import PodPlan, container_plan
-    require_root()
+    _enter(config, [pod_name], [target_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     pause = ProcessRef.from_json(pod_state.get("pause"))
-    if pause is None or not pause.alive():
+    if pause is None or not pause.alive() or not _is_pause(pause.pid):
         raise StateError(f"pod {pod_name} is not running")
     pid_from = None
     if target_name is not None:
         target = pick_container(doc, pod_name, target_name)["name"]
         cstate = pod_state["containers"].get(target, {})
-        if "pid" not in cstate:
+        ref = _process_ref(cstate.get("pid"), cstate.get("pidStartTime"))
+        if ref is None or not ref.alive() or \
+                not _in_cgroup(ref.pid, _believed_cgroup(pod_state.get("cgroup"))):
             raise StateError(f"container {target} of pod {pod_name} is not running")
-        pid_from = cstate["pid"]
+        pid_from = ref.pid
     plan = PodPlan.from_json(doc["plan"])
     name = f"debugger-{uuid.uuid4().hex[:5]}"
     pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
@@ -715,6 +812,7 @@ def _wait_forwarding_signals(pid):
 # --- logs -----------------------------------------------------------------------------------
 
 def log_path(config, pod_name, container_name, previous=False):
+    _enter(config, [pod_name], [container_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     cplan = pick_container(doc, pod_name, container_name)
     cstate = pod_state["containers"].get(cplan["name"], {})
@@ -743,6 +841,7 @@ def _pod_cgroups(config, name):
     names: what is read is what nspod made.
     """
     from nsPod.cgroups import open_driver, rel_in_parent
+    _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
     if not pod_state.get("cgroup"):
         raise StateError(f"pod {name} is not running (its cgroups are gone)")

@@ -346,6 +346,19 @@ BAD_ARGUMENTS = [
      ["limits.memory", '"lots"']),
     ("create-bad-network", ["create", "p", "--network", "wifi"], ["wifi"]),
     ("global-relative-root", ["--root", "relative", "ps"], ["--root"]),
+    ("global-slash-root", ["--root", "/", "ps"], ["--root", "'/'"]),
+    # Names are checked before any path is formed (issue 9): a path is no pod name.
+    ("inspect-dotdot", ["inspect", "../etc"], ["invalid pod name", '"../etc"']),
+    ("rm-force-dot", ["rm", "-f", "."], ["invalid pod name", '"."']),
+    # (`rm -f /` is tested in-process with removal made impossible: tests/unit/test_names.py)
+    ("stop-dir", ["stop", "DIR"], ["invalid pod name", '"DIR"']),
+    ("logs-bad-container", ["logs", "p", "../c"], ["invalid container name", '"../c"']),
+    ("exec-bad-container", ["exec", "-c", "C", "p", "--", "true"],
+     ["invalid container name", '"C"']),
+    ("add-bad-container", ["add", "p", "a/b", "--", "true"], ["invalid container name"]),
+    ("create-long-name", ["create", "x" * 254], ["invalid pod name", "at most 253"]),
+    ("create-bad-volume-name", ["create", "p", "--volume", "../v"],
+     ["invalid volume name", '"../v"']),
     ("global-bad-subnet", ["--subnet", "10.0.0.0/99", "ps"], ["--subnet"]),
     ("global-bad-cgroup-parent", ["--cgroup-parent", "../x", "ps"], ["--cgroup-parent"]),
     ("global-bad-restart-backoff", ["--restart-backoff", "fast", "ps"], ["--restart-backoff"]),
@@ -381,6 +394,7 @@ BAD_ADD_ARGUMENTS = [
     ("mount-bad-mode", ["--mount", "data:/data:rx"], ["--mount"]),
     ("env-without-equals", ["--env", "NOEQUALS"], ["--env", "NOEQUALS"]),
     ("env-without-key", ["--env", "=value"], ["--env"]),
+    ("mount-bad-volume-name", ["--mount", "../v:/data"], ["invalid volume name", '"../v"']),
 ]
 
 
