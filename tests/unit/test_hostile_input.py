@@ -102,7 +102,7 @@ def test_private_subnets_are_accepted(subnet):
     ({"bridge": ".."}, "--bridge: '..' is not a link name"),
     ({"bridge": "br\u00e9"}, "--bridge: 'br\u00e9' is not a link name"),
     ({"bridge": "a" * 16}, "--bridge: '" + "a" * 16 + "' is not a link name"),
-    ({"root": "/x\0"}, "--root: '/x\\x00' is not an absolute path"),
+    ({"root": "/x\0"}, "--root: '/x\\x00' holds control characters"),
 ])
 def test_bad_global_options_name_the_option(options, problem):
     with pytest.raises(InputError) as info:
