@@ -1,0 +1,80 @@
+"""The monitor's timer queue and its reads of container-written files, without a pod."""
+import itertools
+import os
+import selectors
+
+import pytest
+
+from nsPod import monitor, netd
+
+DAY = 86400
+
+
+def bare_monitor():
+    m = monitor.Monitor.__new__(monitor.Monitor)
+    m.timers, m.cancelled, m.sequence = [], set(), itertools.count()
+    return m
+
+
+@pytest.mark.parametrize("delay", [30 * DAY, 10**12, 10**400, float("inf"), 2**63])
+def test_a_far_timer_sleeps_in_bounded_waits_and_does_not_fire(delay):
+    """A 30-day activeDeadlineSeconds (or any integer a manifest holds) is a wait the kernel
+    accepts: epoll's limit is ~24.8 days, and select() with more raised OverflowError."""
+    m = bare_monitor()
+    fired = []
+    m.at(delay, lambda: fired.append(1))
+    timeout = m.next_timeout()
+    assert 0 < timeout <= monitor.MAX_WAIT
+    with selectors.DefaultSelector() as selector:
+        r, w = os.pipe()
+        os.write(w, b"x")   # ready at once: the call returns, with the far timeout accepted
+        selector.register(r, selectors.EVENT_READ)
+        assert selector.select(timeout)
+        os.close(r)
+        os.close(w)
+    m.run_timers()
+    assert not fired
+
+
+@pytest.mark.parametrize("delay", [0, -5, float("nan"), "ten", None])
+def test_a_meaningless_delay_means_now(delay):
+    m = bare_monitor()
+    fired = []
+    m.at(delay, lambda: fired.append(1))
+    assert m.next_timeout() == 0
+    m.run_timers()
+    assert fired == [1]
+
+
+def test_a_failing_timer_does_not_end_the_loop(capsys):
+    m = bare_monitor()
+    fired = []
+    m.at(0, lambda: 1 / 0)
+    m.at(0, lambda: fired.append(1))
+    m.run_timers()
+    assert fired == [1]
+    assert "ZeroDivisionError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("1e9", netd.MAX_IDLE), ("inf", netd.MAX_IDLE), ("nan", netd.DEFAULT_IDLE),
+    ("-1", netd.DEFAULT_IDLE), ("x", netd.DEFAULT_IDLE), ("5", 5.0), ("", netd.DEFAULT_IDLE)])
+def test_netd_idle_is_clamped_to_what_a_selector_accepts(value, expected):
+    assert netd.idle_seconds({"NSPOD_NETD_IDLE": value}) == expected
+
+
+def test_the_termination_message_is_read_bounded_and_only_from_a_regular_file(tmp_path):
+    msg = tmp_path / "msg"
+    msg.write_text("é" * 5000)
+    text = monitor.read_bounded(str(msg), 4096)
+    assert len(text.encode("utf-8", errors="replace")) <= 4096 + 3
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)                      # no writer: a blocking open would wait forever
+    assert monitor.read_bounded(str(fifo), 4096) == ""
+    link = tmp_path / "link"
+    link.symlink_to(msg)                 # not followed
+    assert monitor.read_bounded(str(link), 4096) == ""
+    zero = tmp_path / "zero"
+    zero.symlink_to("/dev/zero")
+    assert monitor.read_bounded(str(zero), 4096) == ""
+    assert monitor.read_bounded(str(tmp_path / "none"), 4096) == ""
