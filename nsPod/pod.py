@@ -513,6 +513,8 @@ def gc(config):
         for item in clean_up_after_monitor(pod_dir):
             report.append(f"pod {pod_dir.name}: {item}")
     report += _gc_network(config)
+    from nsPod import images
+    report += images.gc(config.root)
     return report
 
 
