@@ -97,6 +97,10 @@ def etc_pod(nspod, name, etc, user=None):
       command: ["sleep", "1000"]
       volumeMounts:
         - {{name: etc, mountPath: /etc}}
+      readinessProbe:
+        exec: {{command: ["true"]}}
+        periodSeconds: 1
+        failureThreshold: 1
 {extra}""", volumes=f"""\
     - name: etc
       hostPath: {{path: {json.dumps(etc)}, type: Directory}}
@@ -113,7 +117,12 @@ def test_a_hostile_passwd_is_a_clear_failure_of_exec_and_of_the_next_start(nspod
     with open(os.path.join(etc, "passwd"), "w") as f:
         f.write("root:x:0:0:root:/root:/bin/sh\n")
     nspod.run_yaml(etc_pod(nspod, "pw", etc))
+    wait_for(lambda: container_status(nspod.inspect("pw"), "a")["ready"], what="readiness")
     hostile_passwd(etc, kind)
+    # The exec probe cannot run now: it fails (the container turns unready), the monitor
+    # goes on.
+    wait_for(lambda: not container_status(nspod.inspect("pw"), "a")["ready"],
+             what="the probe's failure")
 
     result = nspod("exec", "pw", "--", "true", check=False, timeout=GUARD)
     assert result.returncode == 126
