@@ -645,7 +645,10 @@ class Monitor:
             target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
             return probes.spawn(handler, self.state["pause"]["pid"], self.state.get("podIP"),
                                 target, run.plan, self.attach_to(run.name))
-        except (ChildFailed, OSError, NspodError):
+        except Exception as e:  # a check that cannot start has failed; the pod goes on
+            if not isinstance(e, (ChildFailed, OSError, NspodError)):
+                print(f"nspod monitor: container {run.name}: check: {type(e).__name__}: "
+                      f"{describe(e)}", file=sys.stderr)
             return None
 
     def on_check_exit(self, what, status):
