@@ -22,7 +22,6 @@ import lzma
 import os
 import platform
 import posixpath
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -52,6 +51,10 @@ _TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, 
 MAX_DESCRIPTORS = 1000       # descriptors the walk of the indexes may visit, in all
 MAX_JSON_BLOB = 4 << 20      # an index, manifest or config (registries refuse > 4 MiB too)
 MAX_INDEX_DEPTH = 4
+# Directories an archive member may be nested in. Real root filesystems stay far below (a
+# deep node_modules: ~50); resolving each member inside the image costs its depth squared, so
+# a small archive of a few thousand nested directories took minutes.
+MAX_MEMBER_DEPTH = 256
 
 
 class ImageError(NspodError):
@@ -145,7 +148,7 @@ def _import(config, ref, source, kind, archive):
         else:
             _copy_tree(source, rootfs)
             image = {}
-        shutil.rmtree(os.path.join(work, "layout"), ignore_errors=True)
+        state.remove_tree(os.path.join(work, "layout"), ignore_errors=True)
         stored = {
             "name": ref, "format": {"oci": "oci", "tar": "tar", "dir": "directory"}[kind],
             "source": origin,
@@ -162,7 +165,7 @@ def _import(config, ref, source, kind, archive):
             raise ImageError(f"image {ref} already exists (remove it first: "
                              f"nspod image rm {ref})") from e
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        state.remove_tree(work, ignore_errors=True)
         raise
     return stored
 
@@ -270,13 +273,30 @@ def _copy_tree(source, target):
 
 
 def _tree_size(path):
+    """Bytes of the regular files under path, hard links once. Iterative: an image's tree
+    may be deeper than Python's recursion (os.walk recurses), and deeper than PATH_MAX: then
+    du, which walks by descriptors, counts it (its figure includes the directories)."""
     total, seen = 0, set()
-    for directory, dirs, files in os.walk(path):
-        for name in files:
-            st = os.lstat(os.path.join(directory, name))
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
+    stack = [path]
+    try:
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    elif (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        total += st.st_size
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        result = subprocess.run(["du", "-s", "-b", "-x", "--", path], capture_output=True,
+                                text=True, stdin=subprocess.DEVNULL)
+        try:
+            return int(result.stdout.split()[0])
+        except (IndexError, ValueError):
+            raise ImageError(f"size of {path}: du: {result.stderr.strip()}") from None
     return total
 
 
@@ -298,6 +318,7 @@ def _extract(tar, dest, layer=False):
             continue  # the archive's root entry: dest is made already
         if layer and base.startswith(WHITEOUT):
             continue  # applied before (_apply_whiteouts)
+        _check_depth(member)
         try:
             target = os.path.join(mounts.secure_join(dest, parent_rel), base)
             _make_room(target, member)
@@ -315,6 +336,13 @@ def _extract(tar, dest, layer=False):
             tar.extract(member, dest, set_attrs=True, numeric_owner=True, **_TRUSTED)
         except _TAR_ERRORS as e:
             raise ImageError(f"unpack {member.name}: {describe(e)}") from None
+
+
+def _check_depth(member):
+    for what, path in (("", member.name), (" hard link target", member.linkname)):
+        if path and path.count("/") > MAX_MEMBER_DEPTH:
+            raise ImageError(f"unpack {member.name[:100]}...: its{what} is more than "
+                             f"{MAX_MEMBER_DEPTH} directories deep")
 
 
 def _members(tar):
@@ -337,7 +365,7 @@ def _make_room(target, member):
     if member.isdir() and os.path.isdir(target) and not os.path.islink(target):
         return  # a directory stays; its new contents are added
     if os.path.isdir(target) and not os.path.islink(target):
-        shutil.rmtree(target)
+        state.remove_tree(target)
     else:
         os.unlink(target)
 
@@ -350,6 +378,7 @@ def _apply_whiteouts(tar, rootfs):
         parent_rel, base = posixpath.split(member.name.strip("/"))
         if not base.startswith(WHITEOUT):
             continue
+        _check_depth(member)
         parent = mounts.secure_join(rootfs, parent_rel)
         if base == OPAQUE:
             if os.path.isdir(parent) and not os.path.islink(parent):
@@ -361,7 +390,7 @@ def _apply_whiteouts(tar, rootfs):
 
 def _remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
+        state.remove_tree(path)
     elif os.path.lexists(path):
         os.unlink(path)
 
@@ -574,7 +603,7 @@ def remove(config, name):
                              "first: nspod rm -f POD)")
         doomed = os.path.join(store_dir(config.root), f".remove-{_owner_tag()}-{ref}")
         os.rename(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    state.remove_tree(doomed, ignore_errors=True)
     return ref
 
 
@@ -616,7 +645,7 @@ def _remove_leftovers(store):
         with contextlib.suppress(ValueError):
             if str(state.process_start_time(int(pid))) == start:
                 continue  # its nspod is still at work
-        shutil.rmtree(os.path.join(store, entry), ignore_errors=True)
+        state.remove_tree(os.path.join(store, entry), ignore_errors=True)
         removed.append(entry)
     return removed
 

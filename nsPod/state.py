@@ -146,8 +146,7 @@ class PodDir:
             raise PodExists(self.name) from None
 
     def remove(self):
-        import shutil
-        shutil.rmtree(self.path, ignore_errors=False, onerror=_ignore_missing)
+        remove_tree(self.path)
 
     def read_pod(self):
         return self._read(POD_FILE)
@@ -192,6 +191,30 @@ class PodDir:
             return True
         os.close(fd)
         return False
+
+
+def remove_tree(path, ignore_errors=False):
+    """rm -rf for trees a container or an image made (an emptyDir's contents, an unpacked
+    layer): of any depth. shutil.rmtree recurses and holds a descriptor per level, so a tree
+    some thousand directories deep ends it in RecursionError or EMFILE; then coreutils' rm,
+    which has no such limit, finishes the job. Neither follows a symlink."""
+    import shutil
+    try:
+        shutil.rmtree(path, onerror=_ignore_missing)
+        return
+    except RecursionError:
+        pass
+    except OSError as e:
+        if e.errno not in (errno.EMFILE, errno.ENFILE):
+            if ignore_errors:
+                return
+            raise
+    import subprocess
+    result = subprocess.run(["rm", "-rf", "--one-file-system", "--", path],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0 and not ignore_errors:
+        lines = result.stderr.strip().splitlines()
+        raise OSError(errno.ENOTEMPTY, f"rm -rf: {lines[-1] if lines else 'failed'}", path)
 
 
 def _ignore_missing(func, path, exc_info):

@@ -282,3 +282,23 @@ def test_a_second_signal_during_setup_does_not_interrupt_the_undoing(nspod):
     assert cli.returncode == 1 and "interrupted by signal" in err, err
     # `run` removed the pod once its monitor had undone it: nothing to find, nothing left.
     assert not os.path.exists(os.path.join(nspod.root, "pods", "sig"))
+
+
+def test_rm_removes_an_empty_dir_nested_deeper_than_pythons_recursion(nspod):
+    """shutil.rmtree recurses (and holds a descriptor per level): a container that nests
+    directories 3000 deep in an emptyDir made `rm` fail with RecursionError."""
+    nest = ("import os\\nos.chdir('/data')\\nfor _ in range(3000):\\n"
+            "    os.mkdir('d'); os.chdir('d')\\nprint('nested', flush=True)")
+    nspod.run_yaml(pod_yaml("deep", f"""\
+    - name: a
+      command: ["sh", "-c", {json.dumps(f'python3 -c "$(printf "{nest}")" && sleep 1000')}]
+      volumeMounts:
+        - {{name: data, mountPath: /data}}
+""", volumes="""\
+    - name: data
+      emptyDir: {}
+"""))
+    wait_for(lambda: "nested" in nspod("logs", "deep").stdout, timeout=GUARD, what="the nesting")
+    result = nspod("rm", "-f", "deep", timeout=GUARD)
+    assert result.stdout == "deep\n" and not result.stderr
+    assert not os.path.exists(os.path.join(nspod.root, "pods", "deep"))

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
 from types import SimpleNamespace
 
@@ -375,3 +376,50 @@ def test_leftovers_of_a_dead_importer_are_removed_and_a_live_ones_kept(tmp_path)
         [f"images: removed {dead}, left by a killed nspod",
          f"images: removed {removing}, left by a killed nspod"])
     assert sorted(os.listdir(store)) == sorted([live, "bb:latest"])
+
+
+def deep_dirs(root, depth):
+    os.makedirs(root)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            new = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write("deep")
+    finally:
+        os.close(fd)
+
+
+def test_trees_deeper_than_pythons_recursion_are_sized_and_removed(tmp_path):
+    """An image (or a container, in an emptyDir) can nest directories thousands deep:
+    shutil.rmtree and os.walk recurse and failed (RecursionError, EMFILE)."""
+    tree = tmp_path / "tree"
+    try:
+        deep_dirs(str(tree), 3000)
+        assert images._tree_size(str(tree)) >= 4   # past PATH_MAX du counts it, dirs too
+        images.state.remove_tree(str(tree))
+        assert not tree.exists()
+        images.state.remove_tree(str(tree))   # already gone: nothing to do
+    finally:
+        # Whatever happened: pytest's own cleanup of old temporary directories recurses too.
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(tree)])
+
+
+def test_an_image_tarball_nested_too_deep_is_refused_and_leaves_nothing(tmp_path):
+    """Each member is resolved inside the image, at a cost of its depth squared: a small
+    archive of a few thousand nested directories took minutes, then died in RecursionError."""
+    def tarball(depth):
+        names = ["/".join(["d"] * n) for n in range(1, depth + 1)]
+        path = tmp_path / f"deep{depth}.tar.gz"
+        path.write_bytes(tar_of([(n, "dir", None) for n in names]
+                                + [(names[-1] + "/f", "file", "deep")], compress=True))
+        return str(path)
+    config = SimpleNamespace(root=str(tmp_path / "root"))
+    stored = images.import_image(config, "ok", tarball(images.MAX_MEMBER_DEPTH))
+    assert stored["size"] == 4
+    with pytest.raises(images.ImageError, match="more than 256 directories deep"):
+        images.import_image(config, "deep", tarball(3000))
+    assert os.listdir(tmp_path / "root" / "images") == ["ok:latest"]
