@@ -134,6 +134,8 @@ class Monitor:
         self.stop_waiters = []     # control connections to answer when the pod is down
         self.init_waiters = {}     # container name -> connections waiting for it to end
         self.setup_done = False
+        self.aborting = False      # setup was interrupted: its undoing must not be
+        self.term_requested = False
         self.sandbox_down = False  # pause died; a new sandbox comes once everything is reaped
         self.init_failed = None
         self.final_reason = None
@@ -428,6 +430,17 @@ class Monitor:
         self.ended(run, terminated, ran_for=0.0)
 
     # --- exits ---------------------------------------------------------------------------
+
+    def on_term(self, signo):
+        """SIGTERM/SIGINT (the Python-level handler)."""
+        self.term_requested = True
+        # While the pod is being made, the first signal interrupts that, once: a second one
+        # (the CLI's death and a user's kill, Ctrl-C twice) must not interrupt the undoing of
+        # the first, nor leave the half-made pod to nobody. After setup the loop sees
+        # term_requested (the wakeup fd woke it).
+        if not self.setup_done and not self.aborting:
+            self.aborting = True
+            raise Aborted(f"interrupted by signal {signo} while making the pod")
 
     def on_signal(self):
         try:
@@ -1136,18 +1149,9 @@ def main(argv):
     os.set_inheritable(lock_fd, False)
     os.set_inheritable(ready_fd, False)
     monitor = Monitor(pod_path)
-    monitor.term_requested = False
-    aborting = []
 
     def on_term(signo, frame):
-        monitor.term_requested = True
-        # While the pod is being made, the first signal interrupts that, once: a second one
-        # (the CLI's death and a user's kill, Ctrl-C twice) must not interrupt the undoing of
-        # the first, nor leave the half-made pod to nobody. After setup the loop sees
-        # term_requested (the wakeup fd woke it).
-        if not monitor.setup_done and not aborting:
-            aborting.append(signo)
-            raise Aborted(f"interrupted by signal {signo} while making the pod")
+        monitor.on_term(signo)
 
     wakeup_r, wakeup_w = os.pipe()
     os.set_blocking(wakeup_r, False)
@@ -1165,7 +1169,7 @@ def main(argv):
         # While the CLI waits for us, its death (Ctrl-C, kill) must undo the half-made pod.
         security.set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != parent_pid:
-            aborting.append(0)
+            monitor.aborting = True
             raise Aborted("the nspod command that started the monitor is gone")
         reply["warnings"] = monitor.setup()
         security.clear_parent_death_signal()

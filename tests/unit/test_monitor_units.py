@@ -78,3 +78,24 @@ def test_the_termination_message_is_read_bounded_and_only_from_a_regular_file(tm
     zero.symlink_to("/dev/zero")
     assert monitor.read_bounded(str(zero), 4096) == ""
     assert monitor.read_bounded(str(tmp_path / "none"), 4096) == ""
+
+
+def test_only_the_first_signal_during_setup_interrupts_it():
+    """A second SIGTERM/SIGINT (the CLI's death and a user's kill) arriving while the first
+    one's interruption is being undone must not interrupt the undoing."""
+    m = bare_monitor()
+    m.setup_done, m.aborting, m.term_requested = False, False, False
+    with pytest.raises(monitor.Aborted, match="interrupted by signal 15 while making the pod"):
+        m.on_term(15)
+    m.on_term(2)          # no exception: the undoing goes on
+    m.on_term(15)
+    assert m.term_requested
+    # After setup, a signal only asks the loop to stop the pod.
+    m = bare_monitor()
+    m.setup_done, m.aborting, m.term_requested = True, False, False
+    m.on_term(15)
+    assert m.term_requested
+
+
+def test_aborted_is_not_an_error_a_start_failure_handler_would_swallow():
+    assert not issubclass(monitor.Aborted, Exception)
