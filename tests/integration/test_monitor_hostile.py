@@ -302,3 +302,16 @@ def test_rm_removes_an_empty_dir_nested_deeper_than_pythons_recursion(nspod):
     result = nspod("rm", "-f", "deep", timeout=GUARD)
     assert result.stdout == "deep\n" and not result.stderr
     assert not os.path.exists(os.path.join(nspod.root, "pods", "deep"))
+
+
+def test_a_huge_netd_idle_time_is_clamped(nspod):
+    """NSPOD_NETD_IDLE=1e9 made netd's first wait raise OverflowError: it died at each start
+    (the pod got its network only through the client's retries)."""
+    from nsPod import netclient
+    nspod("run", nspod.manifest(pod_yaml("idle", container("a"))), env={"NSPOD_NETD_IDLE": "1e9"},
+          timeout=GUARD)
+    assert nspod.inspect("idle")["status"]["podIP"]
+    assert netclient.running(nspod.root)   # still there, waiting for its next request
+    with open(os.path.join(nspod.root, "network", "netd.log")) as f:
+        assert "Traceback" not in f.read()
+    nspod("rm", "-f", "idle", timeout=GUARD)
