@@ -200,14 +200,17 @@ def remove_tree(path, ignore_errors=False):
     which has no such limit, finishes the job. Neither follows a symlink."""
     import shutil
     try:
-        shutil.rmtree(path, onerror=_ignore_missing)
-        return
+        if ignore_errors:
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.lexists(path):
+                return
+        else:
+            shutil.rmtree(path, onerror=_ignore_missing)
+            return
     except RecursionError:
         pass
     except OSError as e:
         if e.errno not in (errno.EMFILE, errno.ENFILE):
-            if ignore_errors:
-                return
             raise
     import subprocess
     result = subprocess.run(["rm", "-rf", "--one-file-system", "--", path],
