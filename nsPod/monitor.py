@@ -40,6 +40,7 @@ from nsPod.undo import detach_network, remove_cgroups, unmount_recorded
 from nsPod.state import ProcessRef, now_rfc3339
 
 CONTROL_TIMEOUT = 2.0
+MAX_REQUESTS = 16            # control connections whose request is still coming
 MAX_WAIT = 86400.0           # longest single sleep of the loop
 MAX_DELAY = 100 * 365 * 86400.0   # a timer further away than this is as good as never
 
@@ -120,6 +121,7 @@ class Monitor:
         self.log_limits = logs.limits_from_env()
         self.cgroups = None
         self.forwarders = []
+        self.requests = {}         # control connection -> [bytes so far, timeout timer]
         self.selector = selectors.DefaultSelector()
         self.children = {}         # pid -> ("pause",) | ("container", run) | ("check", ...)
         self.streams = {}          # read fd -> StreamWriter
@@ -228,6 +230,7 @@ class Monitor:
         finally:
             os.umask(old)
         self.control.listen(8)
+        self.control.setblocking(False)   # a client gone between readiness and accept: EAGAIN
         self.selector.register(self.control, selectors.EVENT_READ, "control")
 
     def cgroup_rel(self, name=None):
@@ -903,6 +906,8 @@ class Monitor:
                     self.on_signal()
                 elif key.data == "control":
                     self.on_control()
+                elif key.data == "request":
+                    self.on_request(key.fileobj)
                 elif key.data == "log":
                     self.on_log(key.fd)
                 else:
@@ -930,14 +935,68 @@ class Monitor:
     # --- control socket ------------------------------------------------------------------
 
     def on_control(self):
-        conn, _ = self.control.accept()
-        conn.settimeout(CONTROL_TIMEOUT)
+        """Accept a control connection. Its request is read as it arrives (on_request): a
+        client that connects and then sends nothing, or slowly, never holds up the loop."""
+        try:
+            conn, _ = self.control.accept()
+        except OSError:
+            return   # gone before we took it
         try:
             uid = struct.unpack("3i", conn.getsockopt(
                 socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
-            if uid != 0:
-                raise NspodError("only root may control a pod")
-            request = json.loads(jsonline.read_line(conn))
+        except OSError:
+            conn.close()
+            return
+        problem = "only root may control a pod" if uid != 0 else \
+            "too many requests at once; try again" if len(self.requests) >= MAX_REQUESTS \
+            else None
+        if problem:
+            conn.settimeout(CONTROL_TIMEOUT)
+            _send(conn, {"error": problem})
+            conn.close()
+            return
+        conn.setblocking(False)
+        timer = self.at(CONTROL_TIMEOUT, lambda: self.drop_request(conn))
+        self.requests[conn] = [b"", timer]
+        self.selector.register(conn, selectors.EVENT_READ, "request")
+
+    def on_request(self, conn):
+        pending = self.requests.get(conn)
+        if pending is None:
+            return
+        try:
+            chunk = conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        pending[0] += chunk
+        data = pending[0]
+        if chunk and b"\n" not in chunk and len(data) <= jsonline.MAX_LINE:
+            return   # more to come
+        self.forget_request(conn)
+        # The reply is small; it goes out with a bounded wait, as do the later answers to
+        # stop and add --init.
+        conn.settimeout(CONTROL_TIMEOUT)
+        self.handle_request(conn, data.split(b"\n", 1)[0])
+
+    def forget_request(self, conn):
+        _, timer = self.requests.pop(conn)
+        self.cancel(timer)
+        with _suppress_missing_key():
+            self.selector.unregister(conn)
+
+    def drop_request(self, conn):
+        """A client that did not send its request within CONTROL_TIMEOUT."""
+        if conn in self.requests:
+            self.forget_request(conn)
+            conn.close()
+
+    def handle_request(self, conn, line):
+        try:
+            if len(line) > jsonline.MAX_LINE:
+                raise NspodError("request too long")
+            request = json.loads(line)
             if not isinstance(request, dict):
                 raise NspodError("a request is a JSON object")
             op = request.get("op")
@@ -1138,6 +1197,14 @@ class _suppress_os:
         return kind is not None and issubclass(kind, OSError)
 
 
+class _suppress_missing_key:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        return kind is not None and issubclass(kind, (KeyError, ValueError))
+
+
 class _suppress_missing(_suppress_os):
     def __exit__(self, kind, exc, tb):
         return kind is not None and issubclass(kind, OSError) and exc.errno == errno.ENOENT
@@ -1196,6 +1263,8 @@ def main(argv):
         for conn in monitor.stop_waiters:
             _send(conn, {"ok": True, "phase": monitor.state["phase"]})
             conn.close()
+        for conn in list(monitor.requests):
+            conn.close()   # requests still coming: the pod they were for is gone
         with _suppress_os():
             os.unlink(monitor.dir.file(state.CONTROL_SOCKET))
     return 0 if "error" not in reply else 1

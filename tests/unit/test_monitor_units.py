@@ -2,6 +2,7 @@
 import itertools
 import os
 import selectors
+import socket
 
 import pytest
 
@@ -99,3 +100,76 @@ def test_only_the_first_signal_during_setup_interrupts_it():
 
 def test_aborted_is_not_an_error_a_start_failure_handler_would_swallow():
     assert not issubclass(monitor.Aborted, Exception)
+
+
+# --- the control socket: a client that connects and sends nothing holds up nothing ----------
+
+@pytest.fixture
+def control(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the monitor answers only root (SO_PEERCRED): run as root")
+    m = bare_monitor()
+    m.selector = selectors.DefaultSelector()
+    m.requests = {}
+    m.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    m.control.bind(str(tmp_path / "control.sock"))
+    m.control.listen(8)
+    m.control.setblocking(False)
+    clients = []
+
+    def connect():
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(5)
+        c.connect(str(tmp_path / "control.sock"))
+        clients.append(c)
+        m.on_control()
+        return c
+    yield m, connect
+    for c in clients:
+        c.close()
+    m.control.close()
+
+
+def test_a_silent_control_client_is_not_waited_for(control):
+    m, connect = control
+    silent = connect()
+    # The old monitor read the request right here, blocking for up to 2 s per client.
+    assert len(m.requests) == 1 and len(m.selector.get_map()) == 1
+    talker = connect()
+    talker.sendall(b'{"op": ')
+    for conn in list(m.requests):
+        m.on_request(conn)               # half a request; nothing from the silent one
+    assert len(m.requests) == 2
+    talker.sendall(b'"ping"}\n')
+    for conn in list(m.requests):
+        m.on_request(conn)
+    assert talker.recv(100) == b'{"ok": true}\n'
+    assert len(m.requests) == 1          # the silent one still waits, alone
+    for conn in list(m.requests):
+        m.drop_request(conn)             # its CONTROL_TIMEOUT timer
+    assert silent.recv(10) == b"" and not m.requests and not m.selector.get_map()
+
+
+def test_control_clients_beyond_the_cap_are_told_to_retry(control, monkeypatch):
+    monkeypatch.setattr(monitor, "MAX_REQUESTS", 2)
+    m, connect = control
+    connect()
+    connect()
+    third = connect()
+    assert third.recv(100) == b'{"error": "too many requests at once; try again"}\n'
+    assert len(m.requests) == 2
+
+
+def test_a_bad_request_is_answered_never_raised(control):
+    m, connect = control
+    for body in (b"[1]\n", b"not json\n", b'{"op": "nope"}\n', b"x" * 70000):
+        c = connect()
+        c.sendall(body)
+        if not body.endswith(b"\n"):
+            c.shutdown(socket.SHUT_WR)
+        for conn in list(m.requests):
+            for _ in range(5):
+                m.on_request(conn)
+        assert c.recv(200).startswith(b'{"error": ')
+    assert not m.requests
+
