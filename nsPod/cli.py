@@ -560,9 +560,14 @@ def debug(ctx, interactive, tty, target, pod, command):
                                          interactive or tty))
 
 
+# A grace period in seconds: up to 68 years, which every timer and socket timeout on the way
+# (the monitor's loop, the wait for its answer) can hold.
+GRACE_SECONDS = click.IntRange(min=0, max=2**31 - 1)
+
+
 @cli.command()
 @click.argument("pod")
-@click.option("--timeout", type=click.IntRange(min=0), metavar="S",
+@click.option("--timeout", type=GRACE_SECONDS, metavar="S",
               help="Seconds between SIGTERM and SIGKILL (default: the pod's "
                    "terminationGracePeriodSeconds).")
 @pass_context
@@ -576,7 +581,7 @@ def stop(ctx, pod, timeout):
 @cli.command()
 @click.argument("pods_", metavar="POD...", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Stop running pods first; unknown pods are fine.")
-@click.option("--timeout", type=click.IntRange(min=0), metavar="S", help="Grace period for -f.")
+@click.option("--timeout", type=GRACE_SECONDS, metavar="S", help="Grace period for -f.")
 @pass_context
 def rm(ctx, pods_, force, timeout):
     """Remove pods; nothing of them remains on the host."""

@@ -401,43 +401,100 @@ def resolve_identity(settings):
     passwd = _read_db("/etc/passwd")
     if not user:
         user = "0"
-    if user.isdigit():
-        uid = int(user)
+    if _is_number(user):
+        uid = _parse_id(user, "user")
         entry = next((e for e in passwd if e[2] == user), None)
     else:
         entry = next((e for e in passwd if e[0] == user), None)
         if entry is None:
             raise LookupError(f"unable to find user {user}: no matching entries in passwd file")
-        uid = int(entry[2])
-    gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+        uid = _parse_id(entry[2], f"user {user}: uid in /etc/passwd")
+    gid = 0
+    if entry and len(entry) > 3 and _is_number(entry[3]):
+        gid = _parse_id(entry[3], f"user {entry[0]}: gid in /etc/passwd")
     group_db = _read_db("/etc/group")
     if group:
-        if group.isdigit():
-            gid = int(group)
+        if _is_number(group):
+            gid = _parse_id(group, "group")
         else:
             found = next((e for e in group_db if e[0] == group), None)
             if found is None:
                 raise LookupError(f"unable to find group {group}: no matching entries in "
                                   "group file")
-            gid = int(found[2])
+            gid = _parse_id(found[2], f"group {group}: gid in /etc/group")
     groups = []
     if entry:
         groups += [int(e[2]) for e in group_db
-                   if len(e) > 3 and entry[0] in e[3].split(",") and e[2].isdigit()]
+                   if len(e) > 3 and entry[0] in e[3].split(",") and _is_id(e[2])]
     groups += [int(g) for g in settings["supplementalGroups"] or ()]
     if settings["fsGroup"] is not None:
         groups.append(int(settings["fsGroup"]))
     return uid, gid, list(dict.fromkeys(groups))
 
 
+MAX_ID = 2**32 - 2   # (uid_t)-1 means "unchanged" to the kernel
+
+
+def _is_number(text):
+    return text.isascii() and text.isdigit()
+
+
+def _is_id(text):
+    return _is_number(text) and len(text) <= 10 and int(text) <= MAX_ID
+
+
+def _parse_id(text, what):
+    """A uid or gid from a file or setting the container controls, or a clear LookupError."""
+    if not _is_id(text):
+        raise LookupError(f"{what}: {text[:20]!r} is not a number from 0 to {MAX_ID}")
+    return int(text)
+
+
+# /etc/passwd and /etc/group are the container's files, as hostile as the container: at most
+# this much is read of each (a real one is a few KiB).
+DB_LIMIT = 1 << 20
+
+
 def _read_db(path):
-    """The colon-separated records of /etc/passwd or /etc/group; none if there is no file."""
+    """The colon-separated records of /etc/passwd or /etc/group; none if there is no file.
+
+    Read where only the container's tree is visible (after pivot_root or setns), so a symlink
+    in it cannot lead to the host's files; what it can still be made into is refused: a FIFO
+    (opened O_NONBLOCK, so the open itself cannot wait for a writer), a device such as
+    /dev/zero, a directory, or a file larger than DB_LIMIT (a sparse 20 GB one).
+    """
     try:
-        with open(path, errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f
-                    if line.strip() and not line.startswith("#") and line.count(":") >= 2]
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        return []
+        return []   # missing, or unreadable: only numeric ids can be used then, as in runc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(st.st_mode)})", path)
+        if st.st_size > DB_LIMIT:
+            raise OSError(errno.EFBIG, f"larger than {DB_LIMIT >> 20} MiB", path)
+        data = b""
+        while len(data) <= DB_LIMIT:
+            chunk = os.read(fd, DB_LIMIT + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > DB_LIMIT:
+            raise OSError(errno.EFBIG, f"larger than {DB_LIMIT >> 20} MiB", path)
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="replace")
+    return [line.split(":") for line in text.split("\n")
+            if line.strip() and not line.startswith("#") and line.count(":") >= 2]
+
+
+def _file_kind(mode):
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def _exec(container):
@@ -477,16 +534,16 @@ def spawn_joined(target, plan, argv, attach=None, stdin=False, quiet=False):
         env = plan.env_dict()
 
         def join():
-            if quiet:
-                devnull = os.open("/dev/null", os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(devnull, fd)
+            # The host's /dev/null, opened before joining: the container's own may be
+            # anything it made of it (a FIFO, whose open would wait for a writer forever).
+            devnull = os.open("/dev/null", os.O_RDWR)
+            for fd in ((0, 1, 2) if quiet else () if stdin else (0,)):
+                os.dup2(devnull, fd)
+            os.close(devnull)
             namespaces.join_all(fds, target.pid)
 
         def run():
             os.chdir(plan.cwd if os.path.isdir(plan.cwd) else "/")
-            if not stdin:
-                os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
             apply_security(plan, prepared)
             exec_argv(list(argv), env)
 

@@ -23,6 +23,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -40,6 +41,9 @@ from nsPod.undo import detach_network, remove_cgroups, unmount_recorded
 from nsPod.state import ProcessRef, now_rfc3339
 
 CONTROL_TIMEOUT = 2.0
+MAX_REQUESTS = 16            # control connections whose request is still coming
+MAX_WAIT = 86400.0           # longest single sleep of the loop
+MAX_DELAY = 100 * 365 * 86400.0   # a timer further away than this is as good as never
 
 # For tests/integration/test_kill_points.py only: NSPOD_TEST_PAUSE_AT=<step>[,<step>...] makes
 # the monitor stop itself (SIGSTOP) at those named steps, for the test to SIGKILL it there.
@@ -52,8 +56,24 @@ def _test_point(step):
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
-class Aborted(NspodError):
-    pass
+def clamp_delay(delay):
+    """A timer's delay as the loop can keep it: manifests allow any integer (a 30-day
+    activeDeadlineSeconds, a 10**30 s grace period); NaN and negatives mean now."""
+    try:
+        delay = float(delay)
+    except (TypeError, ValueError, OverflowError):
+        return MAX_DELAY if isinstance(delay, int) else 0.0
+    if delay != delay or delay <= 0:
+        return 0.0
+    return min(delay, MAX_DELAY)
+
+
+class Aborted(BaseException):
+    """SIGTERM/SIGINT while the pod is being made: raised once, from the signal handler.
+
+    A BaseException, like KeyboardInterrupt: the handlers that turn a container's failure
+    into its StartError must not take it for one.
+    """
 
 
 def exit_status(status):
@@ -115,6 +135,7 @@ class Monitor:
         self.cgroups = None
         self.pod_cgroup = None     # pod<uid>, named in make_pod_cgroup
         self.forwarders = []
+        self.requests = {}         # control connection -> [bytes so far, timeout timer]
         self.selector = selectors.DefaultSelector()
         self.children = {}         # pid -> ("pause",) | ("container", run) | ("check", ...)
         self.streams = {}          # read fd -> StreamWriter
@@ -129,6 +150,8 @@ class Monitor:
         self.stop_waiters = []     # control connections to answer when the pod is down
         self.init_waiters = {}     # container name -> connections waiting for it to end
         self.setup_done = False
+        self.aborting = False      # setup was interrupted: its undoing must not be
+        self.term_requested = False
         self.sandbox_down = False  # pause died; a new sandbox comes once everything is reaped
         self.init_failed = None
         self.final_reason = None
@@ -158,7 +181,7 @@ class Monitor:
 
     def at(self, delay, callback):
         token = next(self.sequence)
-        heapq.heappush(self.timers, (time.monotonic() + delay, token, callback))
+        heapq.heappush(self.timers, (time.monotonic() + clamp_delay(delay), token, callback))
         return token
 
     def cancel(self, token):
@@ -172,14 +195,20 @@ class Monitor:
             if token in self.cancelled:
                 self.cancelled.discard(token)
                 continue
-            callback()
+            try:
+                callback()
+            except Exception as e:  # a bug in one timer's work must not end the pod
+                print(f"nspod monitor: timer: {type(e).__name__}: {describe(e)}",
+                      file=sys.stderr)
 
     def next_timeout(self):
         while self.timers and self.timers[0][1] in self.cancelled:
             self.cancelled.discard(heapq.heappop(self.timers)[1])
         if not self.timers:
             return None
-        return max(0.0, self.timers[0][0] - time.monotonic())
+        # The kernel takes no longer wait than ~24.8 days (epoll's int milliseconds): a far
+        # timer is reached by waking up now and then, not by one overlong sleep.
+        return min(MAX_WAIT, max(0.0, self.timers[0][0] - time.monotonic()))
 
     # --- setup: a straight line, each step recorded before it is taken --------------------
 
@@ -219,6 +248,7 @@ class Monitor:
         finally:
             os.umask(old)
         self.control.listen(8)
+        self.control.setblocking(False)   # a client gone between readiness and accept: EAGAIN
         self.selector.register(self.control, selectors.EVENT_READ, "control")
 
     def cgroup_rel(self, name=None):
@@ -428,42 +458,54 @@ class Monitor:
         run.serial += 1
         run.kill_reason = None
         run.post_start_done = run.plan.lifecycle.get("postStart") is None
-        log_dir = self.dir.file("logs", run.name)
-        os.makedirs(log_dir, exist_ok=True)
-        log_path = os.path.join(log_dir, f"{cstate['restartCount']}.log")
-        log_file = logs.LogFile(log_path, *self.log_limits)
-        cstate["log"] = os.path.relpath(log_path, self.dir.path)
-        cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(run.name)}"
-        rel = self.make_container_cgroup(run)
-        # Before the container's process joins the cgroup: it never runs with every device.
-        self.cgroups.restrict_devices(rel, device_allowlist(
-            container.security_settings(run.plan)["privileged"]))
-        cstate["oomKills"] = self.cgroups.oom_kills(rel)
-        _world_writable_empty(termination_log(self.dir.path, run.name))
-        container_dir = self.dir.file("containers", run.name)
-        os.makedirs(container_dir, exist_ok=True)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
         started_at = now_rfc3339()
+        log_file = None
+        out_r = err_r = None
         try:
-            pid = container.spawn(self.plan, run.plan, self.state["pause"]["pid"],
-                                  container_dir, out_w, err_w, set_pdeathsig=_die_with_monitor,
-                                  prepare=self.attach_to(run.name))
-        except ChildFailed as e:
+            log_dir = self.dir.file("logs", run.name)
+            os.makedirs(log_dir, exist_ok=True)
+            log_path = os.path.join(log_dir, f"{cstate['restartCount']}.log")
+            log_file = logs.LogFile(log_path, *self.log_limits)
+            cstate["log"] = os.path.relpath(log_path, self.dir.path)
+            cstate["cgroup"] = f"{self.plan.cgroup_parent}/{self.cgroup_rel(run.name)}"
+            rel = self.make_container_cgroup(run)
+            # Before the container's process joins the cgroup: it never runs with every device.
+            self.cgroups.restrict_devices(rel, device_allowlist(
+                container.security_settings(run.plan)["privileged"]))
+            cstate["oomKills"] = self.cgroups.oom_kills(rel)
+            _world_writable_empty(termination_log(self.dir.path, run.name))
+            container_dir = self.dir.file("containers", run.name)
+            os.makedirs(container_dir, exist_ok=True)
+            out_r, out_w = os.pipe()
+            try:
+                err_r, err_w = os.pipe()
+            except OSError:
+                os.close(out_w)
+                raise
+            started_at = now_rfc3339()
+            try:
+                pid = container.spawn(self.plan, run.plan, self.state["pause"]["pid"],
+                                      container_dir, out_w, err_w,
+                                      set_pdeathsig=_die_with_monitor,
+                                      prepare=self.attach_to(run.name))
+            finally:
+                # Only the container may hold the write ends, so its exit is our EOF.
+                os.close(out_w)
+                os.close(err_w)
+        except Exception as e:
+            # Whatever failed (the child's step, the cgroup, the disk, a bug), it is this
+            # container's StartError: the pod and its other containers go on.
             for fd in (out_r, err_r):
-                os.close(fd)
-            log_file.release()
-            cstate["everStarted"] = True
-            terminated = {"exitCode": 128, "reason": "StartError", "message": e.message,
-                          "startedAt": started_at, "finishedAt": now_rfc3339()}
-            if self.warnings is not None:
-                self.warnings.append(f"container {run.name}: StartError: {e.message}")
-            self.ended(run, terminated, ran_for=0.0)
+                if fd is not None:
+                    os.close(fd)
+            if log_file is not None:
+                log_file.release()
+            message = e.message if isinstance(e, ChildFailed) else describe(e)
+            if not isinstance(e, (ChildFailed, NspodError, OSError)):
+                print(f"nspod monitor: container {run.name}: start: {type(e).__name__}: "
+                      f"{message}", file=sys.stderr)
+            self.start_failed(run, message, started_at)
             return
-        finally:
-            # Only the container may hold the write ends, so its exit is our EOF.
-            os.close(out_w)
-            os.close(err_w)
         run.pid = pid
         run.started_mono = time.monotonic()
         run.log_file = log_file
@@ -490,7 +532,27 @@ class Monitor:
         else:
             self.begin_probes(run)
 
+    def start_failed(self, run, message, started_at):
+        cstate = self.cstate(run)
+        cstate["everStarted"] = True
+        terminated = {"exitCode": 128, "reason": "StartError", "message": message,
+                      "startedAt": started_at, "finishedAt": now_rfc3339()}
+        if self.warnings is not None:
+            self.warnings.append(f"container {run.name}: StartError: {message}")
+        self.ended(run, terminated, ran_for=0.0)
+
     # --- exits ---------------------------------------------------------------------------
+
+    def on_term(self, signo):
+        """SIGTERM/SIGINT (the Python-level handler)."""
+        self.term_requested = True
+        # While the pod is being made, the first signal interrupts that, once: a second one
+        # (the CLI's death and a user's kill, Ctrl-C twice) must not interrupt the undoing of
+        # the first, nor leave the half-made pod to nobody. After setup the loop sees
+        # term_requested (the wakeup fd woke it).
+        if not self.setup_done and not self.aborting:
+            self.aborting = True
+            raise Aborted(f"interrupted by signal {signo} while making the pod")
 
     def on_signal(self):
         try:
@@ -553,11 +615,7 @@ class Monitor:
 
     def termination_message(self, run, code):
         lc = run.plan.lifecycle
-        try:
-            with open(termination_log(self.dir.path, run.name), errors="replace") as f:
-                text = f.read(4096)
-        except OSError:
-            text = ""
+        text = read_bounded(termination_log(self.dir.path, run.name), 4096)
         tail = ""
         if lc.get("terminationMessagePolicy") == "FallbackToLogsOnError" and code != 0 \
                 and not text.strip():
@@ -755,7 +813,10 @@ class Monitor:
             target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
             return probes.spawn(handler, self.state["pause"]["pid"], self.state.get("podIP"),
                                 target, run.plan, self.attach_to(run.name))
-        except (ChildFailed, OSError, NspodError):
+        except Exception as e:  # a check that cannot start has failed; the pod goes on
+            if not isinstance(e, (ChildFailed, OSError, NspodError)):
+                print(f"nspod monitor: container {run.name}: check: {type(e).__name__}: "
+                      f"{describe(e)}", file=sys.stderr)
             return None
 
     def on_check_exit(self, what, status):
@@ -877,6 +938,7 @@ class Monitor:
         if run.pid is None:
             return
         pid, serial = run.pid, run.serial
+        grace = clamp_delay(grace)
         if grace <= 0:
             _kill(pid, signal.SIGKILL)
             return
@@ -889,6 +951,7 @@ class Monitor:
     def begin_stop(self, grace_seconds):
         """App containers first (preStop, SIGTERM), then sidecars in reverse order, then pause;
         SIGKILL for whatever is left at the end of the grace period."""
+        grace_seconds = clamp_delay(grace_seconds)
         if self.stopping:
             if grace_seconds == 0:
                 self.kill_everything()
@@ -1003,6 +1066,8 @@ class Monitor:
                     self.on_signal()
                 elif key.data == "control":
                     self.on_control()
+                elif key.data == "request":
+                    self.on_request(key.fileobj)
                 elif key.data == "log":
                     self.on_log(key.fd)
                 else:
@@ -1030,18 +1095,77 @@ class Monitor:
     # --- control socket ------------------------------------------------------------------
 
     def on_control(self):
-        conn, _ = self.control.accept()
-        conn.settimeout(CONTROL_TIMEOUT)
+        """Accept a control connection. Its request is read as it arrives (on_request): a
+        client that connects and then sends nothing, or slowly, never holds up the loop."""
+        try:
+            conn, _ = self.control.accept()
+        except OSError:
+            return   # gone before we took it
         try:
             uid = struct.unpack("3i", conn.getsockopt(
                 socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
-            if uid != 0:
-                raise NspodError("only root may control a pod")
-            request = json.loads(jsonline.read_line(conn))
+        except OSError:
+            conn.close()
+            return
+        problem = "only root may control a pod" if uid != 0 else \
+            "too many requests at once; try again" if len(self.requests) >= MAX_REQUESTS \
+            else None
+        if problem:
+            conn.settimeout(CONTROL_TIMEOUT)
+            _send(conn, {"error": problem})
+            conn.close()
+            return
+        conn.setblocking(False)
+        timer = self.at(CONTROL_TIMEOUT, lambda: self.drop_request(conn))
+        self.requests[conn] = [b"", timer]
+        self.selector.register(conn, selectors.EVENT_READ, "request")
+
+    def on_request(self, conn):
+        pending = self.requests.get(conn)
+        if pending is None:
+            return
+        try:
+            chunk = conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        pending[0] += chunk
+        data = pending[0]
+        if chunk and b"\n" not in chunk and len(data) <= jsonline.MAX_LINE:
+            return   # more to come
+        self.forget_request(conn)
+        # The reply is small; it goes out with a bounded wait, as do the later answers to
+        # stop and add --init.
+        conn.settimeout(CONTROL_TIMEOUT)
+        self.handle_request(conn, data.split(b"\n", 1)[0])
+
+    def forget_request(self, conn):
+        _, timer = self.requests.pop(conn)
+        self.cancel(timer)
+        with _suppress_missing_key():
+            self.selector.unregister(conn)
+
+    def drop_request(self, conn):
+        """A client that did not send its request within CONTROL_TIMEOUT."""
+        if conn in self.requests:
+            self.forget_request(conn)
+            conn.close()
+
+    def handle_request(self, conn, line):
+        try:
+            if len(line) > jsonline.MAX_LINE:
+                raise NspodError("request too long")
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise NspodError("a request is a JSON object")
             op = request.get("op")
             if op == "stop":
-                self.stop_waiters.append(conn)
                 timeout = request.get("timeout")
+                if timeout is not None and (isinstance(timeout, bool)
+                                            or not isinstance(timeout, (int, float))):
+                    raise NspodError(f"stop: timeout {timeout!r} is not a number of seconds")
+                self.stop_waiters.append(conn)
                 self.begin_stop(self.plan.grace_seconds if timeout is None else timeout)
                 return
             if op == "add":
@@ -1056,7 +1180,7 @@ class Monitor:
                 reply = {"ok": True}
             else:
                 raise NspodError(f"unknown request {op!r}")
-        except (OSError, ValueError, KeyError, NspodError) as e:
+        except Exception as e:  # a bad request is its sender's error, never the pod's end
             reply = {"error": describe(e)}
         _send(conn, reply)
         conn.close()
@@ -1218,6 +1342,25 @@ class Monitor:
             os.close(fd)
 
 
+def read_bounded(path, limit):
+    """At most `limit` bytes of a file a container can write, as text; "" for anything but a
+    regular file. Non-blocking and not through a symlink: whatever the container made of it
+    (a FIFO, a link to a device, a sparse giant), the monitor's loop never waits on it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
+                     | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, limit).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
 def _kill(pid, sig):
     try:
         os.kill(pid, sig)
@@ -1259,6 +1402,14 @@ class _suppress_os:
         return kind is not None and issubclass(kind, OSError)
 
 
+class _suppress_missing_key:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        return kind is not None and issubclass(kind, (KeyError, ValueError))
+
+
 class _suppress_missing(_suppress_os):
     def __exit__(self, kind, exc, tb):
         return kind is not None and issubclass(kind, OSError) and exc.errno == errno.ENOENT
@@ -1270,12 +1421,9 @@ def main(argv):
     os.set_inheritable(lock_fd, False)
     os.set_inheritable(ready_fd, False)
     monitor = Monitor(pod_path)
-    monitor.term_requested = False
 
     def on_term(signo, frame):
-        if not monitor.setup_done:
-            raise Aborted(f"interrupted by signal {signo} while making the pod")
-        monitor.term_requested = True
+        monitor.on_term(signo)
 
     wakeup_r, wakeup_w = os.pipe()
     os.set_blocking(wakeup_r, False)
@@ -1293,12 +1441,13 @@ def main(argv):
         # While the CLI waits for us, its death (Ctrl-C, kill) must undo the half-made pod.
         security.set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != parent_pid:
+            monitor.aborting = True
             raise Aborted("the nspod command that started the monitor is gone")
         reply["warnings"] = monitor.setup()
         security.clear_parent_death_signal()
     except BaseException as e:
         reply = {"error": describe(e)}
-        if not isinstance(e, (NspodError, OSError, ChildFailed)):
+        if not isinstance(e, (NspodError, OSError, ChildFailed, Aborted)):
             import traceback
             traceback.print_exc()
         monitor.setup_done = True  # a second signal must not interrupt the undoing
@@ -1319,6 +1468,8 @@ def main(argv):
         for conn in monitor.stop_waiters:
             _send(conn, {"ok": True, "phase": monitor.state["phase"]})
             conn.close()
+        for conn in list(monitor.requests):
+            conn.close()   # requests still coming: the pod they were for is gone
         with _suppress_os():
             os.unlink(monitor.dir.file(state.CONTROL_SOCKET))
     return 0 if "error" not in reply else 1

@@ -65,6 +65,7 @@ from nsPod.netclient import unix_address
 
 LOG_FILE = netclient.LOG_FILE
 DEFAULT_IDLE = 30.0
+MAX_IDLE = 86400.0   # selectors take no longer wait than ~24.8 days (epoll's int milliseconds)
 LOG_LIMIT = 1 << 20
 
 
@@ -81,9 +82,9 @@ def idle_seconds(environ=None):
         value = float(env.get("NSPOD_NETD_IDLE") or DEFAULT_IDLE)
     except ValueError:
         return DEFAULT_IDLE
-    if not value > 0:
+    if value != value or value <= 0:   # NaN, zero, negative: the default
         return DEFAULT_IDLE
-    return min(value, MAX_IDLE)
+    return min(value, MAX_IDLE)      # 1e9 and inf: as long as a selector can wait
 
 
 def _log(message):

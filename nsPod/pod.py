@@ -415,7 +415,9 @@ def stop(config, name, timeout=None):
         if grace is None:
             grace = pod_dir.read_pod()["plan"]["grace_seconds"]
         try:
-            _request(pod_dir, {"op": "stop", "timeout": grace}, timeout=grace + 60)
+            # A manifest's grace period may be any integer; a socket timeout must fit in
+            # Python's int64 nanoseconds (~292 years).
+            _request(pod_dir, {"op": "stop", "timeout": grace}, timeout=min(grace, 2**31) + 60)
         except StateError:
             if pod_dir.monitor_alive():
                 raise
@@ -618,6 +620,8 @@ def gc(config):
         for item in clean_up_after_monitor(pod_dir):
             report.append(f"pod {pod_dir.name}: {item}")
     report += _gc_network(config)
+    from nsPod import images
+    report += images.gc(config.root)
     return report
 
 

@@ -205,7 +205,13 @@ class PodDir:
                         dev = os.fstat(fd).st_dev
                 except FileNotFoundError:
                     return
-                _remove_tree(pods_fd, self.name, dev, self.path, _mount_points())
+                try:
+                    _remove_tree(pods_fd, self.name, dev, self.path, _mount_points())
+                except RecursionError:
+                    # Deeper than Python recurses (a container can nest an emptyDir thousands
+                    # deep): the directory is checked above; rm finishes without following
+                    # a symlink or leaving this file system.
+                    remove_tree(self.path)
         finally:
             os.close(root_fd)
 
@@ -339,6 +345,37 @@ def _remove_tree(parent_fd, name, dev, path, mount_points):
 
 def _st_dev_of(dir_fd, name):
     return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_dev
+
+def remove_tree(path, ignore_errors=False):
+    """rm -rf for trees a container or an image made (an emptyDir's contents, an unpacked
+    layer): of any depth. shutil.rmtree recurses and holds a descriptor per level, so a tree
+    some thousand directories deep ends it in RecursionError or EMFILE; then coreutils' rm,
+    which has no such limit, finishes the job. Neither follows a symlink."""
+    import shutil
+    try:
+        if ignore_errors:
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.lexists(path):
+                return
+        else:
+            shutil.rmtree(path, onerror=_ignore_missing)
+            return
+    except RecursionError:
+        pass
+    except OSError as e:
+        if e.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+    import subprocess
+    result = subprocess.run(["rm", "-rf", "--one-file-system", "--", path],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0 and not ignore_errors:
+        lines = result.stderr.strip().splitlines()
+        raise OSError(errno.ENOTEMPTY, f"rm -rf: {lines[-1] if lines else 'failed'}", path)
+
+
+def _ignore_missing(func, path, exc_info):
+    if not (isinstance(exc_info[1], OSError) and exc_info[1].errno == errno.ENOENT):
+        raise exc_info[1]
 
 
 def list_pods(root):

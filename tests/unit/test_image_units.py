@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
 from types import SimpleNamespace
 
@@ -252,3 +253,176 @@ def test_security_plan_merges_container_over_pod_over_image():
 def test_capabilities_as_containerd_computes_them(add, drop, expected):
     context = SimpleNamespace(capabilities_add=add, capabilities_drop=drop)
     assert set(plan.capabilities(context)) == expected
+
+
+# --- hostile sources and layouts ----------------------------------------------------------------
+
+def test_a_hard_link_to_a_member_the_archive_lacks_is_a_clear_error(tmp_path):
+    """tarfile looks a missing link target up among the members and raises a bare KeyError."""
+    dest = tmp_path / "rootfs"
+    dest.mkdir()
+    with pytest.raises(images.ImageError, match=r"^unpack link: a hard link to nowhere, which "
+                                                r"the archive does not hold before it$"):
+        extract(tar_of([("link", "hardlink", "nowhere")]), dest)
+
+
+def test_a_truncated_archive_is_an_image_error(tmp_path):
+    data = tar_of([("f", "file", "x" * 100000)], compress=True)
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(data[:len(data) // 2])
+    dest = tmp_path / "rootfs"
+    dest.mkdir()
+    with open(broken, "rb") as f, pytest.raises(images.ImageError, match="^unpack f: Compressed"):
+        with images._open_tar(f) as tar:
+            images._extract(tar, str(dest))
+
+
+@pytest.mark.parametrize("make, kind", [(os.mkfifo, "a FIFO"),
+                                        (lambda p: os.symlink("/dev/zero", p),
+                                         "a character device")])
+def test_import_refuses_a_source_that_is_no_file_or_directory(tmp_path, make, kind):
+    """A FIFO would block the import forever (tarfile.is_tarfile opened it), a device would
+    never end: one line naming the argument, exit 2 (InputError)."""
+    source = tmp_path / "source"
+    make(str(source))
+    config = SimpleNamespace(root=str(tmp_path / "root"))
+    with pytest.raises(InputError, match=f"^FILE\\|DIR: '{source}' is {kind}, not a tar "
+                                         "archive or a directory$"):
+        images.import_image(config, "bb", str(source))
+    assert not (tmp_path / "root").exists()
+
+
+def fan_out_layout(path, width=50, depth=4):
+    """An index whose entries all name one nested index, which names another... width**depth
+    references to walk, in a few KB."""
+    (path / "blobs" / "sha256").mkdir(parents=True)
+    leaf = _blob(path, json.dumps({"schemaVersion": 2, "manifests": []}).encode(),
+                 "application/vnd.oci.image.index.v1+json")
+    for _ in range(depth):
+        leaf = _blob(path, json.dumps({"schemaVersion": 2, "manifests": [leaf] * width}).encode(),
+                     "application/vnd.oci.image.index.v1+json")
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [leaf] * width}))
+    return path
+
+
+def test_a_fanned_out_oci_layout_is_refused_quickly(tmp_path):
+    layout = fan_out_layout(tmp_path / "oci")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    with pytest.raises(images.ImageError, match=f"more than {images.MAX_DESCRIPTORS} "
+                                                "descriptors"):
+        images._import_oci(str(layout), str(rootfs))
+
+
+def test_an_oci_layout_blob_that_is_a_symlink_or_too_big_is_refused(tmp_path):
+    layout = oci_layout(tmp_path / "oci", ["amd64"])
+    blobs = layout / "blobs" / "sha256"
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    index = json.loads((layout / "index.json").read_text())["manifests"][0]
+    digest = index["digest"].split(":")[1]
+    # A link to /dev/zero would be hashed forever; any symlink is refused.
+    os.rename(blobs / digest, tmp_path / "moved")
+    os.symlink("/dev/zero", blobs / digest)
+    with pytest.raises(images.ImageError, match=f"blobs/sha256/{digest}: a symlink"):
+        images._import_oci(str(layout), str(rootfs))
+    os.unlink(blobs / digest)
+    os.rename(tmp_path / "moved", blobs / digest)
+    # index.json larger than any real one: refused before it is parsed.
+    (layout / "index.json").write_text(" " * (images.MAX_JSON_BLOB + 1) + "{}")
+    with pytest.raises(images.ImageError, match="index.json is larger than 4 MiB"):
+        images._import_oci(str(layout), str(rootfs))
+
+
+@pytest.mark.parametrize("index, message", [
+    ({"manifests": "x"}, "manifests are not a list"),
+    ({"manifests": [5]}, "not a descriptor"),
+    ({"manifests": [{"digest": "sha256:../../x"}]}, "unsupported digest"),
+    ({"manifests": [{"digest": "sha256:ab", "size": "1"}]}, "size is not a number"),
+    ([], "index.json is not a JSON object"),
+    ("[" * 100000, "index.json"),
+])
+def test_odd_oci_json_is_an_image_error(tmp_path, index, message):
+    layout = tmp_path / "oci"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "index.json").write_text(index if isinstance(index, str) else json.dumps(index))
+    with pytest.raises(images.ImageError, match=message):
+        images._import_oci(str(layout), str(tmp_path))
+
+
+def test_an_image_config_with_odd_types_is_an_image_error():
+    with pytest.raises(images.ImageError, match="Entrypoint is not a list of strings"):
+        images._container_config({"config": {"Entrypoint": "sh"}})
+    with pytest.raises(images.ImageError, match="User is not a string"):
+        images._container_config({"config": {"User": 0}})
+    with pytest.raises(images.ImageError, match="config is not an object"):
+        images._container_config({"config": "x"})
+
+
+def test_leftovers_of_a_dead_importer_are_removed_and_a_live_ones_kept(tmp_path):
+    store = tmp_path / "images"
+    store.mkdir()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    start = images.state.process_start_time(pid)
+    os.waitpid(pid, 0)   # dead now, as after a SIGKILL: no chance to clean up
+    dead = f".import-{pid}.{start}-0123abcd"
+    live = f".import-{images._owner_tag()}-89abcdef"
+    removing = f".remove-{pid}.{start}-bb:latest"
+    for name in (dead, live, removing, "bb:latest"):
+        (store / name / "rootfs").mkdir(parents=True)
+    assert sorted(images.gc(str(tmp_path))) == sorted(
+        [f"images: removed {dead}, left by a killed nspod",
+         f"images: removed {removing}, left by a killed nspod"])
+    assert sorted(os.listdir(store)) == sorted([live, "bb:latest"])
+
+
+def deep_dirs(root, depth):
+    os.makedirs(root)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            new = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write("deep")
+    finally:
+        os.close(fd)
+
+
+def test_trees_deeper_than_pythons_recursion_are_sized_and_removed(tmp_path):
+    """An image (or a container, in an emptyDir) can nest directories thousands deep:
+    shutil.rmtree and os.walk recurse and failed (RecursionError, EMFILE)."""
+    tree = tmp_path / "tree"
+    try:
+        deep_dirs(str(tree), 3000)
+        assert images._tree_size(str(tree)) >= 4   # past PATH_MAX du counts it, dirs too
+        images.state.remove_tree(str(tree))
+        assert not tree.exists()
+        images.state.remove_tree(str(tree))   # already gone: nothing to do
+        deep_dirs(str(tree), 3000)
+        images.state.remove_tree(str(tree), ignore_errors=True)   # cleanup after a failure
+        assert not tree.exists()
+    finally:
+        # Whatever happened: pytest's own cleanup of old temporary directories recurses too.
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(tree)])
+
+
+def test_an_image_tarball_nested_too_deep_is_refused_and_leaves_nothing(tmp_path):
+    """Each member is resolved inside the image, at a cost of its depth squared: a small
+    archive of a few thousand nested directories took minutes, then died in RecursionError."""
+    def tarball(depth):
+        names = ["/".join(["d"] * n) for n in range(1, depth + 1)]
+        path = tmp_path / f"deep{depth}.tar.gz"
+        path.write_bytes(tar_of([(n, "dir", None) for n in names]
+                                + [(names[-1] + "/f", "file", "deep")], compress=True))
+        return str(path)
+    config = SimpleNamespace(root=str(tmp_path / "root"))
+    stored = images.import_image(config, "ok", tarball(images.MAX_MEMBER_DEPTH))
+    assert stored["size"] == 4
+    with pytest.raises(images.ImageError, match="more than 256 directories deep"):
+        images.import_image(config, "deep", tarball(3000))
+    assert os.listdir(tmp_path / "root" / "images") == ["ok:latest"]

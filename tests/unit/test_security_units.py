@@ -98,3 +98,53 @@ def test_sys_admin_lifts_the_namespace_rules():
     f = seccomp.runtime_default(list(DEFAULT_CAPABILITIES) + ["SYS_ADMIN"])
     assert "unshare" not in f.denied and "mount" not in f.denied
     assert "kexec_load" in f.denied   # never allowed, whatever the capabilities
+
+
+# --- the container's /etc/passwd and /etc/group are hostile files ----------------------------
+
+def test_a_passwd_that_is_no_regular_file_is_refused_without_blocking(tmp_path):
+    """A FIFO (no writer: a blocking open or read would wait forever), a device and a
+    directory are refused, each with a line naming the file and what it is."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero"
+    zero.symlink_to("/dev/zero")
+    for path, kind in ((fifo, "a FIFO"), (zero, "a character device"), (tmp_path, "a directory")):
+        with pytest.raises(OSError) as caught:
+            container._read_db(str(path))
+        assert f"not a regular file ({kind})" in str(caught.value)
+        assert caught.value.filename == str(path)
+
+
+def test_a_huge_passwd_is_refused_before_it_is_read(tmp_path):
+    sparse = tmp_path / "passwd"
+    with open(sparse, "wb") as f:
+        f.truncate(20 << 30)   # 20 GB of holes: no newline, so a line reader would hold all
+    with pytest.raises(OSError, match="larger than 1 MiB"):
+        container._read_db(str(sparse))
+
+
+def test_passwd_records_are_read_and_a_missing_file_is_none(tmp_path):
+    path = tmp_path / "passwd"
+    path.write_bytes(b"# comment\nroot:x:0:0::/root:/bin/sh\n\nbad line\napp:x:1000:1000\n\xff:x:7\n")
+    assert container._read_db(str(path)) == [
+        ["root", "x", "0", "0", "", "/root", "/bin/sh"], ["app", "x", "1000", "1000"],
+        ["\ufffd", "x", "7"]]
+    assert container._read_db(str(tmp_path / "none")) == []
+
+
+def test_hostile_ids_in_the_files_are_clear_errors(monkeypatch):
+    files = {"/etc/passwd": [["short", "x", "12"], ["bad", "x", "abc", "0"],
+                             ["big", "x", "9" * 5000, "0"], ["uni", "x", "\u00b2", "0"]],
+             "/etc/group": [["g", "x", "99999999999"], ["odd", "x", "1", "short"]]}
+    monkeypatch.setattr(container, "_read_db", lambda path: files[path])
+    # A record without a gid field: group 0, as before; the malformed member gid is skipped.
+    assert identity(user="short") == (12, 0, [1])
+    for user, shown in (("bad", "'abc'"), ("big", "'99999999999999999999'"), ("uni", "'\u00b2'")):
+        with pytest.raises(LookupError, match=f"user {user}: uid in /etc/passwd: {shown} is not a "
+                                              "number"):
+            identity(user=user)
+    with pytest.raises(LookupError, match="group g: gid in /etc/group"):
+        identity(user="short", group="g")
+    with pytest.raises(LookupError, match="user: '4294967296' is not a number"):
+        identity(user="4294967296")
