@@ -55,7 +55,7 @@ def test_twenty_concurrent_runs_get_distinct_ips_and_concurrent_rm_frees_them(ns
     assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
     assert nspod.pods() == [] and leases(nspod) == {}
     assert not veths & links()
-    assert not {f"nspod-{n}" for n in names} & set(os.listdir("/run/netns"))
+    assert not {netclient.netns_name(nspod.root, n) for n in names} & set(os.listdir("/run/netns"))
 
 
 def test_ten_concurrent_runs_of_one_name_make_exactly_one_pod(nspod):
@@ -80,22 +80,23 @@ def test_ten_concurrent_runs_of_one_name_make_exactly_one_pod(nspod):
 def counts(nspod):
     """What a create/rm cycle must not accumulate. Other tests may run on this host at the
     same time, so links, mounts and netns entries are counted only where they are ours."""
-    from nsPod.network import host_veth_name
     netd = netclient.running(nspod.root)
     assert netd and netd > 0, "netd is not running"
     ours = [pid for (pid, _), cmd in processes().items() if nspod.root in cmd]
-    our_links = {nspod.bridge} | {host_veth_name(p, nspod.bridge) for p in nspod.pod_names}
+    our_links = {nspod.bridge} | {netclient.host_veth_name(nspod.root, p, nspod.bridge)
+                                  for p in nspod.pod_names}
+    our_netns = {netclient.netns_name(nspod.root, p) for p in nspod.pod_names}
     netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     return {
         "netd": netd,
         "processes": len(ours),
         "mounts": len([m for m in mounts() if m.startswith(nspod.workdir)
-                       or m.removeprefix("/run/netns/nspod-") in nspod.pod_names]),
+                       or m.removeprefix("/run/netns/") in our_netns]),
         "links": len(links() & our_links),
         "test fds": len(os.listdir("/proc/self/fd")),
         "netd fds": len(os.listdir(f"/proc/{netd}/fd")),
         "leases": len(leases(nspod)),
-        "netns": len({n for n in netns if n.removeprefix("nspod-") in nspod.pod_names}),
+        "netns": len(netns & our_netns),
         "state dirs": len(nspod.pods()),
     }
 
