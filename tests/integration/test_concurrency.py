@@ -11,7 +11,7 @@ import time
 from conftest import NSPOD
 from helpers import container, pod_yaml, wait_for
 from leaks import Snapshot, links, mounts, processes
-from nsPod import netclient
+from nsPod.net import client as netclient
 
 # netd stays up across a test's cycles, so that its fds can be compared before and after.
 NETD_ENV = {"NSPOD_NETD_IDLE": "600"}
@@ -80,7 +80,7 @@ def test_ten_concurrent_runs_of_one_name_make_exactly_one_pod(nspod):
 def counts(nspod):
     """What a create/rm cycle must not accumulate. Other tests may run on this host at the
     same time, so links, mounts and netns entries are counted only where they are ours."""
-    from nsPod.network import host_veth_name
+    from nsPod.net.links import host_veth_name
     netd = netclient.running(nspod.root)
     assert netd and netd > 0, "netd is not running"
     ours = [pid for (pid, _), cmd in processes().items() if nspod.root in cmd]

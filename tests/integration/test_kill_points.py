@@ -3,7 +3,7 @@ and `rm`; then `nspod gc` and `nspod rm -f` must leave nothing (the `nspod` fixt
 check: processes, mounts, links, netns names, leases, cgroups in every hierarchy, state).
 
 The steps are found by a hook, not by timing: with NSPOD_TEST_PAUSE_AT=<step> in its
-environment the monitor stops itself (SIGSTOP) at that step (nsPod/monitor.py's
+environment the monitor stops itself (SIGSTOP) at that step (nsPod/monitor/supervisor.py's
 _test_point), the test waits for it to be stopped, and kills whom it means to. A process
 stopped before it is killed is killed exactly there, every time.
 """
