@@ -229,7 +229,8 @@ def pick_network():
 
 
 def read_netd_pid(root):
-    """The pid in <root>/network/netd.lock when a live nsPod.net.daemon process has it, else None."""
+    """The pid in <root>/network/netd.lock when a live nsPod.net.daemon process has it, else
+    None."""
     try:
         with open(os.path.join(root, "network", "netd.lock")) as f:
             words = f.read().split()
@@ -896,7 +897,8 @@ def standalone_costs(bench):
         ("nspod validate pod.yaml (+ yaml, spec)", [bench.nspod, "validate", manifest]),
         ("nspod rm -f (no such pod)", bench.cli("rm", "-f", "--timeout", "0",
                                                  bench.name("none"))),
-        ("python -P -c 'import nsPod.monitor.supervisor'", [py, "-P", "-c", "import nsPod.monitor.supervisor"]),
+        ("python -P -c 'import nsPod.monitor.supervisor'",
+         [py, "-P", "-c", "import nsPod.monitor.supervisor"]),
     ]
     results = []
     for label, argv in rows:
@@ -1029,7 +1031,8 @@ def _cycle_steps(run, mon, rm, t0, t1, t2):
     add("  nsPod.cli imported -> pod.run() called", _ms(run_start, cli_imported))
     add("    of which import nsPod.api.pods", _ms(run.duration("import nsPod.api.pods")))
     add("    of which load_manifest (yaml, spec, checks)", _ms(run.duration("cli.load_manifest")))
-    add("      of which import nsPod.manifest.spec", _ms(run.duration("import nsPod.manifest.spec")))
+    add("      of which import nsPod.manifest.spec",
+        _ms(run.duration("import nsPod.manifest.spec")))
     add("      of which import yaml", _ms(run.duration("import yaml")))
     add("  pod.run() -> monitor spawned (claim, lease, plan, pod.json)",
         _ms(spawn, run_start))
@@ -1088,7 +1091,8 @@ def _cycle_steps(run, mon, rm, t0, t1, t2):
         _ms(wait_end, mon.first("exit")))
     cleaned, _ = rm.total("pod.clean_up_after_monitor")
     add("  clean_up_after_monitor (2 calls)", cleaned * 1000)
-    add("    of which import nsPod.monitor.supervisor", _ms(rm.duration("import nsPod.monitor.supervisor")))
+    add("    of which import nsPod.monitor.supervisor",
+        _ms(rm.duration("import nsPod.monitor.supervisor")))
     add("  remove the pod directory", _ms(rm.duration("pod._remove_dir")))
     add("  pod.remove() returns -> atexit (click prints)", _ms(rm.first("exit"), remove_end))
     add("  interpreter exit (atexit -> process gone)", _ms(t2, rm.first("exit")))
@@ -1193,7 +1197,8 @@ class ImportProfile:
 def import_profiles(bench):
     """-X importtime of `nspod run`, of the monitor it starts (PYTHONPROFILEIMPORTTIME reaches
     it; its stderr is the pod's monitor.log), of `nspod rm`, and of
-    `python -X importtime -P -c 'import nsPod.monitor.supervisor'` alone. The bridge network, netd warm."""
+    `python -X importtime -P -c 'import nsPod.monitor.supervisor'` alone. The bridge network,
+    netd warm."""
     name = bench.name("p")
     manifest = bench.manifest(name)
     env = dict(bench.env, PYTHONPROFILEIMPORTTIME="1")
@@ -1214,7 +1219,8 @@ def import_profiles(bench):
         if proc.returncode != 0:
             raise BenchError(f"nspod rm under -X importtime exited {proc.returncode}")
         runs["rm"].append(parse_importtime(proc.stderr))
-        out = subprocess.run([bench.python, "-X", "importtime", "-P", "-c", "import nsPod.monitor.supervisor"],
+        out = subprocess.run([bench.python, "-X", "importtime", "-P", "-c",
+                              "import nsPod.monitor.supervisor"],
                              env=bench.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True).stderr
         runs["monitor_import"].append(parse_importtime(out))

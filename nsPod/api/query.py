@@ -50,7 +50,7 @@ def host_facts(config, pod_dir, uid, pod_ip=""):
 
 
 def _image_configs(root):
-    """What each stored image gives its containers; no store, no import of images.py
+    """What each stored image gives its containers; no store, no import of store/images.py
     (it costs ~18 ms, for the tarball and OCI machinery no pod start needs)."""
     if not os.path.isdir(os.path.join(root, "images")):
         return {}

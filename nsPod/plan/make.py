@@ -104,7 +104,7 @@ def container_from_json(data):
 
 @record
 class Facts:
-    """What plan needs to know about the host and this pod's run; gathered by pod.py."""
+    """What plan needs to know about the host and this pod's run; gathered by api/query.py."""
     uid: str
     pod_dir: str
     state_root: str
@@ -362,7 +362,7 @@ def container_plan(container, pod, volumes, facts, etc=None):
     )
 
 
-# --- the root filesystem and the security context (images.py, container.py) ----------------
+# --- the root filesystem and the security context (store/images.py, kernel/container.py) ---
 
 # What containerd's CRI and Docker give a container that asks for nothing (OCI defaults).
 DEFAULT_CAPABILITIES = (

@@ -18,8 +18,9 @@ import pytest
 from conftest import NSPOD
 from helpers import container, pod_yaml, wait_for
 
-# The steps of making a pod, in order (monitor.py): its cgroup recorded (not made yet), made;
-# volumes mounted; pause running; the network recorded, attached; the first container run.
+# The steps of making a pod, in order (monitor/supervisor.py): its cgroup recorded (not made
+# yet), made; volumes mounted; pause running; the network recorded, attached; the first
+# container run.
 RUN_STEPS = ["cgroup-recorded", "cgroup", "volumes", "sandbox", "container"]
 NETWORK_STEPS = ["network-recorded", "network"]
 # The steps of taking it down (monitor.teardown): before anything, after each undo step.
