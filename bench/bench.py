@@ -229,7 +229,8 @@ def pick_network():
 
 
 def read_netd_pid(root):
-    """The pid in <root>/network/netd.lock when a live nsPod.netd process has it, else None."""
+    """The pid in <root>/network/netd.lock when a live nsPod.net.daemon process has it, else
+    None."""
     try:
         with open(os.path.join(root, "network", "netd.lock")) as f:
             words = f.read().split()
@@ -238,7 +239,7 @@ def read_netd_pid(root):
             cmdline = f.read().split(b"\0")
     except (OSError, ValueError, IndexError):
         return None
-    return pid if b"nsPod.netd" in cmdline and root.encode() in cmdline else None
+    return pid if b"nsPod.net.daemon" in cmdline and root.encode() in cmdline else None
 
 
 # --- the probe: timestamps from inside an nspod CLI and its monitor ---------------------------
@@ -260,8 +261,8 @@ _DIR = os.environ.get("NSPOD_BENCH_PROBE")
 
 def _role():
     argv = list(getattr(sys, "orig_argv", []))
-    if "nsPod.monitor" in argv or any(a.endswith(os.path.join("nsPod", "monitor.py"))
-                                       for a in argv):
+    if "nsPod.monitor" in argv or any(a.endswith(os.path.join("nsPod", "monitor", "__main__.py"))
+                                      for a in argv):
         return "monitor"
     if len(argv) > 1 and os.path.basename(argv[1]) == "nspod":
         return "cli"
@@ -276,8 +277,9 @@ if _ROLE:
 
     _PID = os.getpid()
     _EVENTS = [["site", _T0]]
-    _WATCH = {"nsPod.cli", "nsPod.pod", "nsPod.netclient", "nsPod.state", "nsPod.security",
-              "nsPod.sandbox", "nsPod.container", "nsPod.monitor", "nsPod.spec", "yaml",
+    _WATCH = {"nsPod.cli", "nsPod.api.pods", "nsPod.net.client", "nsPod.store.state",
+              "nsPod.kernel.security", "nsPod.kernel.sandbox", "nsPod.kernel.container",
+              "nsPod.monitor.supervisor", "nsPod.manifest.spec", "yaml",
               "click"}
 
     def _ev(label):
@@ -301,7 +303,8 @@ if _ROLE:
         setattr(obj, name, wrapper)
 
     def _patch_monitor_main():
-        main = sys.modules.get("__main__")
+        # Monitor and main() live in nsPod.monitor.supervisor (nsPod/monitor/__main__.py runs it).
+        main = sys.modules.get("nsPod.monitor.supervisor")
         monitor = getattr(main, "Monitor", None)
         if monitor is not None:
             for name in ("setup", "open_control_socket", "make_pod_cgroup", "make_volumes",
@@ -315,21 +318,21 @@ if _ROLE:
     def _patch(name, module):
         if name == "nsPod.cli":
             _wrap(module, "load_manifest", "cli.load_manifest")
-        elif name == "nsPod.pod":
+        elif name == "nsPod.api.pods":
             for fn in ("run", "_start_monitor", "remove", "stop", "_request",
                        "_wait_monitor_exit", "clean_up_after_monitor", "_remove_dir"):
                 _wrap(module, fn, "pod." + fn)
-        elif name == "nsPod.netclient":
+        elif name == "nsPod.net.client":
             for fn in ("prewarm", "attach", "detach"):
                 _wrap(module, fn, "netclient." + fn)
-        elif name == "nsPod.state":
+        elif name == "nsPod.store.state":
             _wrap(module, "write_json", "state.write_json")
-        elif name == "nsPod.sandbox":
+        elif name == "nsPod.kernel.sandbox":
             _wrap(module, "spawn", "sandbox.spawn")
-        elif name == "nsPod.container":
+        elif name == "nsPod.kernel.container":
             _wrap(module, "spawn", "container.spawn")
-        elif name == "nsPod.security" and _ROLE == "monitor":
-            # main() calls become_subreaper first: by then Monitor exists in __main__.
+        elif name == "nsPod.kernel.security" and _ROLE == "monitor":
+            # main() calls become_subreaper first: by then Monitor exists in the supervisor.
             _wrap(module, "become_subreaper", "monitor.main", before=_patch_monitor_main)
 
     class _Loader:
@@ -477,7 +480,7 @@ class Bench:
 
     def stop_netd(self):
         """netclient.stop(root) in nspod's interpreter: the root's netd exits (if it runs)."""
-        code = "import sys; from nsPod import netclient; netclient.stop(sys.argv[1])"
+        code = "import sys; from nsPod.net import client as netclient; netclient.stop(sys.argv[1])"
         run_checked([self.python, "-c", code, self.root], env=self.env)
 
     def start(self, argv, **kwargs):
@@ -894,7 +897,8 @@ def standalone_costs(bench):
         ("nspod validate pod.yaml (+ yaml, spec)", [bench.nspod, "validate", manifest]),
         ("nspod rm -f (no such pod)", bench.cli("rm", "-f", "--timeout", "0",
                                                  bench.name("none"))),
-        ("python -P -c 'import nsPod.monitor'", [py, "-P", "-c", "import nsPod.monitor"]),
+        ("python -P -c 'import nsPod.monitor.supervisor'",
+         [py, "-P", "-c", "import nsPod.monitor.supervisor"]),
     ]
     results = []
     for label, argv in rows:
@@ -1025,14 +1029,15 @@ def _cycle_steps(run, mon, rm, t0, t1, t2):
     add("  site -> nsPod.cli imported (console script, click)", _ms(cli_imported, run.first("site")))
     add("    of which import click", _ms(run.duration("import click")))
     add("  nsPod.cli imported -> pod.run() called", _ms(run_start, cli_imported))
-    add("    of which import nsPod.pod", _ms(run.duration("import nsPod.pod")))
+    add("    of which import nsPod.api.pods", _ms(run.duration("import nsPod.api.pods")))
     add("    of which load_manifest (yaml, spec, checks)", _ms(run.duration("cli.load_manifest")))
-    add("      of which import nsPod.spec", _ms(run.duration("import nsPod.spec")))
+    add("      of which import nsPod.manifest.spec",
+        _ms(run.duration("import nsPod.manifest.spec")))
     add("      of which import yaml", _ms(run.duration("import yaml")))
     add("  pod.run() -> monitor spawned (claim, lease, plan, pod.json)",
         _ms(spawn, run_start))
-    imported, prewarm = run.duration("import nsPod.netclient"), run.duration("netclient.prewarm")
-    add("    of which import nsPod.netclient + prewarm (netd)",
+    imported, prewarm = run.duration("import nsPod.net.client"), run.duration("netclient.prewarm")
+    add("    of which import nsPod.net.client + prewarm (netd)",
         None if prewarm is None else ((imported or 0.0) + prewarm) * 1000)
     add("  monitor spawn -> ready message read", _ms(ready_seen, spawn))
     main = mon.first("monitor.main:start")
@@ -1070,7 +1075,7 @@ def _cycle_steps(run, mon, rm, t0, t1, t2):
     add("  process start -> site done", _ms(rm.first("site"), t1))
     add("  site -> nsPod.cli imported (console script, click)", _ms(rm_imported, rm.first("site")))
     add("  nsPod.cli imported -> pod.remove() called", _ms(remove_start, rm_imported))
-    add("    of which import nsPod.pod", _ms(rm.duration("import nsPod.pod")))
+    add("    of which import nsPod.api.pods", _ms(rm.duration("import nsPod.api.pods")))
     add("  stop request -> monitor's reply", _ms(request_end, request_start))
     add("    request -> monitor accepts it", _ms(control, request_start))
     add("    kill + reap container and pause", _ms(teardown_start, control))
@@ -1086,7 +1091,8 @@ def _cycle_steps(run, mon, rm, t0, t1, t2):
         _ms(wait_end, mon.first("exit")))
     cleaned, _ = rm.total("pod.clean_up_after_monitor")
     add("  clean_up_after_monitor (2 calls)", cleaned * 1000)
-    add("    of which import nsPod.monitor", _ms(rm.duration("import nsPod.monitor")))
+    add("    of which import nsPod.monitor.supervisor",
+        _ms(rm.duration("import nsPod.monitor.supervisor")))
     add("  remove the pod directory", _ms(rm.duration("pod._remove_dir")))
     add("  pod.remove() returns -> atexit (click prints)", _ms(rm.first("exit"), remove_end))
     add("  interpreter exit (atexit -> process gone)", _ms(t2, rm.first("exit")))
@@ -1105,8 +1111,8 @@ _NO_DATACLASS = ("def _plain(cls=None, **kwargs):\n"
                  "dataclasses.dataclass = _plain\n")
 
 
-def dataclass_costs(bench, modules=("nsPod.spec", "nsPod.plan", "nsPod.config",
-                                    "nsPod.cgroups")):
+def dataclass_costs(bench, modules=("nsPod.manifest.spec", "nsPod.plan.make", "nsPod.config",
+                                    "nsPod.kernel.cgroups")):
     """Each module's import time (dataclasses, json and re already imported) with @dataclass
     as usual and with it a no-op: the difference is what generating the dataclasses' methods
     costs at every start. Also `import dataclasses` itself after json and re."""
@@ -1191,7 +1197,8 @@ class ImportProfile:
 def import_profiles(bench):
     """-X importtime of `nspod run`, of the monitor it starts (PYTHONPROFILEIMPORTTIME reaches
     it; its stderr is the pod's monitor.log), of `nspod rm`, and of
-    `python -X importtime -P -c 'import nsPod.monitor'` alone. The bridge network, netd warm."""
+    `python -X importtime -P -c 'import nsPod.monitor.supervisor'` alone. The bridge network,
+    netd warm."""
     name = bench.name("p")
     manifest = bench.manifest(name)
     env = dict(bench.env, PYTHONPROFILEIMPORTTIME="1")
@@ -1212,7 +1219,8 @@ def import_profiles(bench):
         if proc.returncode != 0:
             raise BenchError(f"nspod rm under -X importtime exited {proc.returncode}")
         runs["rm"].append(parse_importtime(proc.stderr))
-        out = subprocess.run([bench.python, "-X", "importtime", "-P", "-c", "import nsPod.monitor"],
+        out = subprocess.run([bench.python, "-X", "importtime", "-P", "-c",
+                              "import nsPod.monitor.supervisor"],
                              env=bench.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True).stderr
         runs["monitor_import"].append(parse_importtime(out))
@@ -1239,7 +1247,8 @@ def worker_lib(request):
     The monitor's start-to-ready time is taken by wrapping pod._start_monitor (spawn the
     monitor, wait for its ready message): cheap, and skipped if that private name changes.
     """
-    from nsPod import pod, spec
+    from nsPod.api import pods as pod
+    from nsPod.manifest import spec
     cfg = _worker_config(request)
     name = request["name"]
     pods = {}
@@ -1295,7 +1304,7 @@ def worker_net(request):
     (remove_bridge=True, as when the pod is the root's only one), with the bridge left up
     (remove_bridge=False), and as the monitor asks (detach with wait=False: netd replies
     before it deletes the veth and the bridge)."""
-    from nsPod import netclient
+    from nsPod.net import client as netclient
     root, bridge, subnet, pod = request["root"], request["bridge"], request["subnet"], request["pod"]
     result = {"cold_start": [], "ping": []}
     for _ in range(request["cold_runs"]):
@@ -1384,7 +1393,7 @@ def worker_floor(request):
 
 
 def _floor_pod(members, execs):
-    from nsPod import namespaces, sandbox, syscalls
+    from nsPod.kernel import namespaces, sandbox, syscalls
     flags = (syscalls.CloneFlag.CLONE_NEWNET | syscalls.CloneFlag.CLONE_NEWIPC
              | syscalls.CloneFlag.CLONE_NEWUTS)
     pause = [sandbox.pause_binary()] if execs else None
@@ -1684,7 +1693,7 @@ def report_profile(rep, p):
     print(f"  imports (-X importtime, median of {IMPORT_RUNS} runs per module, ms; cumulative "
           "includes what a module imports):")
     _print_imports("`nspod run` process", imports["run"])
-    _print_imports("monitor: python -X importtime -P -c 'import nsPod.monitor'",
+    _print_imports("monitor: python -X importtime -P -c 'import nsPod.monitor.supervisor'",
                    imports["monitor_import"])
     extra = imports["monitor"].extra_over(imports["monitor_import"])
     print("      the running monitor imports on top (lazily, while making the pod; "

@@ -1,6 +1,6 @@
 """The nspod command: the only module that imports click, prints for users or exits.
 
-Each command parses its arguments, makes one call into the library (nsPod.pod) and renders
+Each command parses its arguments, makes one call into the library (nsPod.api.pods) and renders
 the result. Library errors (NspodError) become one line per problem on stderr and their exit
 code: 2 for bad input, 1 for a failure at run time.
 """
@@ -36,12 +36,12 @@ class Context:
         if self._config is None:
             from nsPod import config
             self._config = config.load(**self.options)
-            from nsPod import paths
+            from nsPod.kernel import paths
             # A state root that is a symlink, another user's, or writable by others is
             # refused before any command reads or writes in it.
             paths.check_root(self._config.root)
             if self._config.trace:
-                from nsPod import syscalls
+                from nsPod.kernel import syscalls
                 syscalls.set_trace(True)
         return self._config
 
@@ -90,7 +90,7 @@ def read_manifest(file):
     A named FIFO is refused rather than waited on; a pipe from the shell (`<(...)`,
     /dev/stdin) and standard input (-) are read as far as the cap.
     """
-    from nsPod.spec import MANIFEST_MAX_BYTES
+    from nsPod.manifest.spec import MANIFEST_MAX_BYTES
     limit = MANIFEST_MAX_BYTES
     if file == "-":
         data, source = sys.stdin.buffer.read(limit + 1), "<stdin>"
@@ -145,7 +145,7 @@ def _is_named_fifo(file):
 
 
 def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
-    from nsPod import spec
+    from nsPod.manifest import spec
     text, source = read_manifest(file)
     pods, warnings = spec.load_pods(text, source, name_override=name,
                                     allowed_unsafe_sysctls=allowed_unsafe_sysctls)
@@ -165,7 +165,7 @@ def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
 @pass_context
 def run(ctx, file, name, wait):
     """Create and start the pod(s) of a Kubernetes Pod manifest (FILE, or - for stdin)."""
-    from nsPod import pod as pods
+    from nsPod.api import pods
     for p in load_manifest(file, name, ctx.config.allowed_unsafe_sysctls):
         for w in pods.run(ctx.config, p):
             warn(w)
@@ -175,9 +175,9 @@ def run(ctx, file, name, wait):
 
 
 def _wait_started(config, name):
-    from nsPod import pod as pods
+    from nsPod.api import query
     while True:
-        obj = pods.inspect(config, name)
+        obj = query.inspect(config, name)
         st = obj["status"]
         if st["phase"] == "Failed":
             reason = st.get("message") or _failed_containers(st)
@@ -212,9 +212,9 @@ def _failed_containers(st):
 @pass_context
 def create(ctx, name, memory, volumes, share, hostname, network):
     """Create a pod with only its pause process; add containers with `nspod add`."""
-    from nsPod import paths
-    from nsPod import pod as pods
-    from nsPod import spec
+    from nsPod.kernel import paths
+    from nsPod.api import pods
+    from nsPod.manifest import spec
     paths.check_pod_name(name)
     manifest = create_manifest(name, memory, volumes, share, hostname, network)
     p, warnings = spec.pod_from_dict(manifest, allow_no_containers=True)
@@ -242,7 +242,7 @@ def create_manifest(name, memory, volumes, share, hostname, network):
     if memory:
         spec_doc["resources"] = {"limits": {"memory": memory}}
     volume_docs = []
-    from nsPod import paths
+    from nsPod.kernel import paths
     for i, v in enumerate(volumes):
         vname, _, size = v.partition(":")
         paths.check_volume_name(vname)
@@ -273,8 +273,8 @@ def create_manifest(name, memory, volumes, share, hostname, network):
 @pass_context
 def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
     """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
-    from nsPod import paths
-    from nsPod import pod as pods
+    from nsPod.kernel import paths
+    from nsPod.api import pods
     paths.check_pod_name(pod)
     paths.check_container_name(name)
     if restart and not init:
@@ -310,7 +310,7 @@ def add_container_doc(name, memory, mounts, env, restart, workdir, image, comman
         if len(parts) not in (2, 3) or not parts[0] or not parts[1] or \
                 (len(parts) == 3 and parts[2] not in ("ro", "rw")):
             raise InputError(f"--mount: {item!r} is not V:PATH or V:PATH:ro")
-        from nsPod import paths
+        from nsPod.kernel import paths
         paths.check_volume_name(parts[0])
         mount = {"name": parts[0], "mountPath": parts[1]}
         if len(parts) == 3 and parts[2] == "ro":
@@ -329,13 +329,13 @@ def add_container_doc(name, memory, mounts, env, restart, workdir, image, comman
 @pass_context
 def ps(ctx, include_all, output):
     """List pods: name, phase, ready, restarts, IP, age."""
-    from nsPod import pod as pods
-    items = pods.list_pods(ctx.config, include_all)
+    from nsPod.api import query
+    items = query.list_pods(ctx.config, include_all)
     if output == "json":
         click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
         return
     if output == "yaml":
-        from nsPod import spec
+        from nsPod.manifest import spec
         click.echo(spec.dump_yaml({"apiVersion": "v1", "kind": "List", "items": items}), nl=False)
         return
     rows = [("NAME", "PHASE", "READY", "RESTARTS", "IP", "AGE")]
@@ -376,8 +376,8 @@ def age(rfc3339):
 @pass_context
 def inspect(ctx, pod):
     """The pod as Kubernetes shows it, plus nspod's `runtime` (pids, namespaces, cgroups)."""
-    from nsPod import pod as pods
-    click.echo(json.dumps(pods.inspect(ctx.config, pod), indent=2))
+    from nsPod.api import query
+    click.echo(json.dumps(query.inspect(ctx.config, pod), indent=2))
 
 
 @cli.command()
@@ -385,10 +385,10 @@ def inspect(ctx, pod):
 @pass_context
 def ns(ctx, pod):
     """Which namespaces pause and each container are in (inode ids)."""
-    from nsPod import namespaces
-    from nsPod import pod as pods
+    from nsPod.kernel import namespaces
+    from nsPod.api import query
     rows = [("WHO", "PID") + tuple(k.upper() for k in namespaces.KINDS)]
-    for who, pid, ids in pods.namespace_table(ctx.config, pod):
+    for who, pid, ids in query.namespace_table(ctx.config, pod):
         rows.append((who, str(pid)) + tuple(_inode(ids.get(k)) for k in namespaces.KINDS))
     click.echo(table(rows))
 
@@ -404,9 +404,9 @@ def _inode(ns_id):
 @pass_context
 def stats(ctx, pod):
     """Memory use against limits, peak and OOM kills, per container and for the pod."""
-    from nsPod import pod as pods
+    from nsPod.api import query
     rows = [("CONTAINER", "MEM USAGE", "LIMIT", "MEM %", "PEAK", "OOM KILLS", "PIDS", "CPU SECONDS")]
-    for who, st in pods.stats(ctx.config, pod):
+    for who, st in query.stats(ctx.config, pod):
         mem, pids, cpu = st["memory"], st["pids"], st["cpu"]
         usage, limit = mem.get("usage"), mem.get("limit")
         percent = f"{100 * usage / limit:.1f}%" if usage is not None and limit else "-"
@@ -418,7 +418,7 @@ def stats(ctx, pod):
 
 
 def _size(value):
-    from nsPod.admission import human_bytes
+    from nsPod.api.admission import human_bytes
     return "-" if value is None else human_bytes(value)
 
 
@@ -427,9 +427,9 @@ def _size(value):
 @pass_context
 def top(ctx, pod):
     """The processes of each container."""
-    from nsPod import pod as pods
+    from nsPod.api import query
     rows = [("CONTAINER", "PID", "USER", "COMMAND")]
-    for who, pid, user, cmd in pods.top(ctx.config, pod):
+    for who, pid, user, cmd in query.top(ctx.config, pod):
         rows.append((who, str(pid), user, cmd))
     click.echo(table(rows))
 
@@ -444,11 +444,11 @@ def top(ctx, pod):
 @pass_context
 def logs(ctx, pod, container, follow, tail, previous, timestamps):
     """A container's output (stdout and stderr, interleaved as written)."""
-    from nsPod import logs as logfiles
-    from nsPod import pod as pods
+    from nsPod.store import logs as logfiles
+    from nsPod.api import query
     if tail < -1:
         raise InputError(f"--tail: {tail} is negative")
-    _, name, path = pods.log_path(ctx.config, pod, container, previous)
+    _, name, path = query.log_path(ctx.config, pod, container, previous)
     records = logfiles.read_records(path)
     if tail >= 0:
         records = records[len(records) - tail:] if tail else []
@@ -461,7 +461,7 @@ def logs(ctx, pod, container, follow, tail, previous, timestamps):
 
 
 def _follow(config, pod, container, path, timestamps, out):
-    from nsPod import logs as logfiles
+    from nsPod.store import logs as logfiles
     offset = os.path.getsize(path) if os.path.exists(path) else 0
     buffered = ""
     while True:
@@ -487,8 +487,8 @@ def _follow(config, pod, container, path, timestamps, out):
 
 
 def pods_running(config, pod, container):
-    from nsPod import pod as pods
-    return pods.container_running(config, pod, container)
+    from nsPod.api import query
+    return query.container_running(config, pod, container)
 
 
 # --- acting on pods -------------------------------------------------------------------------
@@ -502,19 +502,19 @@ def pods_running(config, pod, container):
 @pass_context
 def exec_(ctx, interactive, tty, container, pod, command):
     """Run a command in a container's namespaces: nspod exec POD [-c C] -- CMD..."""
-    from nsPod import pod as pods
-    run_attached(tty, lambda: pods.exec_in(ctx.config, pod, container, list(command),
+    from nsPod.api import enter
+    run_attached(tty, lambda: enter.exec_in(ctx.config, pod, container, list(command),
                                            interactive or tty))
 
 
 def run_attached(tty, run):
     """exec and debug: the command's own exit code, or 126/127 with a line when it cannot run."""
-    from nsPod import pod as pods
+    from nsPod.api import enter
     if tty and not sys.stdin.isatty():
         raise InputError("-t: standard input is not a terminal")
     try:
         code = run()
-    except pods.ExecFailed as e:
+    except enter.ExecFailed as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(code)
@@ -526,7 +526,7 @@ def run_attached(tty, run):
 @pass_context
 def restart(ctx, pod, container):
     """Restart one container of a running pod; nothing else in the pod changes."""
-    from nsPod import pod as pods
+    from nsPod.api import pods
     click.echo(pods.restart(ctx.config, pod, container))
 
 
@@ -535,7 +535,7 @@ def restart(ctx, pod, container):
 @pass_context
 def apply(ctx, file):
     """Change a running pod to match FILE: only containers whose spec changed restart."""
-    from nsPod import pod as pods
+    from nsPod.api import pods
     # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
     # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
     for p in load_manifest(file, allowed_unsafe_sysctls=None):
@@ -555,8 +555,8 @@ def apply(ctx, file):
 @pass_context
 def debug(ctx, interactive, tty, target, pod, command):
     """An ephemeral debug container in the pod: nspod debug POD [--target C] -- CMD..."""
-    from nsPod import pod as pods
-    run_attached(tty, lambda: pods.debug(ctx.config, pod, target, list(command),
+    from nsPod.api import enter
+    run_attached(tty, lambda: enter.debug(ctx.config, pod, target, list(command),
                                          interactive or tty))
 
 
@@ -573,7 +573,7 @@ GRACE_SECONDS = click.IntRange(min=0, max=2**31 - 1)
 @pass_context
 def stop(ctx, pod, timeout):
     """Stop a pod: SIGTERM, grace period, SIGKILL. State and logs are kept."""
-    from nsPod import pod as pods
+    from nsPod.api import pods
     pods.stop(ctx.config, pod, timeout)
     click.echo(pod)
 
@@ -585,7 +585,7 @@ def stop(ctx, pod, timeout):
 @pass_context
 def rm(ctx, pods_, force, timeout):
     """Remove pods; nothing of them remains on the host."""
-    from nsPod import pod as pods
+    from nsPod.api import pods
     removed, errors = pods.remove(ctx.config, pods_, force, timeout)
     for name in removed:
         click.echo(name)
@@ -599,7 +599,7 @@ def rm(ctx, pods_, force, timeout):
 @pass_context
 def gc(ctx):
     """Remove what crashed or killed nspod processes left behind."""
-    from nsPod import pod as pods
+    from nsPod.api import pods
     for line in pods.gc(ctx.config):
         click.echo(line)
 
@@ -619,9 +619,9 @@ def validate(ctx, file):
 @pass_context
 def generate(ctx, pod):
     """The pod as a Kubernetes Pod manifest that `kubectl apply` accepts."""
-    from nsPod import pod as pods
-    from nsPod import spec
-    _, doc, _ = pods.load(ctx.config, pod)
+    from nsPod.api import query
+    from nsPod.manifest import spec
+    _, doc, _ = query.load(ctx.config, pod)
     click.echo(spec.dump_yaml(spec.clean_manifest(doc["manifest"])), nl=False)
 
 
@@ -639,7 +639,8 @@ def image():
 def image_import(ctx, name, source):
     """Store a root filesystem as NAME[:TAG]: a tarball (docker export), a directory, or an
     OCI image layout (its Entrypoint, Cmd, Env, WorkingDir and User are kept)."""
-    from nsPod import images, paths
+    from nsPod.store import images
+    from nsPod.kernel import paths
     images.reference(name)  # bad input first: it must leave nothing, not even a root
     # The root made here, as by `run`: 0700, checked and recorded.
     paths.check_root(ctx.config.root, create=True)
@@ -651,7 +652,7 @@ def image_import(ctx, name, source):
 @pass_context
 def image_ls(ctx, output):
     """List the stored images."""
-    from nsPod import images
+    from nsPod.store import images
     items = images.list_images(ctx.config)
     if output == "json":
         click.echo(json.dumps(items, indent=2))
@@ -669,7 +670,7 @@ def image_ls(ctx, output):
 @pass_context
 def image_rm(ctx, names):
     """Remove images; one a pod under this root uses is refused."""
-    from nsPod import images
+    from nsPod.store import images
     for name in names:
         click.echo(images.remove(ctx.config, name))
 

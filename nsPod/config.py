@@ -4,7 +4,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from nsPod import paths
+from nsPod.kernel import paths
 from nsPod.errors import InputError
 
 DEFAULT_ROOT = "/run/nspod"
@@ -64,7 +64,7 @@ def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backof
 def unsafe_sysctls(flag=None, environ=None):
     """--allowed-unsafe-sysctls (or NSPOD_ALLOWED_UNSAFE_SYSCTLS): the kubelet's option of
     the same name, a comma list of sysctls and patterns such as kernel.msg*."""
-    from nsPod import sysctl_policy
+    from nsPod.manifest import sysctl_policy
     env = os.environ if environ is None else environ
     text = flag if flag is not None else env.get("NSPOD_ALLOWED_UNSAFE_SYSCTLS", "")
     return sysctl_policy.parse_allowlist(text)

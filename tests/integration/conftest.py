@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from leaks import Snapshot
-from nsPod import netclient
+from nsPod.net import client as netclient
 
 # -P: the installed nspod, never the source tree in the current directory.
 NSPOD = [sys.executable, "-P", "-m", "nsPod"]

@@ -74,7 +74,7 @@ class Snapshot:
             # Ours: a monitor names the state root; pause inherits the test's marker variable.
             if self.state_root in cmd or self.marker in _read(f"/proc/{pid}/environ").decode(errors="replace"):
                 found.append(f"process {pid}: {cmd}")
-        from nsPod.netclient import host_veth_name, netns_name
+        from nsPod.net.client import host_veth_name, netns_name
         our_netns = {netns_name(self.state_root, p) for p in self.pod_names}
         found += [f"mount {m}" for m in sorted(mounts() - self.mounts)
                   if m.startswith(self.workdir)

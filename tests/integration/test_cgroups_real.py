@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from nsPod.cgroups import CgroupExists, Limits, detect, open_driver
+from nsPod.kernel.cgroups import CgroupExists, Limits, detect, open_driver
 from nsPod.errors import CgroupError
 
 if os.geteuid() != 0:
@@ -143,7 +143,7 @@ def test_an_existing_cgroup_is_refused_not_adopted(driver):
 def test_a_refused_cpu_quota_leaves_no_parent_level(driver, tmp_path):
     """The kernel refuses a CFS quota over its maximum after the parent level was made:
     the level is in the record all the same, and removing the pod removes it."""
-    from nsPod.cgroups import parents
+    from nsPod.kernel.cgroups import parents
     drv, _ = driver
     before = existing_levels(drv)
     root = str(tmp_path / "state")

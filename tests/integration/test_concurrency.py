@@ -11,7 +11,7 @@ import time
 from conftest import NSPOD
 from helpers import container, pod_yaml, wait_for
 from leaks import Snapshot, links, mounts, processes
-from nsPod import netclient
+from nsPod.net import client as netclient
 
 # netd stays up across a test's cycles, so that its fds can be compared before and after.
 NETD_ENV = {"NSPOD_NETD_IDLE": "600"}

@@ -15,7 +15,7 @@ import pytest
 
 from busybox import make_rootfs
 from helpers import guest_env, pod_yaml, wait_for
-from nsPod.cgroups import detect, devices
+from nsPod.kernel.cgroups import detect, devices
 
 ROOT = "/sys/fs/cgroup"
 VERSION = detect(ROOT)

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import NSPOD
 from helpers import container, pod_yaml, wait_for
-from nsPod import state
-from nsPod.mounts import detach, mount_points
+from nsPod.store import state
+from nsPod.kernel.mounts import detach, mount_points
 
 LONG_NAME = f"{'a' * 63}.{'b' * 63}.{'c' * 63}.{'d' * 61}"   # 253 characters
 

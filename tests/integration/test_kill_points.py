@@ -3,7 +3,7 @@ and `rm`; then `nspod gc` and `nspod rm -f` must leave nothing (the `nspod` fixt
 check: processes, mounts, links, netns names, leases, cgroups in every hierarchy, state).
 
 The steps are found by a hook, not by timing: with NSPOD_TEST_PAUSE_AT=<step> in its
-environment the monitor stops itself (SIGSTOP) at that step (nsPod/monitor.py's
+environment the monitor stops itself (SIGSTOP) at that step (nsPod/monitor/supervisor.py's
 _test_point), the test waits for it to be stopped, and kills whom it means to. A process
 stopped before it is killed is killed exactly there, every time.
 """
@@ -18,8 +18,9 @@ import pytest
 from conftest import NSPOD
 from helpers import container, pod_yaml, wait_for
 
-# The steps of making a pod, in order (monitor.py): its cgroup recorded (not made yet), made;
-# volumes mounted; pause running; the network recorded, attached; the first container run.
+# The steps of making a pod, in order (monitor/supervisor.py): its cgroup recorded (not made
+# yet), made; volumes mounted; pause running; the network recorded, attached; the first
+# container run.
 RUN_STEPS = ["cgroup-recorded", "cgroup", "volumes", "sandbox", "container"]
 NETWORK_STEPS = ["network-recorded", "network"]
 # The steps of taking it down (monitor.teardown): before anything, after each undo step.

@@ -307,7 +307,7 @@ def test_rm_removes_an_empty_dir_nested_deeper_than_pythons_recursion(nspod):
 def test_a_huge_netd_idle_time_is_clamped(nspod):
     """NSPOD_NETD_IDLE=1e9 made netd's first wait raise OverflowError: it died at each start
     (the pod got its network only through the client's retries)."""
-    from nsPod import netclient
+    from nsPod.net import client as netclient
     nspod("run", nspod.manifest(pod_yaml("idle", container("a"))), env={"NSPOD_NETD_IDLE": "1e9"},
           timeout=GUARD)
     assert nspod.inspect("idle")["status"]["podIP"]

@@ -161,7 +161,7 @@ def test_network_none_is_loopback_only(nspod):
 
 
 def test_ip_netns_sees_the_pod_while_it_lives(nspod):
-    from nsPod.netclient import netns_name
+    from nsPod.net.client import netns_name
     nspod.run_yaml(pod_yaml("p", container("a")))
     ip = pod_ip(nspod, "p")
     # not the default root: nspod-<8 hex of the root's hash>-<pod>, as inspect reports it

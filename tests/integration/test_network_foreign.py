@@ -17,7 +17,7 @@ import pytest
 from conftest import NSPOD, Nspod, own_cgroup
 from helpers import container, pod_yaml, wait_for
 from leaks import Snapshot
-from nsPod import netclient
+from nsPod.net import client as netclient
 
 
 def link_exists(name):
@@ -223,7 +223,7 @@ def netd_pids(root):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"nsPod.netd" in argv and root.encode() in argv:
+        if b"nsPod.net.daemon" in argv and root.encode() in argv:
             found.append(int(entry))
     return found
 
@@ -266,7 +266,7 @@ def test_a_bridged_pod_runs_inside_unshare_net_and_on_the_host_with_one_root(nsp
         other.nspod(nspod, "rm", "-f", "inside")
         assert not os.path.exists(path)
         assert other.run("ip", "link", "show", nspod.bridge, check=False).returncode != 0
-        other.run(*NSPOD[:2], "-c", "import sys; from nsPod import netclient; "
+        other.run(*NSPOD[:2], "-c", "import sys; from nsPod.net import client as netclient; "
                   "netclient.stop(sys.argv[1])", nspod.root)
         assert [os.stat(f"/proc/{p}/ns/net").st_ino for p in netd_pids(nspod.root)] == \
             [os.stat("/proc/self/ns/net").st_ino]

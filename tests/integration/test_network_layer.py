@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from nsPod import ipam, netclient, network
+from nsPod.net import ipam, client as netclient, links as network
 from nsPod.errors import NetworkError
 
 PY = sys.executable
@@ -94,7 +94,7 @@ def netd_processes(root):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"nsPod.netd" in argv and root.encode() in argv:
+        if b"nsPod.net.daemon" in argv and root.encode() in argv:
             found.append(int(entry))
     return found
 
@@ -463,7 +463,7 @@ def test_gc_removes_what_dead_pods_left(world):
 
 
 def test_trace_narrates_the_netlink_steps(world, monkeypatch, capfd):
-    from nsPod import syscalls
+    from nsPod.kernel import syscalls
     monkeypatch.setattr(syscalls, "_trace", True)
     monkeypatch.setenv("NSPOD_TRACE", "1")
     world.attach("traced", world.sandbox())
@@ -479,7 +479,7 @@ def test_twenty_concurrent_clients_start_one_netd_and_get_distinct_addresses(wor
     world.pods.update(names)
     code = textwrap.dedent("""
         import json, sys
-        from nsPod import netclient
+        from nsPod.net import client as netclient
         root, bridge, subnet, pod, pid = sys.argv[1:6]
         r = netclient.call(root, {"op": "attach", "pod": pod, "pid": int(pid),
                                   "bridge": bridge, "subnet": subnet})
@@ -498,7 +498,7 @@ def test_twenty_concurrent_clients_start_one_netd_and_get_distinct_addresses(wor
     assert netclient.running(world.root) == netd_processes(world.root)[0]
     assert sorted(network.bridge_ports(world.bridge)) == sorted(r["hostVeth"] for r in replies)
     # a netd started by hand while one runs exits quietly
-    loser = subprocess.run([PY, "-P", "-m", "nsPod.netd", world.root], capture_output=True,
+    loser = subprocess.run([PY, "-P", "-m", "nsPod.net.daemon", world.root], capture_output=True,
                            text=True, timeout=30)
     assert loser.returncode == 0 and loser.stderr == ""
     assert len(netd_processes(world.root)) == 1

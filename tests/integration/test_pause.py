@@ -7,7 +7,7 @@ import time
 import pytest
 
 from nsPod import __version__
-from nsPod.sandbox import pause_binary
+from nsPod.kernel.sandbox import pause_binary
 
 PAUSE = pause_binary()
 

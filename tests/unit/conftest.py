@@ -1,7 +1,7 @@
 """Unit tests keep to their tmp_path: the host-wide registry of state roots too."""
 import pytest
 
-from nsPod import paths
+from nsPod.kernel import paths
 
 
 @pytest.fixture(autouse=True)

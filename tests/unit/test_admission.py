@@ -1,6 +1,6 @@
 import pytest
 
-from nsPod.admission import admit, human_bytes, read_mem_available
+from nsPod.api.admission import admit, human_bytes, read_mem_available
 from nsPod.errors import NspodError
 
 Ki, Mi, Gi = 1 << 10, 1 << 20, 1 << 30

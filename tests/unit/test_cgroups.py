@@ -3,7 +3,7 @@ out, with the kernel's rules where a plain directory cannot keep them (control f
 appear on mkdir, controllers are handed down top-down, no processes in inner v2 cgroups,
 memsw >= limit on v1, rmdir refuses populated cgroups). No root needed.
 
-The fake hooks the four primitives of nsPod.cgroups.files; every driver access goes
+The fake hooks the four primitives of nsPod.kernel.cgroups.files; every driver access goes
 through them, so the error formatting in files.py is the real one.
 """
 import errno
@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-from nsPod.cgroups import (DEFAULT_PARENT, CgroupExists, Limits, container_cgroup_name,
-                           cpu_quota, cpu_shares, cpu_weight, detect, files, open_driver,
-                           pod_cgroup_name, rel_in_parent)
+from nsPod.kernel.cgroups import (DEFAULT_PARENT, CgroupExists, Limits, container_cgroup_name,
+                                  cpu_quota, cpu_shares, cpu_weight, detect, files, open_driver,
+                                  pod_cgroup_name, rel_in_parent)
 from nsPod.errors import CgroupError, NspodError
 
 UNLIMITED = "9223372036854771712"
@@ -456,8 +456,8 @@ def test_kill_spares_a_pid_that_left_the_cgroup(kernel, v2, sleeper):
 
 
 def test_kill_gives_up_after_a_bounded_wait(kernel, v2, sleeper, monkeypatch):
-    import nsPod.cgroups as cgroups
-    monkeypatch.setattr(cgroups, "KILL_TIMEOUT", 0.05)
+    from nsPod.kernel.cgroups import driver
+    monkeypatch.setattr(driver, "KILL_TIMEOUT", 0.05)
     drv = open_driver("nspod", v2)
     drv.create("web/app", Limits())
     os.unlink(os.path.join(drv.path("web"), "cgroup.kill"))
@@ -697,12 +697,12 @@ def test_exclusive_create_on_v1_takes_back_the_hierarchies_it_made(kernel, v1):
 
 
 def test_parents_create_exclusive_takes_back_the_parent_levels_it_made(kernel, v1, tmp_path):
-    from nsPod.cgroups import parents
+    from nsPod.kernel.cgroups import parents
     os.makedirs(os.path.join(v1, "pids", "mine", "pod1234"))  # someone else's
     state_root = str(tmp_path / "state")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("nsPod.cgroups.DEFAULT_ROOT", v1)
-        mp.setattr("nsPod.cgroups.open_driver.__defaults__", ("nspod", v1, ()))
+        mp.setattr("nsPod.kernel.cgroups.DEFAULT_ROOT", v1)
+        mp.setattr("nsPod.kernel.cgroups.open_driver.__defaults__", ("nspod", v1, ()))
         with pytest.raises(CgroupExists):
             parents.create(state_root, "mine", "pod1234", Limits(), exclusive=True)
     assert not os.path.exists(os.path.join(v1, "memory", "mine"))  # made here, taken back
@@ -796,9 +796,9 @@ def test_a_level_someone_else_made_meanwhile_is_not_recorded(kernel, v2, monkeyp
 def test_a_refused_limit_leaves_no_parent_level_behind(kernel, tmp_path, version, monkeypatch):
     """The kernel refuses a cpu quota out of range (EINVAL) after the levels were made:
     the record of them is written anyway, so removing the pod removes them."""
-    from nsPod.cgroups import parents
+    from nsPod.kernel.cgroups import parents
     root = getattr(kernel, f"{version}_root")(str(tmp_path / "cg"))
-    monkeypatch.setattr("nsPod.cgroups.open_driver.__defaults__", ("nspod", root, ()))
+    monkeypatch.setattr("nsPod.kernel.cgroups.open_driver.__defaults__", ("nspod", root, ()))
     state_root = str(tmp_path / "state")
     quota_file = "cpu.max" if version == "v2" else "cpu.cfs_quota_us"
     real_write = kernel.write

@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from nsPod import config, logs, mounts, process, state
+from nsPod import config
+from nsPod.store import logs, state
+from nsPod.kernel import mounts, process
 from nsPod.errors import InputError, PodExists, PodNotFound
 
 

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from nsPod.cgroups import devices, files
-from nsPod.cgroups.devices import (ALL, BLOCK, CHAR, DEFAULT_ALLOWLIST, WILDCARD, Rule,
-                                   allowlist, program)
+from nsPod.kernel.cgroups import devices, files
+from nsPod.kernel.cgroups.devices import (ALL, BLOCK, CHAR, DEFAULT_ALLOWLIST, WILDCARD, Rule,
+                                          allowlist, program)
 from nsPod.errors import CgroupError
 
 MKNOD, READ, WRITE = 1, 2, 4
@@ -193,8 +193,8 @@ def test_v1_errors_name_the_file_and_value(monkeypatch):
 def test_drivers_apply_the_rules_to_the_containers_cgroup(tmp_path, monkeypatch):
     """v1: in the devices hierarchy under the same parent; v2: the one cgroup; a v1 host
     without a devices hierarchy is an error naming it, never a container without the list."""
-    from nsPod.cgroups.v1 import V1Driver
-    from nsPod.cgroups.v2 import V2Driver
+    from nsPod.kernel.cgroups.v1 import V1Driver
+    from nsPod.kernel.cgroups.v2 import V2Driver
     calls = []
     monkeypatch.setattr(devices, "apply_v1", lambda d, rules: calls.append(("v1", d, rules)))
     monkeypatch.setattr(devices, "apply_v2", lambda d, rules: calls.append(("v2", d, rules)))

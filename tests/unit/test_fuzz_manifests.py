@@ -16,7 +16,9 @@ import random
 
 import pytest
 
-from nsPod import cli, plan, spec
+from nsPod import cli
+from nsPod.plan import make as plan
+from nsPod.manifest import spec
 from nsPod.errors import InputError
 
 HERE = os.path.dirname(__file__)

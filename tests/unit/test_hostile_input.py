@@ -5,7 +5,9 @@ import stat
 
 import pytest
 
-from nsPod import cli, config, plan, spec
+from nsPod import cli, config
+from nsPod.plan import make as plan
+from nsPod.manifest import spec
 from nsPod.errors import InputError
 
 

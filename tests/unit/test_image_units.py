@@ -11,9 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from nsPod import images, plan, spec
+from nsPod.store import images
+from nsPod.plan import make as plan
+from nsPod.manifest import spec
 from nsPod.errors import InputError
-from nsPod.spec import image_problem, image_reference, pod_from_dict
+from nsPod.manifest.spec import image_problem, image_reference, pod_from_dict
 
 
 # --- names ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from nsPod.errors import InputError, NetworkError
-from nsPod.ipam import Leases
+from nsPod.net.ipam import Leases
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_20_concurrent_processes_get_20_distinct_addresses(root):
 
 def test_20_concurrent_interpreters_get_20_distinct_addresses(root):
     """Separate interpreters started together, so the allocations really overlap."""
-    code = ("import sys; from nsPod.ipam import Leases; "
+    code = ("import sys; from nsPod.net.ipam import Leases; "
             "print(Leases(sys.argv[1], '10.213.5.0/24').allocate(sys.argv[2]))")
     procs = [subprocess.Popen([sys.executable, "-P", "-c", code, root, f"p{i}"],
                               stdout=subprocess.PIPE, text=True) for i in range(20)]
@@ -157,7 +157,7 @@ def test_20_concurrent_interpreters_get_20_distinct_addresses(root):
 
 
 def test_ipam_and_netclient_do_not_load_pyroute2():
-    code = ("import sys, nsPod.ipam, nsPod.netclient, nsPod.network; "
+    code = ("import sys, nsPod.net.ipam, nsPod.net.client, nsPod.net.links; "
             "print([m for m in sys.modules if m.startswith('pyroute2')])")
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from nsPod import config, sysctl_policy
+from nsPod import config
+from nsPod.manifest import sysctl_policy
 from nsPod.errors import InputError, SpecError
-from nsPod.spec import load_pods
+from nsPod.manifest.spec import load_pods
 
 POD = """\
 apiVersion: v1

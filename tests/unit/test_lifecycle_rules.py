@@ -1,8 +1,8 @@
 """The kubelet's rules as nspod applies them: restart decisions, backoff, phase."""
 import pytest
 
-from nsPod import lifecycle
-from nsPod.lifecycle import APP, INIT, SIDECAR
+from nsPod.plan import lifecycle
+from nsPod.plan.lifecycle import APP, INIT, SIDECAR
 
 
 @pytest.mark.parametrize("kind,policy,code,expected", [

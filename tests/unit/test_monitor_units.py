@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from nsPod import monitor, netd
+from nsPod.monitor import supervisor as monitor
+from nsPod.net import daemon as netd
 
 DAY = 86400
 

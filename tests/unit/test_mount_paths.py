@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from nsPod import mounts, volumes
-from nsPod.mounts import PathEscapeError
+from nsPod.kernel import mounts, volumes
+from nsPod.kernel.mounts import PathEscapeError
 
 
 @pytest.fixture(params=["openat2", "walk", "eagain"])

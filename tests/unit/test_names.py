@@ -1,4 +1,5 @@
-"""Names, paths under the state root, and the state root itself (nsPod.paths, nsPod.state).
+"""Names, paths under the state root, and the state root itself (nsPod.kernel.paths,
+nsPod.store.state).
 
 Pod names follow Kubernetes' apimachinery validation as the API server applies it to
 metadata.name (IsDNS1123Subdomain, at most 253 characters); container and volume names are
@@ -10,7 +11,10 @@ import stat
 
 import pytest
 
-from nsPod import config, paths, spec, state
+from nsPod import config
+from nsPod.kernel import paths
+from nsPod.manifest import spec
+from nsPod.store import state
 from nsPod.errors import InputError, PodNotFound, StateError
 
 HOSTILE_POD_NAMES = ["", ".", "..", "/", "../etc", "../../x", "/some/dir", "a/b", "DIR",
@@ -255,7 +259,7 @@ def test_using_a_root_registers_it(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the registry is root's")
 def test_container_hides_every_registered_root(tmp_path):
-    from nsPod import container
+    from nsPod.kernel import container
     roots = [str(tmp_path / n) for n in ("b", "a", "a/inner")]
     for r in roots:
         paths.check_root(r, create=True)
@@ -308,7 +312,8 @@ def test_every_command_refuses_hostile_names_before_touching_anything(
         argv, tmp_path, monkeypatch, capsys):
     """One line, exit 2, and nothing touched: the calls that remove, stop or talk to a pod
     are made to fail the test if reached."""
-    from nsPod import cli, pod
+    from nsPod import cli
+    from nsPod.api import pods as pod
 
     def forbidden(*args, **kwargs):
         raise AssertionError(f"reached with {args}")
@@ -330,7 +335,7 @@ def test_every_command_refuses_hostile_names_before_touching_anything(
 @pytest.mark.skipif(os.geteuid() != 0, reason="run needs root")
 def test_run_closes_its_lock_fd_when_admission_fails(tmp_path):
     """pod.run is a library call: a failed run must not leave the pod's monitor.lock open."""
-    from nsPod import pod
+    from nsPod.api import pods as pod
     pods, _ = spec.load_pods(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: big, annotations: "
         "{nspod.io/network: none}}\nspec:\n  containers:\n  - name: c\n    command: ['true']\n"
@@ -387,26 +392,27 @@ def test_exec_and_debug_do_not_join_a_process_state_json_wrongly_names(tmp_path,
                                                                        call):
     """A state.json naming another process (here: this test's, with its true start time) is
     not believed: exec/debug refuse instead of entering that process's namespaces."""
-    from nsPod import container, pod
+    from nsPod.kernel import container
+    from nsPod.api import enter
     me = state.ProcessRef.of(os.getpid())
     doc = {"plan": {"containers": [{"name": "c"}], "init_containers": []}}
     pod_state = {"cgroup": "nspod/web", "pause": me.to_json(),
                  "containers": {"c": {"pid": me.pid, "pidStartTime": me.start_time}}}
-    monkeypatch.setattr(pod, "load", lambda config, name: (None, doc, pod_state))
+    monkeypatch.setattr(enter, "load", lambda config, name: (None, doc, pod_state))
 
     def forbidden(*args, **kwargs):
         raise AssertionError("joined a process that is not the pod's")
 
     monkeypatch.setattr(container, "spawn_joined", forbidden)
     monkeypatch.setattr(container, "spawn", forbidden)
-    from nsPod import plan
+    from nsPod.plan import make as plan
     monkeypatch.setattr(plan, "container_from_json", lambda data: type("C", (), data))
     conf = config.load(root=str(tmp_path / "root"), environ={})
     with pytest.raises(StateError, match="is not running"):
         if call == "exec":
-            pod.exec_in(conf, "web", "c", ["true"])
+            enter.exec_in(conf, "web", "c", ["true"])
         else:
-            pod.debug(conf, "web", "c", ["true"])
+            enter.debug(conf, "web", "c", ["true"])
 
 
 def test_pod_dir_file_takes_relative_paths_and_refuses_leaving_ones(tmp_path):

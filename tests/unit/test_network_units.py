@@ -1,7 +1,8 @@
 """Names and markers of the pod network (netclient) and netd's idle timer: pure logic."""
 import math
 
-from nsPod import config, netclient, netd
+from nsPod import config
+from nsPod.net import client as netclient, daemon as netd
 
 
 def test_netns_names_are_unique_per_root_and_fit_a_file_name():
@@ -70,4 +71,4 @@ def test_netclient_stays_light():
     tree = ast.parse(inspect.getsource(netclient))
     top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert not top & {"nsPod.config", "dataclasses", "pyroute2", "nsPod.network"}
+    assert not top & {"nsPod.config", "dataclasses", "pyroute2", "nsPod.net.links"}

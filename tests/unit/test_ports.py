@@ -4,7 +4,7 @@ import selectors
 import socket
 import threading
 
-from nsPod import ports
+from nsPod.monitor import ports
 
 
 def listener():

@@ -1,7 +1,7 @@
 """qos_class against the cases of Kubernetes' ComputePodQOS (pkg/apis/core/helper/qos)."""
 import pytest
 
-from nsPod.qos import qos_class
+from nsPod.manifest.qos import qos_class
 
 Mi = 1 << 20
 

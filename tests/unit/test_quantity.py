@@ -1,9 +1,10 @@
-"""nsPod.quantity against Kubernetes' own documented examples and test tables."""
+"""nsPod.manifest.quantity against Kubernetes' own documented examples and test tables."""
 from fractions import Fraction
 
 import pytest
 
-from nsPod.quantity import canonical, format_bytes, parse_bytes, parse_cpu_millis, parse_quantity
+from nsPod.manifest.quantity import (canonical, format_bytes, parse_bytes, parse_cpu_millis,
+                                     parse_quantity)
 
 # https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/: "the
 # following represent roughly the same value: 128974848, 129e6, 129M, 128974848000m, 123Mi".

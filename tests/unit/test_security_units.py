@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from nsPod import container, seccomp, security
-from nsPod.plan import DEFAULT_CAPABILITIES
-from nsPod.syscalls import CloneFlag, mount, unshare
+from nsPod.kernel import container, seccomp, security
+from nsPod.plan.make import DEFAULT_CAPABILITIES
+from nsPod.kernel.syscalls import CloneFlag, mount, unshare
 
 PASSWD = [["root", "x", "0", "0", "root", "/root", "/bin/sh"],
           ["app", "x", "1000", "1000", "", "/home/app", "/bin/sh"]]

@@ -1,13 +1,13 @@
-"""nsPod.spec: manifests to dataclasses, and every way a manifest can be wrong."""
+"""nsPod.manifest.spec: manifests to dataclasses, and every way a manifest can be wrong."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from nsPod import spec
+from nsPod.manifest import spec
 from nsPod.errors import InputError, SpecError
-from nsPod.spec import (
+from nsPod.manifest.spec import (
     Container, EnvVar, Resources, Volume, VolumeMount, container_from_dict, effective_hostname,
     host_domain, load_pods, pod_from_dict, validate_name,
 )
@@ -135,7 +135,7 @@ def test_apiversion_and_kind_may_be_left_out_of_a_dict_but_not_a_file():
 
 
 def test_importing_spec_does_not_import_yaml():
-    code = "import sys, nsPod.spec; sys.exit('yaml' in sys.modules)"
+    code = "import sys, nsPod.manifest.spec; sys.exit('yaml' in sys.modules)"
     assert subprocess.run([sys.executable, "-P", "-c", code]).returncode == 0
 
 

@@ -1,0 +1,537 @@
+"""The library API's changes to pods: run, create, add, apply, restart, stop, rm, gc.
+
+Every function raises NspodError subclasses and prints nothing (queries are in api/query.py,
+exec and debug in api/enter.py). Making a pod is the CLI's
+part (claim the name, write what was asked for, start the monitor, wait for its word) plus the
+monitor's part (everything else, see monitor/supervisor.py).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+from nsPod import jsonline
+from nsPod.store import state
+from nsPod.errors import InputError, NspodError, PodNotFound, SetupError, StateError, describe
+from nsPod.plan.make import make_plan
+from nsPod.store.state import PodDir, ProcessRef, now_rfc3339
+from nsPod.api.query import _enter, _existing, host_facts, load, pick_container
+from nsPod.store.locks import admission_lock
+
+
+def admit(config, pod, plan):
+    """Checks against the host that must pass before anything is created.
+
+    Memory: the pod's need must fit in MemAvailable less what the pods nspod already runs
+    under this root may use (their limits) less a reserve (NSPOD_MEMORY_RESERVE, default
+    256Mi). Callers hold the admission lock until the pod's pod.json is written, so two
+    concurrent runs cannot both take the last of it.
+    """
+    from nsPod.api import admission
+    from nsPod.manifest import sysctl_policy
+    from nsPod.kernel import volumes
+    from nsPod.errors import SpecError
+    # The kubelet's sysctl admission (SysctlForbidden), also for pods not read by load_pods.
+    forbidden = sysctl_policy.forbidden(pod.security_context.sysctls,
+                                        config.allowed_unsafe_sysctls)
+    if forbidden:
+        raise SpecError(forbidden)
+    for i, v in enumerate(plan.volumes):
+        if v.kind == "host":
+            volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")
+    check_host_ports(pod, plan)
+    if plan.memory_need:
+        admission.admit(plan.memory_need, admission.read_mem_available(),
+                        committed_memory(config), memory_reserve(),
+                        plan.memory_asks, pod_name=pod.name)
+
+
+def check_host_ports(pod, plan):
+    from nsPod.monitor import ports
+    for section, containers in (("initContainers", pod.init_containers),
+                                ("containers", pod.containers)):
+        for ci, c in enumerate(containers):
+            for pi, p in enumerate(c.ports):
+                where = f"spec.{section}[{ci}].ports[{pi}]"
+                if p.host_port and p.protocol != "TCP":
+                    raise InputError(f"{where}.protocol: {p.protocol} hostPorts are not "
+                                     "supported yet (TCP only)")
+                if p.host_port and plan.network["mode"] == "none":
+                    raise InputError(f"{where}.hostPort: needs the pod network (this pod has "
+                                     "nspod.io/network: none, so no IP to forward to)")
+    ports.check_free([host for host, _, _ in plan.host_ports])
+
+
+def memory_reserve():
+    from nsPod.manifest.quantity import parse_bytes
+    text = os.environ.get("NSPOD_MEMORY_RESERVE") or "256Mi"
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise InputError(f"NSPOD_MEMORY_RESERVE: {e}") from None
+
+
+def committed_memory(config):
+    """What the live pods under this root may use: the sum of their admitted needs."""
+    total = 0
+    for pod_dir in state.list_pods(config.root):
+        try:
+            pod_state = pod_dir.read_state()
+            if pod_state is not None and pod_state["phase"] in state.TERMINAL_PHASES:
+                continue
+            total += pod_dir.read_pod()["plan"].get("memory_need", 0)
+        except NspodError:
+            continue
+    return total
+
+
+def run(config, pod):
+    """Make and start one pod; returns the monitor's warnings (one line each)."""
+    from nsPod.plan.make import network_mode
+    _enter(config, [pod.name], create=True)
+    pod_dir = PodDir(config.root, pod.name)
+    bridged = network_mode(pod) == "bridge"
+    if bridged:
+        from nsPod.net import client as netclient
+        # pyroute2 loads in the network helper while the rest of the pod is made.
+        netclient.prewarm(config.root)
+    leases = None
+    lock_fd = None
+    with admission_lock(config):
+        pod_dir.create()
+        try:
+            lock_fd = pod_dir.lock_monitor()
+            pod_ip = ""
+            if bridged:
+                from nsPod.net import ipam
+                leases = ipam.Leases(config.root, config.subnet)
+                pod_ip = leases.allocate(pod.name)
+            plan = make_plan(pod, host_facts(config, pod_dir, str(uuid.uuid4()), pod_ip))
+            admit(config, pod, plan)
+            pod_dir.write_pod({"manifest": pod.manifest, "plan": plan.to_json(),
+                               "created": now_rfc3339(),
+                               "backoff": [config.backoff_base, config.backoff_max]})
+        except BaseException:
+            # The monitor.lock fd too: a library caller lives on after a failed run.
+            if lock_fd is not None:
+                os.close(lock_fd)
+            if leases is not None:
+                leases.release(pod.name)
+            _remove_dir(pod_dir)
+            raise
+    try:
+        return _start_monitor(config, pod_dir, lock_fd)
+    except BaseException as e:
+        if getattr(e, "state_kept", False):
+            raise
+        if leases is not None:
+            leases.release(pod.name)
+        _remove_dir(pod_dir)
+        raise
+
+
+def _start_monitor(config, pod_dir, lock_fd):
+    ready_r, ready_w = os.pipe()
+    env = dict(os.environ, NSPOD_TRACE="1" if config.trace else "0")
+    # While the pod is being made, --trace narration goes to the user; otherwise and
+    # afterwards, the monitor writes to the pod's monitor.log.
+    stderr = None if config.trace else open(pod_dir.file("monitor.log"), "ab")
+    try:
+        monitor = subprocess.Popen(
+            # The file, not -m: runpy costs ~8 ms; -P keeps its directory off sys.path.
+            [sys.executable, "-P", os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                                "monitor", "__main__.py"),
+             pod_dir.path, str(ready_w),
+             str(lock_fd), str(os.getpid())],
+            pass_fds=(ready_w, lock_fd), start_new_session=True, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    finally:
+        os.close(ready_w)
+        os.close(lock_fd)
+        if stderr is not None:
+            stderr.close()
+    with os.fdopen(ready_r, "rb") as ready:
+        data = ready.read()
+    try:
+        reply = json.loads(data) if data else None
+    except ValueError:
+        reply = None
+    if reply is None or "error" in reply:
+        # The monitor undoes what it made before it exits; wait for that, then the rest.
+        monitor.wait()
+        # A monitor killed while making the pod (or whose undoing failed) left its record
+        # in the state: undo from it now, before the caller removes the state directory.
+        try:
+            clean_up_after_monitor(pod_dir)
+        except NspodError as e:
+            error = SetupError(f"pod {pod_dir.name}: the monitor ended while making the pod "
+                               f"and undoing what it made failed: {describe(e)}; "
+                               f"`nspod gc` retries it")
+            error.state_kept = True  # the record gc needs: run must not remove it
+            raise error from e
+        if reply is None:
+            raise SetupError(f"pod {pod_dir.name}: the monitor died while making the pod "
+                             f"(exit status {monitor.returncode}); see its log above")
+        raise SetupError(f"pod {pod_dir.name}: {reply['error']}")
+    # The monitor lives on detached; dropping the Popen object must not wait for it.
+    monitor.returncode = 0
+    return reply.get("warnings", [])
+
+
+def add(config, pod_name, container_dict, init=False):
+    """Add a container to a running pod and start it; returns warnings."""
+    from nsPod.manifest import spec
+    from nsPod.plan.make import container_plan
+    _enter(config, [pod_name], [container_dict.get("name") if isinstance(container_dict, dict)
+                                else None])
+    pod_dir = _existing(config, pod_name)
+    doc = pod_dir.read_pod()
+    pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
+    index = len(pod.init_containers if init else pod.containers)
+    section = "initContainers" if init else "containers"
+    path = f"spec.{section}[{index}]"
+    container, warnings = spec.container_from_dict(container_dict, path, init=init, pod=pod)
+    manifest = json.loads(json.dumps(doc["manifest"]))
+    manifest.setdefault("spec", {}).setdefault(section, []).append(container_dict)
+    pod, _ = spec.pod_from_dict(manifest, allow_no_containers=True)
+    from nsPod.plan.make import PodPlan
+    plan = PodPlan.from_json(doc["plan"])
+    facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
+    cplan = container_plan(container, pod, plan.volumes, facts, plan.etc_files)
+    # An init container's answer comes when it has run to completion: no timeout for that.
+    reply = _request(pod_dir, {"op": "add", "container": _asdict(cplan), "manifest": manifest},
+                     timeout=None if init else 30.0)
+    if init and not reply.get("ok"):
+        raise NspodError(f"init container {container.name} of pod {pod_name} failed: "
+                         f"{reply.get('reason')} (exit code {reply.get('exitCode')})")
+    return warnings + reply.get("warnings", [])
+
+
+def _asdict(obj):
+    return obj.to_json()
+
+
+def _request(pod_dir, request, timeout=30.0):
+    if not pod_dir.monitor_alive():
+        raise StateError(f"pod {pod_dir.name} is not running")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    try:
+        # Through /proc/self/fd: <root>/pods/<253-character name>/control.sock is longer
+        # than the 108 bytes of sun_path.
+        with pod_dir.socket_address(state.CONTROL_SOCKET, existing=True) as address:
+            sock.connect(address)
+        jsonline.send(sock, request)
+        data = jsonline.read_line(sock)
+    except OSError as e:
+        raise StateError(f"pod {pod_dir.name}: no answer from its monitor: {describe(e)}") from e
+    finally:
+        sock.close()
+    if not data:
+        raise StateError(f"pod {pod_dir.name}: its monitor closed the connection")
+    reply = json.loads(data)
+    if "error" in reply:
+        raise NspodError(f"pod {pod_dir.name}: {reply['error']}")
+    return reply
+
+
+def restart(config, pod_name, container_name):
+    """Restart one container in place; the pod's other containers, IP and volumes stay."""
+    _enter(config, [pod_name], [container_name])
+    pod_dir, doc, _ = load(config, pod_name)
+    name = pick_container(doc, pod_name, container_name)["name"]
+    _request(pod_dir, {"op": "restart", "container": name})
+    return name
+
+
+# Pod fields a running pod may change (Kubernetes lets little else change in place).
+MUTABLE_POD_FIELDS = {"containers", "manifest", "labels", "annotations"}
+
+
+def apply(config, pod):
+    """Make a running pod match `pod`: restart exactly the containers whose spec changed.
+
+    Returns [(container, [changed fields])]. Changes Kubernetes forbids on a live pod
+    (volumes, other pod fields, adding or removing containers, init containers) are refused.
+    """
+    import dataclasses
+    from nsPod.manifest import spec
+    from nsPod.plan.make import PodPlan, container_plan
+    _enter(config, [pod.name])
+    pod_dir = _existing(config, pod.name)
+    doc = pod_dir.read_pod()
+    old, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
+    for f in dataclasses.fields(old):
+        if f.name in MUTABLE_POD_FIELDS:
+            continue
+        if getattr(old, f.name) != getattr(pod, f.name):
+            field_name = {"init_containers": "initContainers"}.get(f.name, _camel(f.name))
+            raise InputError(f"spec.{field_name}: may not be changed on a running pod "
+                             "(Kubernetes forbids it; delete and run the pod again)")
+    old_names = [c.name for c in old.containers]
+    new_names = [c.name for c in pod.containers]
+    if old_names != new_names:
+        raise InputError(f"spec.containers: may not add, remove or reorder containers of a "
+                         f"running pod (it has {', '.join(old_names) or 'none'}; the file has "
+                         f"{', '.join(new_names) or 'none'})")
+    plan = PodPlan.from_json(doc["plan"])
+    facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
+    changes, plans = [], []
+    for before, after in zip(old.containers, pod.containers):
+        fields = [_camel(f.name) for f in dataclasses.fields(after)
+                  if getattr(before, f.name) != getattr(after, f.name)]
+        if fields:
+            changes.append((after.name, fields))
+            plans.append(_asdict(container_plan(after, pod, plan.volumes, facts, plan.etc_files)))
+    if plans or pod.manifest != doc["manifest"]:
+        _request(pod_dir, {"op": "apply", "containers": plans, "manifest": pod.manifest})
+    return changes
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def stop(config, name, timeout=None):
+    _enter(config, [name])
+    pod_dir = _existing(config, name)
+    if pod_dir.monitor_alive():
+        grace = timeout
+        if grace is None:
+            grace = pod_dir.read_pod()["plan"]["grace_seconds"]
+        try:
+            # A manifest's grace period may be any integer; a socket timeout must fit in
+            # Python's int64 nanoseconds (~292 years).
+            _request(pod_dir, {"op": "stop", "timeout": grace}, timeout=min(grace, 2**31) + 60)
+        except StateError:
+            if pod_dir.monitor_alive():
+                raise
+        _wait_monitor_exit(pod_dir)
+    clean_up_after_monitor(pod_dir)
+
+
+def _wait_monitor_exit(pod_dir, timeout=10.0):
+    """The monitor answers once the pod is down, then exits: its lock goes with it."""
+    deadline = time.monotonic() + timeout
+    while pod_dir.monitor_alive():
+        if time.monotonic() > deadline:
+            raise StateError(f"pod {pod_dir.name}: its monitor did not exit after stopping")
+        time.sleep(0.002)
+
+
+def remove(config, names, force=False, timeout=None):
+    """Remove pods; returns (removed names, errors). Unknown names are errors unless force.
+
+    Every name is checked before any pod is touched: `rm -f good ../x` removes nothing."""
+    _enter(config, names)
+    removed, errors = [], []
+    for name in names:
+        pod_dir = PodDir(config.root, name)
+        try:
+            if not pod_dir.exists():
+                if not force:
+                    raise PodNotFound(name)
+                continue
+            if pod_dir.monitor_alive():
+                if not force:
+                    raise StateError(f"pod {name} is running: stop it first, or use rm -f")
+                stop(config, name, timeout)
+            clean_up_after_monitor(pod_dir)
+            _remove_dir(pod_dir)
+            removed.append(name)
+        except NspodError as e:
+            errors.append(e)
+    return removed, errors
+
+
+def _remove_dir(pod_dir):
+    from nsPod.kernel.mounts import detach, mounts_under
+    if not pod_dir.exists():
+        return
+    for mount_point in mounts_under(pod_dir.path):
+        detach(mount_point)
+    pod_dir.remove()
+
+
+def clean_up_after_monitor(pod_dir):
+    """What a dead monitor did not undo: kill its processes, unmount its mounts.
+
+    Returns a list of what was removed, for `gc`. Runs only holding monitor.lock, so never
+    beside a live monitor.
+    """
+    from nsPod.monitor.teardown import (anything_left, detach_network, remove_cgroups,
+                                        unmount_recorded)
+    lock_fd = pod_dir.lock_monitor()
+    if lock_fd is None:
+        return []
+    try:
+        pod_state = pod_dir.read_state()
+        if pod_state is None or not anything_left(pod_state) and \
+                pod_state["phase"] in state.TERMINAL_PHASES:
+            return []
+        removed = []
+        victims = []
+        cgroup = _believed_cgroup(pod_state.get("cgroup"))
+        for name, cstate in pod_state.get("containers", {}).items():
+            ref = _process_ref(cstate.get("pid"), cstate.get("pidStartTime"))
+            if ref and _in_cgroup(ref.pid, cgroup) and ref.kill(signal.SIGKILL):
+                victims.append(ref)
+                removed.append(f"process {ref.pid} (container {name})")
+            cstate.pop("pid", None)
+        pause = pod_state.get("pause")
+        pause = _process_ref(pause.get("pid"), pause.get("startTime")) \
+            if isinstance(pause, dict) else None
+        if pause and (_is_pause(pause.pid) or _in_cgroup(pause.pid, cgroup)) \
+                and pause.kill(signal.SIGKILL):
+            victims.append(pause)
+            removed.append(f"process {pause.pid} (pause)")
+        _wait_gone(victims)
+        # Only mounts in the pod's own directory: a state.json naming /proc or a host path
+        # must not make rm detach it.
+        pod_state["mounts"] = [m for m in pod_state.get("mounts", []) if _own_mount(pod_dir, m)]
+        for path in pod_state.get("mounts", []):
+            if path in _mount_set():
+                removed.append(f"mount {path}")
+        unmount_recorded(pod_state)
+        try:
+            if pod_state.get("cgroup"):
+                removed.append(f"cgroup {pod_state['cgroup']}")
+                remove_cgroups(pod_dir.root, pod_state)
+        finally:
+            # The network goes even when the cgroups could not (a monitor killed while it
+            # made the pod): its record says what is the pod's.
+            if pod_state.get("network"):
+                removed.append(f"network {pod_state['network'].get('hostVeth', '')} "
+                               f"{pod_state.get('podIP', '')}".rstrip())
+                detach_network(pod_dir.root, pod_dir.name, pod_state)
+        if pod_state["phase"] not in state.TERMINAL_PHASES:
+            for cstate in pod_state.get("containers", {}).values():
+                if "running" in cstate.get("state", {}):
+                    cstate["state"] = {"terminated": {
+                        "exitCode": 137, "signal": 9, "reason": "Error",
+                        "message": "killed after its pod's monitor died",
+                        "startedAt": cstate["state"]["running"].get("startedAt"),
+                        "finishedAt": now_rfc3339()}}
+                cstate["ready"] = False
+            pod_state["phase"] = "Failed"
+            pod_state["reason"] = "MonitorGone"
+            pod_state["message"] = "the pod's monitor ended without tearing the pod down"
+        pod_state["pause"] = None
+        pod_dir.write_state(pod_state)
+        return removed
+    finally:
+        os.close(lock_fd)
+
+
+def _process_ref(pid, start_time):
+    """A ProcessRef from state.json values, or None when they are not a pid and start time."""
+    if type(pid) is not int or pid <= 1 or type(start_time) is not int:
+        return None
+    return ProcessRef(pid, start_time)
+
+
+def _believed_cgroup(cgroup):
+    """The pod's cgroup path as recorded, when it is one ('parent/.../name')."""
+    if not isinstance(cgroup, str):
+        return None
+    parts = cgroup.strip("/").split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def _in_cgroup(pid, cgroup):
+    """Whether pid is in the pod's cgroup (or below it) in some hierarchy: a pid in state.json
+    is believed only with its start time and this, so a planted or stale state.json cannot
+    make nspod SIGKILL a process that is not the pod's."""
+    if cgroup is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        path = line.split(":", 2)[-1].strip("/")
+        if path == cgroup or path.startswith(cgroup + "/"):
+            return True
+    return False
+
+
+def _is_pause(pid):
+    """Whether pid runs nspod's pause binary."""
+    from nsPod.kernel.sandbox import pause_binary
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return exe == os.path.realpath(pause_binary())
+
+
+def _own_mount(pod_dir, path):
+    if not isinstance(path, str) or os.path.normpath(path) != path:
+        return False
+    return any(path == base or path.startswith(base + "/")
+               for base in {pod_dir.path, os.path.realpath(pod_dir.path)})
+
+
+def _mount_set():
+    from nsPod.kernel.mounts import mount_points
+    return set(mount_points())
+
+
+def _wait_gone(refs, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while any(r.alive() for r in refs):
+        if time.monotonic() > deadline:
+            alive = [r.pid for r in refs if r.alive()]
+            raise StateError(f"processes {alive} did not end after SIGKILL")
+        time.sleep(0.01)
+
+
+def gc(config):
+    """Remove what crashed monitors left: processes, mounts, half-made pod directories."""
+    _enter(config)
+    report = []
+    for pod_dir in state.list_pods(config.root):
+        if pod_dir.monitor_alive():
+            continue
+        if not os.path.exists(pod_dir.file(state.STATE_FILE)):
+            # A `run` that died between claiming the name and starting its monitor; a run
+            # in progress holds monitor.lock from its first instant, so this one is dead.
+            if time.time() - os.stat(pod_dir.path).st_mtime > 5:
+                _remove_dir(pod_dir)
+                report.append(f"pod {pod_dir.name}: removed its half-made state directory")
+            continue
+        for item in clean_up_after_monitor(pod_dir):
+            report.append(f"pod {pod_dir.name}: {item}")
+    report += _gc_network(config)
+    from nsPod.store import images
+    report += images.gc(config.root)
+    return report
+
+
+def _gc_network(config):
+    """Leases, veths and netns names of pods that are gone; the bridge once unused, and only
+    when it carries nspod's marker for this root (never docker0 or any bridge without it)."""
+    from nsPod.net import client as netclient
+    live, records = [], {}
+    for pod_dir in state.list_pods(config.root):
+        if pod_dir.monitor_alive():
+            live.append(pod_dir.name)
+            continue
+        try:
+            record = (pod_dir.read_state() or {}).get("network")
+        except (NspodError, OSError, ValueError):
+            record = None
+        if isinstance(record, dict):
+            records[pod_dir.name] = record
+    removed = netclient.gc(config.root, config.bridge, config.subnet, keep=live,
+                           records=records)
+    return [f"network: {item}" for item in removed]

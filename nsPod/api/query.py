@@ -1,0 +1,235 @@
+"""The library API's queries: load, inspect, list, ns, log paths, stats, top; and the host
+facts and root check the other api modules share. Raises NspodError subclasses, prints nothing.
+"""
+import os
+import socket
+
+from nsPod.kernel import paths
+from nsPod.store import state, status
+from nsPod.errors import InputError, NspodError, PodNotFound, StateError
+from nsPod.plan.make import Facts
+from nsPod.store.state import PodDir, ProcessRef
+
+
+def require_root():
+    if os.geteuid() != 0:
+        raise NspodError("nspod must run as root (it creates namespaces, mounts and cgroups)")
+
+
+def _enter(config, pods=(), containers=(), create=False):
+    """The entry of every call that takes names: root, then each name checked (InputError,
+    exit 2) and the state root checked (paths.open_root), before any path is formed."""
+    require_root()
+    for name in pods:
+        paths.check_pod_name(name)
+    for name in containers:
+        if name is not None:
+            paths.check_container_name(name)
+    paths.check_root(config.root, create=create)
+
+
+def host_facts(config, pod_dir, uid, pod_ip=""):
+    return Facts(
+        uid=uid,
+        pod_dir=pod_dir.path,
+        state_root=config.root,
+        node_name=socket.gethostname(),
+        host_ip=host_ip(),
+        pod_ip=pod_ip,
+        node_memory=mem_total(),
+        node_cpus=os.cpu_count() or 1,
+        node_ephemeral_storage=_disk_size(config.root),
+        cgroup_parent=config.cgroup_parent,
+        bridge=config.bridge,
+        subnet=config.subnet,
+        host_hosts=_read_text("/etc/hosts"),
+        host_resolv_conf=_read_text("/etc/resolv.conf"),
+        host_name=socket.gethostname(),
+        images=_image_configs(config.root),
+    )
+
+
+def _image_configs(root):
+    """What each stored image gives its containers; no store, no import of store/images.py
+    (it costs ~18 ms, for the tarball and OCI machinery no pod start needs)."""
+    if not os.path.isdir(os.path.join(root, "images")):
+        return {}
+    from nsPod.store import images
+    return images.configs(root)
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def host_ip():
+    """The host's first non-loopback IPv4 address, from the kernel's routing tables."""
+    try:
+        with open("/proc/net/fib_trie") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "127.0.0.1"
+    for i, line in enumerate(lines):
+        if "/32 host LOCAL" in line and i > 0:
+            address = lines[i - 1].split()[-1]
+            if not address.startswith("127."):
+                return address
+    return "127.0.0.1"
+
+
+def mem_total():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _disk_size(path):
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize
+
+
+def _existing(config, name):
+    pod_dir = PodDir(config.root, name)
+    if not pod_dir.exists():
+        raise PodNotFound(name)
+    return pod_dir
+
+
+def load(config, name):
+    """(PodDir, pod.json, refreshed state) of an existing pod."""
+    paths.check_pod_name(name)
+    paths.check_root(config.root)
+    pod_dir = _existing(config, name)
+    doc = pod_dir.read_pod()
+    pod_state = status.refresh(pod_dir, pod_dir.read_state())
+    return pod_dir, doc, pod_state
+
+
+def inspect(config, name):
+    _enter(config, [name])
+    pod_dir, doc, pod_state = load(config, name)
+    return status.pod_object(pod_dir, doc, pod_state, host_ip=host_ip())
+
+
+def list_pods(config, include_all=False):
+    paths.check_root(config.root)
+    pods = []
+    ip = host_ip()
+    for pod_dir in state.list_pods(config.root):
+        try:
+            _, doc, pod_state = load(config, pod_dir.name)
+        except (PodNotFound, StateError):
+            continue
+        if not include_all and pod_state["phase"] in state.TERMINAL_PHASES:
+            continue
+        pods.append(status.pod_object(pod_dir, doc, pod_state, host_ip=ip))
+    return pods
+
+
+def pick_container(doc, pod_name, name):
+    """The named container, or the pod's default one as kubectl picks it: the first."""
+    plan = doc["plan"]
+    everything = plan["init_containers"] + plan["containers"]
+    if name is None:
+        if not plan["containers"]:
+            raise StateError(f"pod {pod_name} has no containers")
+        return plan["containers"][0]
+    for c in everything:
+        if c["name"] == name:
+            return c
+    names = ", ".join(c["name"] for c in everything) or "none"
+    raise InputError(f"container {name!r} is not in pod {pod_name} (containers: {names})")
+
+
+def namespace_table(config, name):
+    """[(who, pid, {kind: 'net:[id]'})]: pause, then each container that is running."""
+    from nsPod.kernel import namespaces
+    _enter(config, [name])
+    pod_dir, doc, pod_state = load(config, name)
+    rows = []
+    pause = ProcessRef.from_json(pod_state.get("pause"))
+    if pause and pause.alive():
+        rows.append(("pause", pause.pid, namespaces.ns_ids(pause.pid)))
+    for c in doc["plan"]["init_containers"] + doc["plan"]["containers"]:
+        cstate = pod_state["containers"].get(c["name"], {})
+        if "pid" in cstate:
+            rows.append((c["name"], cstate["pid"], namespaces.ns_ids(cstate["pid"])))
+    return rows
+
+
+def log_path(config, pod_name, container_name, previous=False):
+    _enter(config, [pod_name], [container_name])
+    pod_dir, doc, pod_state = load(config, pod_name)
+    cplan = pick_container(doc, pod_name, container_name)
+    cstate = pod_state["containers"].get(cplan["name"], {})
+    run_number = cstate.get("restartCount", 0) - (1 if previous else 0)
+    if previous and not cstate.get("lastState"):
+        raise StateError(f"previous terminated container {cplan['name']!r} in pod "
+                         f"{pod_name!r} not found")
+    return pod_dir, cplan["name"], os.path.join(pod_dir.file("logs", cplan["name"]),
+                                                f"{run_number}.log")
+
+
+def container_running(config, pod_name, container_name):
+    try:
+        _, _, pod_state = load(config, pod_name)
+    except NspodError:
+        return False
+    return "pid" in pod_state["containers"].get(container_name, {})
+
+
+def _pod_cgroups(config, name):
+    """(driver, [(who, rel)]) for a pod whose cgroups exist: the pod, then each container.
+
+    The paths are the ones the monitor recorded (pod<uid>/ctr-<name>), never formed from
+    names: what is read is what nspod made.
+    """
+    from nsPod.kernel.cgroups import open_driver, rel_in_parent
+    _enter(config, [name])
+    pod_dir, doc, pod_state = load(config, name)
+    if not pod_state.get("cgroup"):
+        raise StateError(f"pod {name} is not running (its cgroups are gone)")
+    parent = doc["plan"]["cgroup_parent"]
+    driver = open_driver(parent)
+    plan = doc["plan"]
+    rows = []
+    for c in plan["init_containers"] + plan["containers"]:
+        recorded = pod_state["containers"].get(c["name"], {}).get("cgroup")
+        if recorded:
+            rows.append((c["name"], rel_in_parent(recorded, parent)))
+    return driver, [("(pod)", rel_in_parent(pod_state["cgroup"], parent))] + rows
+
+
+def stats(config, name):
+    """[(who, stats dict)]: memory use against limits, peak and OOM kills, per container."""
+    driver, rows = _pod_cgroups(config, name)
+    return [(who, driver.stats(rel)) for who, rel in rows]
+
+
+def top(config, name):
+    """[(container, pid, user, command)] for every process in each container's cgroup."""
+    import pwd
+    driver, rows = _pod_cgroups(config, name)
+    processes = []
+    for who, rel in rows[1:]:
+        for pid in driver.procs(rel):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                uid = os.stat(f"/proc/{pid}").st_uid
+            except OSError:
+                continue
+            try:
+                user = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                user = str(uid)
+            processes.append((who, pid, user, cmd))
+    return processes

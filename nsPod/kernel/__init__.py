@@ -1,0 +1,1 @@
+"""The host kernel, safely: syscalls, namespaces, mounts, cgroups, security, child-side steps."""

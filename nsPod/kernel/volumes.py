@@ -1,0 +1,116 @@
+"""Pod-level volumes: they belong to the pod, made before its containers and removed after.
+
+emptyDir is a directory under the pod's state, or one tmpfs per volume with medium Memory
+(mode 0777, as the kubelet makes it, so any uid in any container can write); hostPath is the
+host's own path, checked (and made, for the ...OrCreate types) before anything else.
+
+A container's mount of a volume starts from open_source: the volume's directory and its
+subPath opened as one file descriptor, resolved inside the volume (see mounts.open_beneath).
+"""
+import os
+import stat
+
+from nsPod.errors import InputError
+from nsPod.kernel.mounts import PathEscapeError, detach, fd_path, mount_tmpfs, open_beneath
+from nsPod.kernel.syscalls import MountFlag
+
+HOST_PATH_CHECKS = {
+    "Directory": (stat.S_ISDIR, "a directory"),
+    "File": (stat.S_ISREG, "a file"),
+    "Socket": (stat.S_ISSOCK, "a socket"),
+    "CharDevice": (stat.S_ISCHR, "a character device"),
+    "BlockDevice": (stat.S_ISBLK, "a block device"),
+    "DirectoryOrCreate": (stat.S_ISDIR, "a directory"),
+    "FileOrCreate": (stat.S_ISREG, "a file"),
+}
+
+
+def check_host_path(volume, field):
+    """Before anything is created: the path exists as its type says (or may be created)."""
+    try:
+        mode = os.stat(volume.path).st_mode
+    except FileNotFoundError:
+        if volume.host_type == "DirectoryOrCreate":
+            return
+        if volume.host_type == "FileOrCreate":
+            if not os.path.isdir(os.path.dirname(volume.path)):
+                raise InputError(f"{field}: {volume.path!r}: its directory does not exist") from None
+            return
+        raise InputError(f"{field}: {volume.path!r} does not exist on this host "
+                         "(type DirectoryOrCreate or FileOrCreate would create it)") from None
+    check = HOST_PATH_CHECKS.get(volume.host_type)
+    if check and not check[0](mode):
+        raise InputError(f"{field}: {volume.path!r} is not {check[1]} (type {volume.host_type})")
+
+
+def create(volume):
+    if volume.kind == "host":
+        if volume.host_type == "DirectoryOrCreate":
+            os.makedirs(volume.path, mode=0o755, exist_ok=True)
+        elif volume.host_type == "FileOrCreate" and not os.path.exists(volume.path):
+            os.close(os.open(volume.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        return
+    os.makedirs(volume.path, exist_ok=True)
+    os.chmod(volume.path, 0o777)
+    if volume.kind == "tmpfs":
+        options = "mode=0777" + (f",size={volume.size}" if volume.size else "")
+        mount_tmpfs(volume.path, options, MountFlag.MS_NOSUID | MountFlag.MS_NODEV)
+
+
+def remove(volume):
+    """Unmount a tmpfs volume; the directory goes with the pod's state directory."""
+    if volume.kind == "tmpfs":
+        detach(volume.path)
+
+
+EMPTY_DIR_KINDS = ("dir", "tmpfs")
+# What a made subPath directory takes from its volume's: the permissions, and setgid (an
+# fsGroup emptyDir's, which a plain chmod would clear) and sticky; never setuid.
+SUBPATH_MODE = 0o3777
+
+
+def open_source(kind, path, sub_path, name):
+    """An O_PATH fd for what a container mounts: the volume at `path`, or its sub_path.
+
+    kind: the VolumePlan's ("dir", "tmpfs", "host"), or None for nspod's own files (hosts,
+    termination log). An emptyDir's directory is nspod's and is opened without following a
+    symlink; a hostPath's is the admin's choice and may be one (as in Kubernetes). The
+    subPath, written by a user into a volume a container may write, is resolved inside the
+    volume: a symlink pointing inside is followed, one leading out refuses the start; a
+    missing subPath is made as a directory with the volume's permission bits (the kubelet's
+    SafeMakeDir). The fd is then checked again: on the volume's file system (emptyDir) and,
+    by the kernel's own account of where it is, under the volume's directory.
+    """
+    empty_dir = kind in EMPTY_DIR_KINDS
+    flags = os.O_PATH | os.O_CLOEXEC
+    if empty_dir:
+        flags |= os.O_DIRECTORY | os.O_NOFOLLOW
+    elif sub_path:
+        flags |= os.O_DIRECTORY
+    root_fd = os.open(path, flags)
+    if not sub_path:
+        return root_fd
+    try:
+        root_path = fd_path(root_fd)
+        root_st = os.fstat(root_fd)
+        what = f"volume {name}"
+        try:
+            fd = open_beneath(root_fd, sub_path, root_path, create="dir",
+                              mode=stat.S_IMODE(root_st.st_mode) & SUBPATH_MODE, what=what)
+        except PathEscapeError as e:
+            raise PathEscapeError(f"subPath {sub_path!r}: {e}") from None
+        try:
+            st = os.fstat(fd)
+            where = fd_path(fd)
+            if empty_dir and st.st_dev != root_st.st_dev:
+                raise PathEscapeError(f"subPath {sub_path!r} is on another file system than "
+                                      f"{what}")
+            if where != root_path and not where.startswith(root_path.rstrip("/") + "/"):
+                raise PathEscapeError(f"subPath {sub_path!r} resolved to {where!r}, outside "
+                                      f"{what} ({root_path})")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        os.close(root_fd)

@@ -1,0 +1,1 @@
+"""The manifest: YAML loading and validation, quantities, QoS, the sysctl policy."""

@@ -1,0 +1,1 @@
+"""What lives on disk under the state root: pod state, status, logs, images, locks."""
