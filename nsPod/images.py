@@ -64,7 +64,19 @@ def reference(name, argument="NAME"):
 
 
 def image_dir(root, ref):
-    return os.path.join(store_dir(root), ref)
+    # A reference's '/' cannot be in one directory name; '%' can never be in a reference.
+    return os.path.join(store_dir(root), ref.replace("/", "%"))
+
+
+def _rootfs(root, path, config):
+    """A pulled image's root is shared by digest (registry/store.py); an imported one's is
+    its own."""
+    from nsPod.registry.store import ROOTS, valid_id
+    if "root" in config:
+        if not valid_id(config["root"]):
+            raise ValueError("bad root")
+        return os.path.join(store_dir(root), ROOTS, config["root"], ROOTFS)
+    return os.path.join(path, ROOTFS)
 
 
 def configs(root):
@@ -74,15 +86,16 @@ def configs(root):
         names = os.listdir(store_dir(root))
     except FileNotFoundError:
         return found
-    for ref in names:
-        if ref.startswith("."):
+    for entry in names:
+        if entry.startswith("."):
             continue
+        ref = entry.replace("%", "/")
         path = image_dir(root, ref)
         try:
             config = state.read_json(os.path.join(path, CONFIG_FILE))
-        except (OSError, ValueError):
+            config["rootfs"] = _rootfs(root, path, config)
+        except (OSError, ValueError, TypeError):
             continue
-        config["rootfs"] = os.path.join(path, ROOTFS)
         found[ref] = config
     return found
 
@@ -363,15 +376,67 @@ def remove(config, name):
     with admission_lock(config):
         if not os.path.isdir(path):
             raise ImageError(f"image {ref} not found")
-        users = pods_using(config.root, os.path.join(path, ROOTFS))
+        try:
+            rootfs = _rootfs(config.root, path, _config_of(path))
+        except ValueError:
+            rootfs = os.path.join(path, ROOTFS)
+        users = pods_using(config.root, rootfs)
         if users:
             raise ImageError(f"image {ref} is used by pod{'s' if len(users) > 1 else ''} "
                              f"{', '.join(users)} (remove {'them' if len(users) > 1 else 'it'} "
                              "first: nspod rm -f POD)")
-        doomed = os.path.join(store_dir(config.root), f".remove-{_owner_tag()}-{ref}")
+        doomed = os.path.join(store_dir(config.root),
+                              f".remove-{_owner_tag()}-{ref.replace('/', '%')}")
         os.rename(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+    collect(config)
     return ref
+
+
+def _config_of(path):
+    try:
+        return state.read_json(os.path.join(path, CONFIG_FILE))
+    except (OSError, ValueError):
+        return {}
+
+
+def collect(config):
+    """Remove the shared roots, layers and blobs (registry/store.py) that no image names and
+    no pod uses. Returns (roots, layers, blobs) removed."""
+    from nsPod.pod import admission_lock
+    from nsPod.registry import store
+    store_path = store_dir(config.root)
+    if not os.path.isdir(os.path.join(store_path, store.ROOTS)):
+        return (0, 0, 0)
+    with admission_lock(config), store.locked(store_path, exclusive=True):
+        _remove_leftovers(store_path)
+        return store.collect(store_path, configs(config.root).values(), _pod_roots(config.root))
+
+
+def _pod_roots(root):
+    found = set()
+    for pod_dir in state.list_pods(root):
+        try:
+            plan = pod_dir.read_pod()["plan"]
+        except (NspodError, KeyError):
+            continue
+        for c in plan.get("containers", []) + plan.get("init_containers", []):
+            if c.get("rootfs"):
+                found.add(os.path.realpath(c["rootfs"]))
+    return found
+
+
+def prune(config):
+    """Remove every image no pod uses, then what no image uses; returns the names removed."""
+    removed = []
+    for ref, image in sorted(configs(config.root).items()):
+        if pods_using(config.root, image["rootfs"]):
+            continue
+        try:
+            removed.append(remove(config, ref))
+        except ImageError:
+            continue      # a pod took it meanwhile, or another prune removed it
+    return removed, collect(config)
 
 
 def pods_using(root, rootfs):
@@ -398,7 +463,7 @@ def _owner_tag():
 def _remove_leftovers(store):
     """Work directories of imports and removals whose nspod died before finishing."""
     for entry in os.listdir(store):
-        if not entry.startswith((".import-", ".remove-")):
+        if not entry.startswith((".import-", ".remove-", ".pull-")):
             continue
         owner = entry.split("-", 2)[1]
         pid, _, start = owner.partition(".")
