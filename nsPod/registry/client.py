@@ -257,6 +257,8 @@ def _status_error(where, path, status, body, credentials):
 def _network(e):
     if isinstance(e, socket.timeout):
         return f"no answer in {TIMEOUT} s"
+    if isinstance(e, http.client.RemoteDisconnected):
+        return "the registry closed the connection without answering"
     if isinstance(e, http.client.IncompleteRead):
         return "the connection closed in the middle of the transfer"
     if isinstance(e, http.client.HTTPException):
