@@ -391,14 +391,20 @@ def ensure(root, pod_manifest, progress=None):
     spec = (pod_manifest or {}).get("spec") or {}
     done = set()
     for key in ("initContainers", "containers"):
-        for c in spec.get(key) or ():
+        for i, c in enumerate(spec.get(key) or ()):
             if not isinstance(c, dict):
                 continue
             image = c.get("image")
             if not isinstance(image, str) or not image or image.startswith("/"):
                 continue
             policy = c.get("imagePullPolicy") or reference.default_pull_policy(image)
-            if (image, policy) in done:
-                continue
+            if policy == "Never" or (image, policy) in done:
+                continue    # Never: the plan refuses a missing image, saying what to do
             done.add((image, policy))
-            pull(root, image, progress, policy)
+            try:
+                pull(root, image, progress, policy)
+            except PullError as e:
+                name = reference.store_name(image)
+                raise PullError(f"spec.{key}[{i}].image: {image!r}: {e} "
+                                f"(pull it: nspod image pull {name}, or import it: "
+                                f"nspod image import {name} FILE|DIR)") from None

@@ -431,7 +431,11 @@ def test_a_pod_runs_from_a_pulled_image(nspod, world):
     never = pod_yaml("never", f"    - name: a\n      image: {world.busybox}\n"
                               "      imagePullPolicy: Never\n")
     result = nspod("run", nspod.manifest(never), env=env, check=False)
-    one_error(result, 1, world.busybox, "Never", "nspod image pull")
+    one_error(result, 2, world.busybox, "not in nspod's image store", "nspod image pull")
+    missing = pod_yaml("missing", f"    - name: a\n      image: {world.plain.host}/nosuch:1\n")
+    one_error(nspod("run", nspod.manifest(missing), env=env, check=False), 1,
+              "spec.containers[0].image", "not found", "nspod image pull")
+    assert nspod.pods() == []
     manifest = pod_yaml("pulled", f"    - name: a\n      image: {world.three}\n")
     nspod("run", nspod.manifest(manifest), env=env)
     wait_terminated(nspod, "pulled", "a")
