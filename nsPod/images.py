@@ -461,7 +461,9 @@ def _owner_tag():
 
 
 def _remove_leftovers(store):
-    """Work directories of imports and removals whose nspod died before finishing."""
+    """Work directories of imports, pulls and removals whose nspod died before finishing;
+    returns their names."""
+    removed = []
     for entry in os.listdir(store):
         if not entry.startswith((".import-", ".remove-", ".pull-")):
             continue
@@ -471,3 +473,14 @@ def _remove_leftovers(store):
             if str(state.process_start_time(int(pid))) == start:
                 continue  # its nspod is still at work
         shutil.rmtree(os.path.join(store, entry), ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def gc(config):
+    """`nspod gc`: the leftovers of dead imports and pulls, lines for the report."""
+    store = store_dir(config.root)
+    if not os.path.isdir(store):
+        return []
+    return [f"image store: removed {entry} (its nspod is gone)"
+            for entry in _remove_leftovers(store)]

@@ -618,6 +618,9 @@ def gc(config):
         for item in clean_up_after_monitor(pod_dir):
             report.append(f"pod {pod_dir.name}: {item}")
     report += _gc_network(config)
+    if os.path.isdir(os.path.join(config.root, "images")):
+        from nsPod import images
+        report += images.gc(config)
     return report
 
 

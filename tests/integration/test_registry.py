@@ -551,3 +551,46 @@ def test_bad_references_are_input_errors(nspod):
     for ref in ("Busybox", "busybox:", "a@sha256:123", "x-"):
         one_error(nspod("image", "pull", ref, check=False), 2, "REF", repr(ref))
     assert not os.path.exists(nspod.root)
+
+
+def _nspod_argv(nspod, *args):
+    return [sys.executable, "-P", "-m", "nsPod"] + nspod.global_args() + list(args)
+
+
+def test_progress_on_a_terminal_only(nspod, world):
+    import pty
+    env = insecure(nspod, world.plain.host)
+    key, value = nspod.marker.split("=")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(_nspod_argv(nspod, "image", "pull", world.shared),
+                            stdout=subprocess.PIPE, stderr=slave, text=True,
+                            env=dict(os.environ, **env, **{key: value}))
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break           # EIO: the pull closed its end
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0 and proc.stdout.read().strip() == world.shared
+    layers = images(nspod)[world.shared]["layers"]
+    text = seen.decode()
+    for digest in layers:
+        assert digest[7:19] in text, text
+    assert "Mi" in text and "\r" in text, "bytes per layer, rewritten in place"
+
+
+def test_gc_removes_the_work_of_a_killed_pull(nspod, world):
+    env = insecure(nspod, world.plain.host)
+    nspod("image", "pull", "-q", world.busybox, env=env)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = os.path.join(store(nspod), f".pull-{dead.pid}.1-0000abcd")
+    os.makedirs(os.path.join(stale, "layer-x"))
+    report = nspod("gc").stdout
+    assert f".pull-{dead.pid}.1-0000abcd" in report and not os.path.exists(stale)
+    assert world.busybox in images(nspod), "a finished image is not work"
