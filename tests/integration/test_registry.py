@@ -37,7 +37,7 @@ def free_port():
 class Registry:
     """One docker-registry process: its own config, storage and port; stopped by pid."""
 
-    def __init__(self, base, name, htpasswd=None):
+    def __init__(self, base, name, htpasswd=None, token=None):
         self.dir = os.path.join(base, name)
         self.storage = os.path.join(self.dir, "storage")
         os.makedirs(self.storage)
@@ -56,6 +56,11 @@ class Registry:
                            capture_output=True)
             config += ["auth:", "  htpasswd:", "    realm: nspod-test", f"    path: {path}"]
             self.creds = f"{user}:{password}"
+        if token:
+            config += ["auth:", "  token:", f"    realm: {token.realm}",
+                       f"    service: {token.service}", f"    issuer: {token.issuer}",
+                       f"    rootcertbundle: {token.cert}"]
+            self.creds = token.creds
         self.config = os.path.join(self.dir, "config.yml")
         with open(self.config, "w") as f:
             f.write("\n".join(config) + "\n")
@@ -102,6 +107,78 @@ class Registry:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+
+class TokenServer:
+    """The distribution token protocol's server side, for a registry with `auth: token`:
+    GET /token?service=..&scope=repository:NAME:ACTIONS answers a JWT (RS256, its
+    certificate in x5c) granting, with the right Basic credentials, what is asked; without
+    them, pull on public/* only."""
+    service, issuer = "nspod-test-registry", "nspod-test-issuer"
+
+    def __init__(self, base):
+        import http.server
+        self.dir = os.path.join(base, "token")
+        os.makedirs(self.dir)
+        self.key = os.path.join(self.dir, "key.pem")
+        self.cert = os.path.join(self.dir, "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        self.key, "-out", self.cert, "-days", "2", "-subj", "/CN=nspod-token"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.creds = "tokenuser:t0ken-pw"
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                import urllib.parse
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                given = self.headers.get("Authorization", "")
+                authed = given == "Basic " + base64.b64encode(server.creds.encode()).decode()
+                server.requests.append((query.get("scope"), bool(given), authed))
+                if given and not authed:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                access = []
+                for scope in query.get("scope", []):
+                    kind, name, actions = scope.split(":")
+                    allowed = actions.split(",") if authed else (
+                        ["pull"] if name.startswith("public/") and "pull" in actions else [])
+                    access.append({"type": kind, "name": name, "actions": allowed})
+                body = json.dumps({"token": server.jwt(access)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def jwt(self, access):
+        def b64(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": self.issuer, "sub": "test", "aud": self.service, "exp": now + 600,
+                  "nbf": now - 60, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key],
+                                   input=signing.encode(), check=True,
+                                   capture_output=True).stdout
+        return f"{signing}.{b64(signature)}"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 # --- images built here ------------------------------------------------------------------------
@@ -203,11 +280,17 @@ class World:
         self.corrupt_layout = corrupt
         self.corrupt = self.plain.push(corrupt, "corrupt:1")
         self.private = self.auth.push(os.path.join(base, "busybox"), "private:1")
+        self.token_server = TokenServer(base)
+        self.tokens = self.start("tokens", token=self.token_server)
+        self.public_t = self.tokens.push(os.path.join(base, "busybox"), "public/busybox:1")
+        self.private_t = self.tokens.push(os.path.join(base, "busybox"), "team/busybox:1")
         self.big_layout = lay("big", [base_layer, _big_layer(48 << 20)])
 
     def stop(self):
         for registry in self.registries:
             registry.stop()
+        if getattr(self, "token_server", None):
+            self.token_server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -594,3 +677,25 @@ def test_gc_removes_the_work_of_a_killed_pull(nspod, world):
     report = nspod("gc").stdout
     assert f".pull-{dead.pid}.1-0000abcd" in report and not os.path.exists(stale)
     assert world.busybox in images(nspod), "a finished image is not work"
+
+
+def test_bearer_tokens_anonymous_and_with_credentials(nspod, world):
+    """The distribution token protocol, as Docker Hub, ghcr.io or quay.io ask for it: the
+    registry's 401 names a realm; the token comes from there, anonymous for public images,
+    with the auth file's credentials for private ones."""
+    env = insecure(nspod, world.tokens.host)
+    nobody = dict(env, REGISTRY_AUTH_FILE=os.path.join(nspod.workdir, "none.json"))
+    before = len(world.token_server.requests)
+    nspod("image", "pull", world.public_t, env=nobody)
+    assert world.public_t in images(nspod)
+    asked = world.token_server.requests[before:]
+    assert asked and all(not given for _, given, _ in asked), "anonymous tokens"
+    one_error(nspod("image", "pull", world.private_t, env=nobody, check=False), 1,
+              world.tokens.host, "needs credentials")
+    auth_file = os.path.join(nspod.workdir, "auth.json")
+    with open(auth_file, "w") as f:
+        json.dump({"auths": {world.tokens.host: {
+            "auth": base64.b64encode(world.tokens.creds.encode()).decode()}}}, f)
+    nspod("image", "pull", world.private_t, env=dict(env, REGISTRY_AUTH_FILE=auth_file))
+    assert world.private_t in images(nspod)
+    assert world.token_server.requests[-1][2], "the token was asked for with the credentials"
