@@ -270,7 +270,7 @@ def _apply_whiteouts(tar, rootfs):
             if os.path.isdir(parent) and not os.path.islink(parent):
                 for entry in os.listdir(parent):
                     _remove(os.path.join(parent, entry))
-        else:
+        elif base[len(WHITEOUT):] not in ("", ".", ".."):   # never the directory or its parent
             _remove(os.path.join(parent, base[len(WHITEOUT):]))
 
 

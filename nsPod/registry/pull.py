@@ -126,9 +126,12 @@ def _descriptor_digest(d, what):
         reference.check_digest(d["digest"])
     except InputError as e:
         raise PullError(f"{what}: {e}") from None
+    if not d["digest"].startswith("sha256:"):
+        raise PullError(f"{what}: {d['digest']}: only sha256 digests are supported")
     size = d.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-        raise PullError(f"{what}: bad size {size!r}")
+    # The size is required (OCI image spec): it bounds what a registry may send.
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise PullError(f"{what}: bad or missing size {size!r}")
     return d["digest"]
 
 
@@ -153,6 +156,8 @@ class Pull:
         """The stored image's config (images.configs' shape); pulls as `policy` says."""
         if policy not in POLICIES:
             raise InputError(f"imagePullPolicy: {policy!r}: must be one of {', '.join(POLICIES)}")
+        if self.ref.digest and not self.ref.digest.startswith("sha256:"):
+            raise PullError(f"pull {self.ref}: only sha256 digests are supported")
         present = self._stored()
         if present is not None and (policy != "Always" or self.ref.digest
                                     or not present.get("digest")):

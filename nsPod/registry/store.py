@@ -123,7 +123,10 @@ def _whiteouts(layer, rootfs):
                     for entry in os.listdir(parent):
                         _remove(os.path.join(parent, entry))
             else:
-                _remove(os.path.join(parent, name[len(WHITEOUT):]))
+                target = name[len(WHITEOUT):]
+                if target in ("", ".", ".."):
+                    continue    # names no entry; never the directory or its parent
+                _remove(os.path.join(parent, target))
 
 
 def _link_entries(layer, rootfs):

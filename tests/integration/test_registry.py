@@ -699,3 +699,20 @@ def test_bearer_tokens_anonymous_and_with_credentials(nspod, world):
     nspod("image", "pull", world.private_t, env=dict(env, REGISTRY_AUTH_FILE=auth_file))
     assert world.private_t in images(nspod)
     assert world.token_server.requests[-1][2], "the token was asked for with the credentials"
+
+
+def test_an_imported_image_under_a_full_reference_is_used_as_it_is(nspod):
+    """No registry has an imported image: under the default Always (no tag) it runs as it
+    is, with no network, as Podman uses its localhost/ images."""
+    from busybox import make_rootfs
+    rootfs = make_rootfs(os.path.join(nspod.workdir, "rootfs"))
+    assert nspod("image", "import", "localhost/team/app", rootfs).stdout.strip() == \
+        "localhost/team/app:latest"
+    assert os.path.isdir(os.path.join(store(nspod), "localhost%team%app:latest"))
+    manifest = pod_yaml("local", "    - name: a\n      image: localhost/team/app\n"
+                                 "      command: [\"sh\", \"-c\", \"echo local\"]\n")
+    env = conf(nspod, '[[registry]]\nlocation = "localhost"\nblocked = true\n')
+    nspod("run", nspod.manifest(manifest), env=env)
+    wait_terminated(nspod, "local", "a")
+    assert nspod("logs", "local").stdout.strip() == "local"
+    assert list(images(nspod)) == ["localhost/team/app:latest"]

@@ -269,3 +269,38 @@ def test_manifest_kinds_and_digests():
     assert pull.verify_manifest(oci, "", "m") == digest
     with pytest.raises(pull.PullError, match="digest mismatch"):
         pull.verify_manifest(oci + b" ", digest, "m")
+
+
+# --- roots made of shared layers ------------------------------------------------------------
+
+def test_compose_applies_whiteouts_and_links_files(tmp_path):
+    from nsPod.registry import store
+    lower, upper, rootfs = tmp_path / "l1", tmp_path / "l2", tmp_path / "rootfs"
+    for d in ("etc", "data", "opq", "link"):
+        os.makedirs(lower / d)
+    (lower / "etc" / "motd").write_text("lower")
+    (lower / "data" / "keep").write_text("keep")
+    (lower / "opq" / "a").write_text("a")
+    (lower / "file-then-dir").write_text("x")
+    os.symlink("etc", lower / "etc-link")
+    os.makedirs(upper / "etc")
+    os.makedirs(upper / "opq")
+    os.makedirs(upper / "file-then-dir")
+    os.makedirs(upper / "data")
+    (upper / "etc" / ".wh.motd").write_text("")
+    (upper / "opq" / ".wh..wh..opq").write_text("")
+    (upper / "opq" / "b").write_text("b")
+    (upper / "data" / ".wh..").write_text("")       # hostile: names the directory itself
+    (upper / ".wh...").write_text("")               # hostile: names the root's parent
+    (upper / "etc-link").write_text("now a file")
+    os.mkdir(rootfs)
+    store.compose([str(lower), str(upper)], str(rootfs))
+    assert not (rootfs / "etc" / "motd").exists()
+    assert sorted(os.listdir(rootfs / "opq")) == ["b"], "opaque: only the upper layer's"
+    assert (rootfs / "data" / "keep").read_text() == "keep" and (tmp_path / "l1").exists()
+    assert (rootfs / "file-then-dir").is_dir()
+    assert not (rootfs / "etc-link").is_symlink() and (rootfs / "etc-link").read_text() == \
+        "now a file"
+    assert os.stat(rootfs / "data" / "keep").st_ino == os.stat(lower / "data" / "keep").st_ino, \
+        "a file is a hard link into its layer"
+    assert store.tree_size(str(rootfs)) == len("keep") + len("b") + len("now a file")
