@@ -419,6 +419,17 @@ insecure = true
         "nowhere.invalid/busybox:1"
     assert nspod("image", "pull", "a.rewrite.invalid/shared:1", env=env).stdout.strip() == \
         "a.rewrite.invalid/shared:1"
+    # A mirror that does not answer: the registry itself is asked next.
+    dead = free_port()
+    fallback = conf(nspod, f"""
+[[registry]]
+location = "{world.plain.host}"
+insecure = true
+[[registry.mirror]]
+location = "127.0.0.1:{dead}"
+insecure = true
+""", "fallback.conf")
+    assert nspod("image", "pull", world.busybox, env=fallback).stdout.strip() == world.busybox
     blocked = conf(nspod, f'[[registry]]\nlocation = "{world.plain.host}"\nblocked = true\n',
                    "blocked.conf")
     one_error(nspod("image", "pull", world.shared, env=blocked, check=False), 2, "blocked")
