@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 from busybox import APPLETS, ARCH, BUSYBOX, GROUP, PASSWD, _tar_bytes, require_busybox
-from helpers import pod_yaml, wait_terminated
+from helpers import pod_yaml, wait_phase, wait_terminated
 
 REGISTRY = "/usr/bin/docker-registry"
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
@@ -727,3 +727,25 @@ def test_an_imported_image_under_a_full_reference_is_used_as_it_is(nspod):
     wait_terminated(nspod, "local", "a")
     assert nspod("logs", "local").stdout.strip() == "local"
     assert list(images(nspod)) == ["localhost/team/app:latest"]
+
+
+def test_a_new_digest_under_a_tag_leaves_running_pods_their_root(nspod, world):
+    """imagePullPolicy Always finds the tag moved: the name follows it, a running pod keeps
+    the root it started on until it is gone (as the kubelet never swaps a running image)."""
+    env = insecure(nspod, world.plain.host)
+    ref = world.plain.push(os.path.join(world.base, "busybox"), "retag:1")
+    manifest = pod_yaml("old", f"    - name: a\n      image: {ref}\n"
+                               "      command: [\"sleep\", \"1000\"]\n")
+    nspod("run", nspod.manifest(manifest), env=env)
+    first = images(nspod)[ref]
+    old_root = os.path.join(store(nspod), ".roots", first["root"])
+    world.plain.push(os.path.join(world.base, "shared"), "retag:1")
+    nspod("image", "pull", ref, env=env)
+    second = images(nspod)[ref]
+    assert second["digest"] != first["digest"] and second["root"] != first["root"]
+    wait_phase(nspod, "old", ("Running",))
+    assert nspod("image", "prune").stdout.split() == [ref], "no pod uses the new image"
+    assert os.path.isdir(os.path.join(old_root, "rootfs")), "the running pod's root stays"
+    nspod("rm", "-f", "--timeout", "0", "old")
+    nspod("image", "prune")
+    assert not os.path.exists(old_root) and layer_dirs(nspod) == []
