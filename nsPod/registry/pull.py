@@ -22,6 +22,7 @@ import platform
 import shutil
 import tarfile
 import uuid
+import zlib
 
 from nsPod import images, state
 from nsPod.errors import InputError, NspodError, describe
@@ -187,8 +188,6 @@ class Pull:
 
     def _client(self, endpoint):
         creds = auth.credentials(endpoint.host, endpoint.path, self.auth_files)
-        if creds is None and endpoint.mirror:
-            creds = None
         return client.Client(endpoint.host, endpoint.path, insecure=endpoint.insecure,
                              credentials=creds)
 
@@ -274,7 +273,7 @@ class Pull:
             try:
                 with tarfile.open(path, "r:*") as tar:
                     images._extract(tar, unpacked)
-            except (tarfile.TarError, EOFError, OSError, images.ImageError) as e:
+            except (tarfile.TarError, EOFError, zlib.error, OSError, images.ImageError) as e:
                 raise PullError(f"{what}: layer {i} ({digest}): cannot unpack it: "
                                 f"{describe(e)}") from None
             os.unlink(path)

@@ -749,3 +749,18 @@ def test_a_new_digest_under_a_tag_leaves_running_pods_their_root(nspod, world):
     nspod("rm", "-f", "--timeout", "0", "old")
     nspod("image", "prune")
     assert not os.path.exists(old_root) and layer_dirs(nspod) == []
+
+
+def test_concurrent_pulls_of_one_image(nspod, world):
+    env = insecure(nspod, world.plain.host)
+    key, value = nspod.marker.split("=")
+    procs = [subprocess.Popen(_nspod_argv(nspod, "image", "pull", ref), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, **env, **{key: value}))
+             for ref in (world.three, world.three, world.shared)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert [r[2] for r in results] == [0, 0, 0], results
+    found = images(nspod)
+    assert set(found) == {world.three, world.shared}
+    assert len(layer_dirs(nspod)) == 3, "the shared layers once, whoever unpacked them"
+    assert not leftovers(nspod)
