@@ -740,10 +740,23 @@ def test_a_new_digest_under_a_tag_leaves_running_pods_their_root(nspod, world):
     first = images(nspod)[ref]
     old_root = os.path.join(store(nspod), ".roots", first["root"])
     world.plain.push(os.path.join(world.base, "shared"), "retag:1")
-    nspod("image", "pull", ref, env=env)
+    # IfNotPresent (the default for a tag other than latest): the stored image, no pull.
+    again = pod_yaml("again", f"    - name: a\n      image: {ref}\n"
+                              "      command: [\"sh\", \"-c\", \"ls /etc\"]\n")
+    nspod("run", nspod.manifest(again), env=env)
+    wait_terminated(nspod, "again", "a")
+    assert "second" not in nspod("logs", "again").stdout.split()
+    assert images(nspod)[ref]["digest"] == first["digest"]
+    # Always: the registry is asked, and the new digest pulled.
+    new = pod_yaml("new", f"    - name: a\n      image: {ref}\n      imagePullPolicy: Always\n"
+                          "      command: [\"sh\", \"-c\", \"cat /etc/second\"]\n")
+    nspod("run", nspod.manifest(new), env=env)
+    wait_terminated(nspod, "new", "a")
+    assert nspod("logs", "new").stdout.strip() == "second"
     second = images(nspod)[ref]
     assert second["digest"] != first["digest"] and second["root"] != first["root"]
     wait_phase(nspod, "old", ("Running",))
+    nspod("rm", "-f", "--timeout", "0", "new", "again")
     assert nspod("image", "prune").stdout.split() == [ref], "no pod uses the new image"
     assert os.path.isdir(os.path.join(old_root, "rootfs")), "the running pod's root stays"
     nspod("rm", "-f", "--timeout", "0", "old")
