@@ -182,9 +182,14 @@ class Pull:
     def _stored(self):
         path = os.path.join(images.image_dir(self.root, self.name), images.CONFIG_FILE)
         try:
-            return state.read_json(path)
+            stored = state.read_json(path)
         except (OSError, ValueError):
             return None
+        root = stored.get("root")
+        if root is not None and not (store.valid_id(root) and os.path.isdir(
+                os.path.join(self.store, store.ROOTS, root, images.ROOTFS))):
+            return None     # its root is gone (removed by hand): pull it again
+        return stored
 
     def _client(self, endpoint):
         creds = auth.credentials(endpoint.host, endpoint.path, self.auth_files)
