@@ -387,6 +387,11 @@ def test_pull_by_digest(nspod, world):
     ref = f"{world.plain.host}/busybox@{digest}"
     assert nspod("image", "pull", "-q", ref, env=env).stdout.strip() == ref
     assert images(nspod)[ref]["digest"] == digest
+    # A root removed by hand: the name no longer counts as present, the pull remakes it.
+    root = os.path.join(store(nspod), ".roots", images(nspod)[ref]["root"])
+    shutil.rmtree(root)
+    nspod("image", "pull", "-q", ref, env=env)
+    assert os.path.isdir(os.path.join(root, "rootfs"))
     wrong = f"{world.plain.host}/busybox@sha256:{'0' * 64}"
     one_error(nspod("image", "pull", wrong, env=env, check=False), 1, "not found")
 
