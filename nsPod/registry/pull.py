@@ -136,6 +136,12 @@ def _descriptor_digest(d, what):
     return d["digest"]
 
 
+def api_host(host):
+    """Where a registry's API answers: docker.io's is registry-1.docker.io (as containers/image
+    and docker resolve it); every other host serves its own."""
+    return "registry-1.docker.io" if host == reference.DEFAULT_DOMAIN else host
+
+
 # --- the pull -----------------------------------------------------------------------------------
 
 class Pull:
@@ -193,7 +199,7 @@ class Pull:
 
     def _client(self, endpoint):
         creds = auth.credentials(endpoint.host, endpoint.path, self.auth_files)
-        return client.Client(endpoint.host, endpoint.path, insecure=endpoint.insecure,
+        return client.Client(api_host(endpoint.host), endpoint.path, insecure=endpoint.insecure,
                              credentials=creds)
 
     def _from(self, endpoint, present):

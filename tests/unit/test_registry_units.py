@@ -319,3 +319,10 @@ def test_zstd_layers_are_refused_clearly(tmp_path):
     with pytest.raises(pull.PullError, match="layer 0: bad or missing size"):
         p._image(None, manifest, "sha256:" + "2" * 64, [], "sha256:" + "2" * 64)
     assert not os.path.exists(tmp_path / "images"), "refused before anything is made"
+
+
+def test_docker_hub_api_host():
+    assert pull.api_host("docker.io") == "registry-1.docker.io"
+    assert pull.api_host("quay.io") == "quay.io"
+    [e] = conf.Conf().endpoints(reference.parse("nginx"))
+    assert (pull.api_host(e.host), e.path) == ("registry-1.docker.io", "library/nginx")
