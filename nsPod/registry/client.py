@@ -50,7 +50,9 @@ class Client:
         self.credentials = credentials         # (user, password) or None
         self.timeout = timeout
         self.scheme = "https"
-        self._authorization = None
+        # host -> Authorization: a blob redirected to storage elsewhere may be challenged
+        # there too; the credentials only ever go to the registry's own host.
+        self._authorization = {}
         self._scheme_settled = not insecure
 
     # --- requests ---------------------------------------------------------------------------
@@ -88,13 +90,12 @@ class Client:
     def _get(self, path, headers):
         """A 200 response (and its connection), having answered one auth challenge and
         followed redirects; RegistryError otherwise."""
-        answered = False
+        answered = set()
         host, url_path, scheme = self.host, path, None
         for _ in range(MAX_REDIRECTS + 1):
             send = dict(headers, **{"User-Agent": USER_AGENT})
-            same_host = host == self.host
-            if same_host and self._authorization:
-                send["Authorization"] = self._authorization
+            if host in self._authorization:
+                send["Authorization"] = self._authorization[host]
             response, conn = self._request(host, url_path, send, scheme)
             status = response.status
             if status == 200:
@@ -113,9 +114,9 @@ class Client:
                 host, scheme = target.netloc, target.scheme
                 url_path = target.path + (f"?{target.query}" if target.query else "")
                 continue
-            if status == 401 and same_host and not answered:
-                self._answer(response.getheader("WWW-Authenticate"))
-                answered = True
+            if status == 401 and host not in answered:
+                self._answer(response.getheader("WWW-Authenticate"), host)
+                answered.add(host)
                 continue
             raise _status_error(self.where(), url_path, status, body, self.credentials)
         raise RegistryError(f"{self.where()}: more than {MAX_REDIRECTS} redirects for {path}")
@@ -157,24 +158,25 @@ class Client:
             context.verify_mode = ssl.CERT_NONE
         return http.client.HTTPSConnection(host, timeout=self.timeout, context=context)
 
-    def _answer(self, header):
-        """Set the Authorization this client sends, from a 401's challenge."""
+    def _answer(self, header, host):
+        """Set the Authorization this client sends to `host`, from a 401's challenge."""
+        creds = self.credentials if host == self.host else None
         challenge = auth.parse_challenge(header)
         if challenge is None:
             raise RegistryError(f"{self.where()}: 401 Unauthorized without a usable "
                                 f"WWW-Authenticate challenge ({header!r})", status=401)
         scheme, params = challenge
         if scheme == "basic":
-            if not self.credentials:
-                raise RegistryError(_need_credentials(self.host), status=401)
-            self._authorization = auth.basic_header(self.credentials)
+            if not creds:
+                raise RegistryError(_need_credentials(host), status=401)
+            self._authorization[host] = auth.basic_header(creds)
         elif scheme == "bearer":
-            self._authorization = "Bearer " + self._token(params)
+            self._authorization[host] = "Bearer " + self._token(params, creds)
         else:
             raise RegistryError(f"{self.where()}: unsupported authentication scheme "
                                 f"{scheme!r}", status=401)
 
-    def _token(self, params):
+    def _token(self, params, creds):
         """The distribution token protocol: GET realm?service=...&scope=repository:NAME:pull,
         with the credentials as Basic auth when there are some."""
         realm = params.get("realm", "")
@@ -190,8 +192,8 @@ class Client:
         query.append(("scope", params.get("scope") or f"repository:{self.repository}:pull"))
         path = (target.path or "/") + "?" + urllib.parse.urlencode(query)
         headers = {"User-Agent": USER_AGENT}
-        if self.credentials:
-            headers["Authorization"] = auth.basic_header(self.credentials)
+        if creds:
+            headers["Authorization"] = auth.basic_header(creds)
         conn = self._connection(target.netloc, target.scheme)
         try:
             conn.request("GET", path, headers=headers)
@@ -205,7 +207,7 @@ class Client:
             conn.close()
         if response.status in (401, 403):
             raise RegistryError(
-                _need_credentials(self.host) if not self.credentials else
+                _need_credentials(self.host) if not creds else
                 f"{self.host}: the token server refused the credentials ({response.status})",
                 status=401)
         if response.status != 200:

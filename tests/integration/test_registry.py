@@ -782,3 +782,31 @@ def test_concurrent_pulls_of_one_image(nspod, world):
     assert set(found) == {world.three, world.shared}
     assert len(layer_dirs(nspod)) == 3, "the shared layers once, whoever unpacked them"
     assert not leftovers(nspod)
+
+
+def test_redirects_are_followed(nspod, world):
+    """Registries serve blobs from elsewhere (S3, a CDN) with a 307: followed, the digest
+    still checked."""
+    import http.server
+    target = world.plain.host
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(307)
+            self.send_header("Location", f"http://{target}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    front = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{front.server_address[1]}"
+        ref = f"{host}/shared:1"
+        assert nspod("image", "pull", ref, env=insecure(nspod, host)).stdout.strip() == ref
+    finally:
+        front.shutdown()
+        front.server_close()
+    assert images(nspod)[ref]["digest"] == world.plain.digest("shared:1")
