@@ -154,7 +154,7 @@ class Pull:
         self.root = root
         self.store = images.store_dir(root)
         self.progress = progress or (lambda digest, done, total: None)
-        self.conf = registries if registries is not None else conf.load()
+        self._conf = registries       # read when a registry is asked, not for a stored image
         self.auth_files = auth_files
         self.transferred = 0
         self.work = None
@@ -174,7 +174,9 @@ class Pull:
             raise PullError(f"image {self.name} is not in nspod's image store and its "
                             "imagePullPolicy is Never (pull it: nspod image pull "
                             f"{self.name}, or import it: nspod image import {self.name} FILE|DIR)")
-        endpoints = self.conf.endpoints(self.ref)
+        if self._conf is None:
+            self._conf = conf.load()
+        endpoints = self._conf.endpoints(self.ref)
         errors = []
         for endpoint in endpoints:
             try:

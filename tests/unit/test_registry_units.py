@@ -326,3 +326,18 @@ def test_docker_hub_api_host():
     assert pull.api_host("quay.io") == "quay.io"
     [e] = conf.Conf().endpoints(reference.parse("nginx"))
     assert (pull.api_host(e.host), e.path) == ("registry-1.docker.io", "library/nginx")
+
+
+def test_a_stored_image_needs_no_registries_conf(tmp_path, monkeypatch):
+    """IfNotPresent with the image stored reads nothing else: a broken registries.conf
+    matters only when a registry is asked."""
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[[registry]\n")
+    monkeypatch.setenv(conf.ENV, str(bad))
+    image = tmp_path / "images" / "localhost%app:1"
+    os.makedirs(image)
+    (image / "config.json").write_text('{"name": "localhost/app:1"}')
+    stored, transferred = pull.pull(str(tmp_path), "localhost/app:1", policy="IfNotPresent")
+    assert stored["name"] == "localhost/app:1" and transferred == 0
+    with pytest.raises(conf.ConfError, match="not TOML"):
+        pull.pull(str(tmp_path), "localhost/other:1", policy="IfNotPresent")
