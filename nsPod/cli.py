@@ -691,7 +691,7 @@ def image_pull(ctx, quiet, ref):
         raise InputError(f"REF: {ref!r}: {e}") from None
     paths.check_root(ctx.config.root, create=True)
     with _progress(quiet) as progress, _sigterm_interrupts():
-        stored, _ = pull.pull(ctx.config.root, ref, progress)
+        stored, _ = pull.pull(ctx.config.root, ref, progress, explicit=True)
     click.echo(stored["name"])
 
 

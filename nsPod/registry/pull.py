@@ -159,13 +159,17 @@ class Pull:
         self.transferred = 0
         self.work = None
 
-    def run(self, policy="Always"):
-        """The stored image's config (images.configs' shape); pulls as `policy` says."""
+    def run(self, policy="Always", explicit=False):
+        """The stored image's config (images.configs' shape); pulls as `policy` says.
+        `explicit` (`nspod image pull`): a name an import holds is refused, not kept."""
         if policy not in POLICIES:
             raise InputError(f"imagePullPolicy: {policy!r}: must be one of {', '.join(POLICIES)}")
         if self.ref.digest and not self.ref.digest.startswith("sha256:"):
             raise PullError(f"pull {self.ref}: only sha256 digests are supported")
         present = self._stored()
+        if explicit and present is not None and not present.get("digest"):
+            raise PullError(f"image {self.name} exists as an imported image (remove it "
+                            f"first: nspod image rm {self.name})")
         if present is not None and (policy != "Always" or self.ref.digest
                                     or not present.get("digest")):
             # By digest the content cannot have changed; an imported image has no registry.
@@ -393,10 +397,11 @@ class Pull:
         return path
 
 
-def pull(root, text, progress=None, policy="Always", registries=None, auth_files=None):
+def pull(root, text, progress=None, policy="Always", registries=None, auth_files=None,
+         explicit=False):
     """Pull `text` into the store under `root`; returns (stored config, bytes transferred)."""
     p = Pull(root, text, progress, registries, auth_files)
-    stored = p.run(policy)
+    stored = p.run(policy, explicit)
     return stored, p.transferred
 
 

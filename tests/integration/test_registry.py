@@ -810,3 +810,19 @@ def test_redirects_are_followed(nspod, world):
         front.shutdown()
         front.server_close()
     assert images(nspod)[ref]["digest"] == world.plain.digest("shared:1")
+
+
+def test_a_pull_never_replaces_an_imported_image(nspod, world):
+    from busybox import make_rootfs
+    rootfs = make_rootfs(os.path.join(nspod.workdir, "rootfs"))
+    nspod("image", "import", world.busybox, rootfs)
+    env = insecure(nspod, world.plain.host)
+    one_error(nspod("image", "pull", world.busybox, env=env, check=False), 1,
+              "exists as an imported image", f"nspod image rm {world.busybox}")
+    assert images(nspod)[world.busybox]["format"] == "directory"
+    # Pulled under the same name after it was removed: the registry's.
+    nspod("image", "rm", world.busybox)
+    nspod("image", "pull", world.busybox, env=env)
+    assert images(nspod)[world.busybox]["format"] == "registry"
+    again = nspod("image", "import", world.busybox, rootfs, check=False)
+    one_error(again, 1, f"image {world.busybox} already exists")
