@@ -295,10 +295,11 @@ class World:
 
 @pytest.fixture(scope="session")
 def world():
-    missing = [p for p in (REGISTRY, SKOPEO, HTPASSWD) if not os.path.exists(p)]
+    missing = [p for p in (REGISTRY, SKOPEO, HTPASSWD, shutil.which("openssl") or "openssl")
+               if not os.path.exists(p)]
     if missing:
-        pytest.skip(f"{', '.join(missing)} missing: install docker-registry, skopeo and "
-                    "apache2-utils (sh tests/run.sh does)")
+        pytest.skip(f"{', '.join(missing)} missing: install docker-registry, skopeo, "
+                    "apache2-utils and openssl (sh tests/run.sh does)")
     require_busybox()
     base = tempfile.mkdtemp(prefix="nspod-registry-")
     w = World(base)
