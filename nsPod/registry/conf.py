@@ -1,7 +1,7 @@
 """containers-registries.conf(5), version 2: the file Podman, CRI-O and Skopeo read.
 
 Read from $NSPOD_REGISTRIES_CONF, else /etc/containers/registries.conf (a missing file is an
-empty one). What nspod uses of it:
+empty one) and its drop-ins, /etc/containers/registries.conf.d/*.conf. What nspod uses of it:
 
   [[registry]]            prefix (or location alone), location, insecure, blocked,
                           mirror-by-digest-only
@@ -132,21 +132,55 @@ def path():
     return os.environ.get(ENV) or DEFAULT_PATH
 
 
-def load(file=None):
-    """The Conf of registries.conf (at `file`, $NSPOD_REGISTRIES_CONF or the default)."""
+def load(file=None, dropins=None):
+    """The Conf of registries.conf (at `file`, $NSPOD_REGISTRIES_CONF or the default), with
+    the drop-ins of `dropins` (default: /etc/containers/registries.conf.d/*.conf, for the
+    default file only, as containers/image reads them when no other file is named) merged in
+    name order: a later file's [[registry]] replaces an earlier one's of the same prefix, its
+    unqualified-search-registries replace the earlier list."""
     file = file or path()
+    if dropins is None and file == DEFAULT_PATH:
+        dropins = DEFAULT_PATH + ".d"
+    data = _read(file, missing_ok=file == DEFAULT_PATH)
+    merged = parse(data, file) if data is not None else Conf(path=file)
+    for name in _dropin_names(dropins):
+        extra_file = os.path.join(dropins, name)
+        extra = _read(extra_file, missing_ok=True)
+        if extra is None:
+            continue
+        more = parse(extra, extra_file)
+        by_prefix = {r.prefix: r for r in merged.registries}
+        for r in more.registries:
+            by_prefix[r.prefix] = r
+        merged.registries = list(by_prefix.values())
+        if "unqualified-search-registries" in extra:
+            merged.search = more.search
+    return merged
+
+
+def _dropin_names(directory):
+    if not directory:
+        return []
+    try:
+        return sorted(n for n in os.listdir(directory) if n.endswith(".conf"))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ConfError(f"{directory}: cannot list it: {describe(e)}") from None
+
+
+def _read(file, missing_ok):
     try:
         with open(file, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
-        if file != DEFAULT_PATH:
+        if not missing_ok:
             raise ConfError(f"{ENV}: {file}: no such file") from None
-        return Conf(path=file)
+        return None
     except tomllib.TOMLDecodeError as e:
         raise ConfError(f"{file}: not TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfError(f"{file}: cannot read it: {describe(e)}") from None
-    return parse(data, file)
 
 
 def parse(data, file="registries.conf"):

@@ -341,3 +341,24 @@ def test_a_stored_image_needs_no_registries_conf(tmp_path, monkeypatch):
     assert stored["name"] == "localhost/app:1" and transferred == 0
     with pytest.raises(conf.ConfError, match="not TOML"):
         pull.pull(str(tmp_path), "localhost/other:1", policy="IfNotPresent")
+
+
+def test_registries_conf_drop_ins_merge_in_name_order(tmp_path):
+    main = tmp_path / "registries.conf"
+    main.write_text('unqualified-search-registries = ["a.io"]\n'
+                    '[[registry]]\nlocation = "a.io"\n[[registry]]\nlocation = "b.io"\n')
+    d = tmp_path / "registries.conf.d"
+    d.mkdir()
+    (d / "20-late.conf").write_text('[[registry]]\nlocation = "a.io"\ninsecure = true\n')
+    (d / "10-early.conf").write_text('unqualified-search-registries = ["c.io"]\n'
+                                     '[[registry]]\nlocation = "a.io"\nblocked = true\n')
+    (d / "ignored.txt").write_text("not toml [")
+    (d / "aliases.conf").write_text('[aliases]\n"x" = "a.io/x"\n')
+    c = conf.load(str(main), str(d))
+    assert c.search == ["c.io"]
+    a = c.match("a.io/x")
+    assert a.insecure and not a.blocked, "the later drop-in's [[registry]] replaces"
+    assert c.match("b.io/x").location == "b.io"
+    (d / "30-bad.conf").write_text("[[registry]]\nlocation = 1\n")
+    with pytest.raises(conf.ConfError, match="30-bad.conf"):
+        conf.load(str(main), str(d))
