@@ -4,6 +4,7 @@ Each command parses its arguments, makes one call into the library (nsPod.api.po
 the result. Library errors (NspodError) become one line per problem on stderr and their exit
 code: 2 for bad input, 1 for a failure at run time.
 """
+import contextlib
 import json
 import os
 import sys
@@ -167,11 +168,26 @@ def run(ctx, file, name, wait):
     """Create and start the pod(s) of a Kubernetes Pod manifest (FILE, or - for stdin)."""
     from nsPod.api import pods
     for p in load_manifest(file, name, ctx.config.allowed_unsafe_sysctls):
+        _pull_images(ctx.config, p)
         for w in pods.run(ctx.config, p):
             warn(w)
         click.echo(p.name)
         if wait:
             _wait_started(ctx.config, p.name)
+
+
+def _pull_images(config, p):
+    """Its images, pulled as each container's imagePullPolicy says, before the pod is made."""
+    images = [c.get("image") for key in ("initContainers", "containers")
+              for c in ((p.manifest or {}).get("spec") or {}).get(key) or ()
+              if isinstance(c, dict)]
+    if not any(isinstance(i, str) and i and not i.startswith("/") for i in images):
+        return
+    from nsPod.kernel import paths
+    from nsPod.registry import pull
+    paths.check_root(config.root, create=True)
+    with _progress(False) as progress, _sigterm_interrupts():
+        pull.ensure(config.root, p.manifest, progress)
 
 
 def _wait_started(config, name):
@@ -657,12 +673,75 @@ def image_ls(ctx, output):
     if output == "json":
         click.echo(json.dumps(items, indent=2))
         return
-    rows = [("NAME", "FORMAT", "SIZE", "CREATED", "COMMAND")]
+    rows = [("NAME", "DIGEST", "FORMAT", "SIZE", "CREATED", "COMMAND")]
     for item in items:
         command = (item.get("entrypoint") or []) + (item.get("cmd") or [])
-        rows.append((item["name"], item.get("format", "-"), _size(item.get("size")),
+        digest = item.get("digest") or "-"
+        rows.append((item["name"], digest[:19], item.get("format", "-"), _size(item.get("size")),
                      age(item.get("created")), " ".join(command) or "-"))
     click.echo(table(rows))
+
+
+@image.command("pull")
+@click.option("-q", "--quiet", is_flag=True, help="No progress, only the image's name.")
+@click.argument("ref", metavar="REF")
+@pass_context
+def image_pull(ctx, quiet, ref):
+    """Pull an image by reference (nginx:1.25, registry.k8s.io/pause:3.9, name@sha256:...)
+    from its registry, through the mirrors of registries.conf."""
+    from nsPod.kernel import paths
+    from nsPod.manifest import image_reference as reference
+    from nsPod.registry import pull
+    try:
+        reference.parse(ref)
+    except InputError as e:
+        raise InputError(f"REF: {ref!r}: {e}") from None
+    paths.check_root(ctx.config.root, create=True)
+    with _progress(quiet) as progress, _sigterm_interrupts():
+        stored, _ = pull.pull(ctx.config.root, ref, progress, explicit=True)
+    click.echo(stored["name"])
+
+
+@image.command("prune")
+@pass_context
+def image_prune(ctx):
+    """Remove every image no pod uses, and the layers and blobs no image uses."""
+    from nsPod.store import images
+    removed, _ = images.prune(ctx.config)
+    for name in removed:
+        click.echo(name)
+
+
+class _Progress:
+    """Bytes per layer on a terminal, one line rewritten in place; nothing otherwise."""
+
+    def __init__(self):
+        self.last = None
+
+    def __call__(self, digest, done, total):
+        line = f"{digest[7:19]}: {_size(done)}" + (f" / {_size(total)}" if total else "")
+        if done == total or self.last is None or time.monotonic() - self.last > 0.1:
+            self.last = time.monotonic()
+            click.echo(f"\r{line}\033[K" + ("\n" if done == total else ""), nl=False, err=True)
+
+
+@contextlib.contextmanager
+def _progress(quiet):
+    yield None if quiet or not sys.stderr.isatty() else _Progress()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM ends a pull as ^C does: its work is removed on the way out."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @image.command("rm")

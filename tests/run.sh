@@ -10,6 +10,13 @@ if ! command -v linux.uml >/dev/null || ! command -v busybox >/dev/null || ! com
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         user-mode-linux busybox-static file || echo "tests/run.sh: could not install the cgroup v2 tier's packages; it will say why it skips"
 fi
+# The registry tests (tests/integration/test_registry.py): a real distribution registry, skopeo
+# to push to it, htpasswd for its basic auth, openssl to sign its bearer tokens.
+if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null || ! command -v htpasswd >/dev/null || ! command -v openssl >/dev/null; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        docker-registry skopeo apache2-utils openssl || echo "tests/run.sh: could not install docker-registry, skopeo and apache2-utils; the registry tests will say why they skip"
+fi
 # -P: test the installed package (the wheel pip built), not the source tree on sys.path.
 .venv/bin/python -P -m pytest -p no:cacheprovider "$@" tests/unit tests/integration
 if [ -x tests/vm/run-tier.sh ]; then

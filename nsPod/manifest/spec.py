@@ -286,7 +286,7 @@ _CONTAINER = {
         "name", "image", "command", "args", "env", "workingDir", "volumeMounts", "resources",
         "securityContext", "ports", "livenessProbe", "readinessProbe", "startupProbe",
         "lifecycle", "terminationMessagePath", "terminationMessagePolicy", "restartPolicy")),
-    "imagePullPolicy": _IGNORED_HERE,
+    "imagePullPolicy": None,        # honoured by `run` (nsPod/registry/pull.py ensure)
     **dict.fromkeys((
         "envFrom", "volumeDevices", "resizePolicy", "restartPolicyRules", "stdin", "stdinOnce",
         "tty"), _UNSUPPORTED),
@@ -513,12 +513,10 @@ def validate_name(name, what="pod"):
         raise InputError(f"invalid {what} name {_q(name)}: {problem}")
 
 
-# An image in nspod's local store: a lowercase name as an image repository's last component
-# (letters, digits and . _ - inside) with an optional :tag as registries allow it. No '/':
-# there are no registries here, and the name is one directory of the store.
-_IMAGE_NAME = re.compile(r"[a-z0-9]([-a-z0-9._]{0,126}[a-z0-9])?")
-_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# An image is a reference as Kubernetes reads it (nsPod/manifest/image_reference.py): nginx:1.25 is
+# docker.io/library/nginx:1.25. The store names it by its short (familiar) spelling.
 DEFAULT_IMAGE_TAG = "latest"
+IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 def image_is_path(image):
@@ -527,12 +525,9 @@ def image_is_path(image):
 
 
 def image_name_problem(name):
-    """None when `name` is a valid name for the image store, else why not."""
-    base, colon, tag = name.partition(":")
-    if not _IMAGE_NAME.fullmatch(base) or (colon and not _IMAGE_TAG.fullmatch(tag)):
-        return ("not an image name (lowercase letters, digits, '.', '_' and '-', with an "
-                "optional :tag, as in busybox:1.36)")
-    return None
+    """None when `name` is a valid image reference, else why not."""
+    from nsPod.manifest import image_reference as reference
+    return reference.problem(name)
 
 
 def image_problem(image):
@@ -544,8 +539,10 @@ def image_problem(image):
 
 
 def image_reference(image):
-    """The store's name for an image: name:tag, the tag defaulting to latest as registries do."""
-    return image if ":" in image else f"{image}:{DEFAULT_IMAGE_TAG}"
+    """The store's name for an image: its familiar spelling, the tag defaulting to latest as
+    registries do (busybox:latest, 127.0.0.1:5000/busybox:1, quay.io/a/b@sha256:...)."""
+    from nsPod.manifest import image_reference as reference
+    return reference.store_name(image)
 
 
 def _truncate_hostname(hostname):
@@ -1262,6 +1259,7 @@ class _Check:
             problem = image_problem(image)
             if problem:
                 self.error(f"{path}.image", f"{_q(image)}: {problem}")
+        self.choice(c.get("imagePullPolicy"), f"{path}.imagePullPolicy", IMAGE_PULL_POLICIES)
         command = self.strings(c.get("command"), f"{path}.command")
         args = self.strings(c.get("args"), f"{path}.args")
         if command == () and not image:

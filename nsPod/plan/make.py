@@ -395,7 +395,8 @@ def image_config(container, pod, facts):
     if config is None:
         from nsPod.errors import InputError
         raise InputError(f"{container_path(container, pod)}.image: {image!r} is not in nspod's "
-                         f"image store (add it with: nspod image import {image} FILE|DIR)")
+                         f"image store (pull it: nspod image pull {image}, or import it: "
+                         f"nspod image import {image} FILE|DIR)")
     problem = image_config_problem(config)
     if problem:
         from nsPod.errors import InputError

@@ -81,7 +81,19 @@ def reference(name, argument="NAME"):
 
 
 def image_dir(root, ref):
-    return os.path.join(store_dir(root), ref)
+    # A reference's '/' cannot be in one directory name; '%' can never be in a reference.
+    return os.path.join(store_dir(root), ref.replace("/", "%"))
+
+
+def _rootfs(root, path, config):
+    """A pulled image's root is shared by digest (store/layers.py); an imported one's is
+    its own."""
+    from nsPod.store.layers import ROOTS, valid_id
+    if "root" in config:
+        if not valid_id(config["root"]):
+            raise ValueError("bad root")
+        return os.path.join(store_dir(root), ROOTS, config["root"], ROOTFS)
+    return os.path.join(path, ROOTFS)
 
 
 def configs(root):
@@ -91,15 +103,16 @@ def configs(root):
         names = os.listdir(store_dir(root))
     except FileNotFoundError:
         return found
-    for ref in names:
-        if ref.startswith("."):
+    for entry in names:
+        if entry.startswith("."):
             continue
+        ref = entry.replace("%", "/")
         path = image_dir(root, ref)
         try:
             config = state.read_json(os.path.join(path, CONFIG_FILE))
-        except (OSError, ValueError):
+            config["rootfs"] = _rootfs(root, path, config)
+        except (OSError, ValueError, TypeError):
             continue
-        config["rootfs"] = os.path.join(path, ROOTFS)
         found[ref] = config
     return found
 
@@ -385,7 +398,7 @@ def _apply_whiteouts(tar, rootfs):
             if os.path.isdir(parent) and not os.path.islink(parent):
                 for entry in os.listdir(parent):
                     _remove(os.path.join(parent, entry))
-        else:
+        elif base[len(WHITEOUT):] not in ("", ".", ".."):   # never the directory or its parent
             _remove(os.path.join(parent, base[len(WHITEOUT):]))
 
 
@@ -597,15 +610,67 @@ def remove(config, name):
     with admission_lock(config):
         if not os.path.isdir(path):
             raise ImageError(f"image {ref} not found")
-        users = pods_using(config.root, os.path.join(path, ROOTFS))
+        try:
+            rootfs = _rootfs(config.root, path, _config_of(path))
+        except ValueError:
+            rootfs = os.path.join(path, ROOTFS)
+        users = pods_using(config.root, rootfs)
         if users:
             raise ImageError(f"image {ref} is used by pod{'s' if len(users) > 1 else ''} "
                              f"{', '.join(users)} (remove {'them' if len(users) > 1 else 'it'} "
                              "first: nspod rm -f POD)")
-        doomed = os.path.join(store_dir(config.root), f".remove-{_owner_tag()}-{ref}")
+        doomed = os.path.join(store_dir(config.root),
+                              f".remove-{_owner_tag()}-{ref.replace('/', '%')}")
         os.rename(path, doomed)
     state.remove_tree(doomed, ignore_errors=True)
+    collect(config)
     return ref
+
+
+def _config_of(path):
+    try:
+        return state.read_json(os.path.join(path, CONFIG_FILE))
+    except (OSError, ValueError):
+        return {}
+
+
+def collect(config):
+    """Remove the shared roots, layers and blobs (store/layers.py) that no image names and
+    no pod uses. Returns (roots, layers, blobs) removed."""
+    from nsPod.store import layers
+    from nsPod.store.locks import admission_lock
+    store_path = store_dir(config.root)
+    if not os.path.isdir(os.path.join(store_path, layers.ROOTS)):
+        return (0, 0, 0)
+    with admission_lock(config), layers.locked(store_path, exclusive=True):
+        _remove_leftovers(store_path)
+        return layers.collect(store_path, configs(config.root).values(), _pod_roots(config.root))
+
+
+def _pod_roots(root):
+    found = set()
+    for pod_dir in state.list_pods(root):
+        try:
+            plan = pod_dir.read_pod()["plan"]
+        except (NspodError, KeyError):
+            continue
+        for c in plan.get("containers", []) + plan.get("init_containers", []):
+            if c.get("rootfs"):
+                found.add(os.path.realpath(c["rootfs"]))
+    return found
+
+
+def prune(config):
+    """Remove every image no pod uses, then what no image uses; returns the names removed."""
+    removed = []
+    for ref, image in sorted(configs(config.root).items()):
+        if pods_using(config.root, image["rootfs"]):
+            continue
+        try:
+            removed.append(remove(config, ref))
+        except ImageError:
+            continue      # a pod took it meanwhile, or another prune removed it
+    return removed, collect(config)
 
 
 def pods_using(root, rootfs):
@@ -630,7 +695,7 @@ def _owner_tag():
 
 
 def _remove_leftovers(store):
-    """Work directories of imports and removals whose nspod died before finishing (killed,
+    """Work directories of imports, pulls and removals whose nspod died before finishing (killed,
     even by SIGKILL: the pid and start time in the name tell a live owner from a dead one).
     Returns their names."""
     removed = []
@@ -639,7 +704,7 @@ def _remove_leftovers(store):
     except FileNotFoundError:
         return removed
     for entry in entries:
-        if not entry.startswith((".import-", ".remove-")):
+        if not entry.startswith((".import-", ".remove-", ".pull-")):
             continue
         owner = entry.split("-", 2)[1]
         pid, _, start = owner.partition(".")
@@ -652,6 +717,6 @@ def _remove_leftovers(store):
 
 
 def gc(root):
-    """`nspod gc`: what killed imports and removals left in the store."""
+    """`nspod gc`: what killed imports, pulls and removals left in the store."""
     return [f"images: removed {entry}, left by a killed nspod"
             for entry in _remove_leftovers(store_dir(root))]

@@ -23,8 +23,8 @@ def test_tarball_import_and_a_container_that_sees_only_its_rootfs(nspod):
     tarball = make_tarball(rootfs, os.path.join(nspod.workdir, "bb.tar.gz"))
     assert nspod("image", "import", "bb", tarball).stdout.strip() == "bb:latest"
     listed = nspod("image", "ls").stdout.splitlines()
-    assert listed[0].split()[:3] == ["NAME", "FORMAT", "SIZE"]
-    assert listed[1].split()[:2] == ["bb:latest", "tar"]
+    assert listed[0].split()[:4] == ["NAME", "DIGEST", "FORMAT", "SIZE"]
+    assert listed[1].split()[:3] == ["bb:latest", "-", "tar"], "an import has no digest"
     [item] = json.loads(nspod("image", "ls", "-o", "json").stdout)
     assert item["name"] == "bb:latest" and item["size"] > 500_000
     # Stored whole, and nothing of the import's work is left.
@@ -147,12 +147,14 @@ def test_bad_image_inputs_are_one_line_each(nspod, tmp_path):
     nspod("image", "import", "bb", rootfs)
     again = nspod("image", "import", "bb:latest", rootfs, check=False)
     assert again.returncode == 1 and "image bb:latest already exists" in again.stderr
-    # A pod naming an image that is not stored is refused before anything is made.
-    result = nspod("run", nspod.manifest(pod_yaml("x", image_container("a", "nosuch:2"))),
-                   check=False)
+    # A pod naming an image that is not stored, and may not be pulled, is refused before
+    # anything is made (imagePullPolicy Never, as the kubelet's ErrImageNeverPull).
+    result = nspod("run", nspod.manifest(pod_yaml("x", image_container(
+        "a", "nosuch:2", extra="      imagePullPolicy: Never\n"))), check=False)
     assert result.returncode == 2 and result.stderr.strip() == (
         "error: spec.containers[0].image: 'nosuch:2' is not in nspod's image store "
-        "(add it with: nspod image import nosuch:2 FILE|DIR)")
+        "(pull it: nspod image pull nosuch:2, or import it: nspod image import nosuch:2 "
+        "FILE|DIR)")
     assert nspod.pods() == []
     # An image with nothing to run and no command: refused the same way.
     result = nspod("run", nspod.manifest(pod_yaml("y", image_container("a", "bb", None))),

@@ -668,9 +668,15 @@ def test_cluster_only_fields_warn_once_each():
         "spec.serviceAccountName: ignored on a single host",
         "spec.priority: ignored on a single host",
         "spec.enableServiceLinks: ignored on a single host",
-        "spec.containers[0].imagePullPolicy: ignored on a single host",
-    ])
+    ])  # imagePullPolicy is honoured (issue 10): `run` pulls as it says
     assert pod.manifest["status"] == {"phase": "Running"}
+
+
+def test_image_pull_policy_is_checked():
+    doc = base()
+    doc["spec"]["containers"][0]["imagePullPolicy"] = "Sometimes"
+    assert problems_of(doc) == ['spec.containers[0].imagePullPolicy: "Sometimes" is not one of: '
+                                'Always, IfNotPresent, Never']
 
 
 def test_empty_cluster_only_fields_do_not_warn():
