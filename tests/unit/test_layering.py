@@ -24,7 +24,10 @@ OWNERS = {"click": {"cli.py"}, "yaml": {"manifest/spec.py"}, "pyroute2": {"net/l
 MONITOR_FORBIDDEN = {"click", "yaml", "pyroute2"}
 # Detached processes write to their own log file (their stderr), never to a user, and end
 # with their own exit status.
+# The monitor's parts write to monitor.log (its stderr) too.
 MAY_PRINT_OR_EXIT = {"cli.py", "__main__.py", "monitor/supervisor.py", "monitor/__main__.py",
+                     "monitor/timers.py", "monitor/launcher.py", "monitor/scheduler.py",
+                     "monitor/checks.py", "monitor/sandbox.py", "monitor/control.py",
                      "net/daemon.py"}
 
 
