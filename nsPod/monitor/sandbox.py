@@ -152,7 +152,7 @@ class Sandbox:
         for run in m.runs.values():
             m.timers.cancel(run.pending)
             run.pending = None
-            m.checks.stop_checks(run)
+            m.stop_checks(run)
             if run.pid:
                 m.launcher.kill(run.pid, signal.SIGKILL)
         m.save()

@@ -17,6 +17,8 @@ from nsPod.plan.lifecycle import APP, INIT, SIDECAR
 from nsPod.store import state
 from nsPod.store.state import now_rfc3339
 
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
 
 class Scheduler:
     def __init__(self, monitor):
@@ -136,7 +138,7 @@ class Scheduler:
         m.test_point("container")
         if not run.post_start_done:
             m.checks.run_hook(run, "postStart")
-        else:
+        elif any(lc.get(kind) for kind in PROBES):
             m.checks.begin_probes(run)
         return []
 
@@ -170,7 +172,7 @@ class Scheduler:
         if message:
             terminated["message"] = message
         run.pid = None
-        m.checks.stop_checks(run)
+        m.stop_checks(run)
         now = m.timers.now()
         self.ended(run, terminated, now - (run.started_mono or now))
 

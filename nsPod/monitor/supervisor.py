@@ -17,7 +17,8 @@ it (the Monitor):
   timers.py     the timer heap the loop sleeps toward (clock injected)
   sandbox.py    setup, rebuild and teardown of the sandbox, by teardown.py's table of steps
   scheduler.py  the kubelet's start order, restarts with backoff, sidecar gating
-  checks.py     probes and hooks (their state machine, and the children that run them)
+  checks.py     probes and hooks (their state machine, and the children that run them);
+                loaded by the first container that has one
   stopping.py   stop sequencing: apps, then sidecars, then pause; grace, then SIGKILL
   phase.py      the pod's phase and conditions
   control.py    the control socket's requests
@@ -37,7 +38,6 @@ from nsPod.kernel import security
 from nsPod.kernel.cgroups import container_cgroup_name
 from nsPod.kernel.process import ChildFailed
 from nsPod.monitor import phase
-from nsPod.monitor.checks import Checks
 from nsPod.monitor.control import Control
 from nsPod.monitor.launcher import Launcher, read_bounded  # noqa: F401 (read_bounded: tests)
 from nsPod.monitor.sandbox import Sandbox
@@ -134,12 +134,26 @@ class Monitor:
         self.launcher = Launcher(self) if launcher is None else launcher
         self.sandbox = Sandbox(self)
         self.scheduler = Scheduler(self)
-        self.checks = Checks(self)
+        self._checks = None        # loaded by the first probe or hook (checks)
         self.stopper = Stopper(self)
         self.control = Control(self)
         self.runs = {}
         for cplan in plan.init_containers + plan.containers:
             self.add_run(cplan)
+
+    @property
+    def checks(self):
+        """The probe and hook machine, imported when a container first has one: a pod
+        without them never loads it (nor http.client, ssl)."""
+        if self._checks is None:
+            from nsPod.monitor.checks import Checks
+            self._checks = Checks(self)
+        return self._checks
+
+    def stop_checks(self, run):
+        """The run ended or is killed: its probes and hook have nothing left to check."""
+        if run.probes or run.hook_pid:
+            self.checks.stop_checks(run)
 
     @classmethod
     def open(cls, pod_path):
