@@ -423,3 +423,39 @@ def test_apply_sets_every_limit_or_none():
     with pytest.raises(NspodError, match="memory.max"):
         pod.m.control.set_limits_all_or_nothing([container("a"), container("b")])
     assert set(pod.m.cgroups.limits.values()) == {"old"}
+
+
+# --- the one table of (do, undo) steps -------------------------------------------------------
+
+def test_setup_and_both_teardowns_run_the_same_table(monkeypatch):
+    """crun's container_init_setup: one table of named steps; the monitor's setup runs each
+    `do` in order, its teardown runs the `undo`s through teardown.undo (as api's
+    clean_up_after_monitor does after a dead monitor: tests/integration/test_kill_points.py),
+    each even when one before it failed."""
+    from nsPod.monitor import sandbox, teardown
+    done = []
+    for step in teardown.STEPS:
+        monkeypatch.setattr(sandbox.Sandbox, step.do, lambda self, n=step.name: done.append(n))
+    pod = Pod([container("app")])
+    pod.m.sandbox.make()
+    assert done == [step.name for step in teardown.STEPS]
+
+    undone, failures = [], []
+
+    def undo(name, fail=False):
+        def step(root, pod_name, pod_state):
+            undone.append(name)
+            if fail:
+                raise OSError(16, "Device or resource busy")
+        return step
+    by_name = {step.name: step for step in teardown.STEPS}
+    monkeypatch.setattr(by_name["volumes"], "undo", undo("volumes", fail=True))
+    monkeypatch.setattr(by_name["cgroup"], "undo", undo("cgroup"))
+    monkeypatch.setattr(by_name["sandbox"], "undo", undo("sandbox"))
+    teardown.undo("/root", "p", {}, lambda step, e: failures.append(step.what))
+    assert undone == ["volumes", "cgroup", "sandbox"] and failures == ["unmount volumes"]
+    # the monitor's own teardown: the same steps, its failures in monitor.log
+    undone.clear()
+    pod.m.sandbox.teardown()
+    assert undone == ["volumes", "cgroup", "sandbox"]
+    assert pod.m.state["phase"] == "Failed"     # app never ended: as if killed (137)
