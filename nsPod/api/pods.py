@@ -365,14 +365,13 @@ def clean_up_after_monitor(pod_dir):
     Returns a list of what was removed, for `gc`. Runs only holding monitor.lock, so never
     beside a live monitor.
     """
-    from nsPod.monitor.teardown import (anything_left, detach_network, remove_cgroups,
-                                        unmount_recorded)
+    from nsPod.monitor import teardown
     lock_fd = pod_dir.lock_monitor()
     if lock_fd is None:
         return []
     try:
         pod_state = pod_dir.read_state()
-        if pod_state is None or not anything_left(pod_state) and \
+        if pod_state is None or not teardown.anything_left(pod_state) and \
                 pod_state["phase"] in state.TERMINAL_PHASES:
             return []
         removed = []
@@ -395,21 +394,21 @@ def clean_up_after_monitor(pod_dir):
         # Only mounts in the pod's own directory: a state.json naming /proc or a host path
         # must not make rm detach it.
         pod_state["mounts"] = [m for m in pod_state.get("mounts", []) if _own_mount(pod_dir, m)]
-        for path in pod_state.get("mounts", []):
-            if path in _mount_set():
-                removed.append(f"mount {path}")
-        unmount_recorded(pod_state)
-        try:
-            if pod_state.get("cgroup"):
-                removed.append(f"cgroup {pod_state['cgroup']}")
-                remove_cgroups(pod_dir.root, pod_state)
-        finally:
-            # The network goes even when the cgroups could not (a monitor killed while it
-            # made the pod): its record says what is the pod's.
-            if pod_state.get("network"):
-                removed.append(f"network {pod_state['network'].get('hostVeth', '')} "
-                               f"{pod_state.get('podIP', '')}".rstrip())
-                detach_network(pod_dir.root, pod_dir.name, pod_state)
+        mounted = _mount_set()
+        removed += [f"mount {path}" for path in pod_state["mounts"] if path in mounted]
+        if pod_state.get("cgroup"):
+            removed.append(f"cgroup {pod_state['cgroup']}")
+        if pod_state.get("network"):
+            removed.append(f"network {pod_state['network'].get('hostVeth', '')} "
+                           f"{pod_state.get('podIP', '')}".rstrip())
+        # The monitor's own undo steps: each runs even when one before it failed (the
+        # network goes even when the cgroups could not: its record says what is the pod's);
+        # the first failure is raised once all have run, the state kept for gc to retry.
+        failures = []
+        teardown.undo(pod_dir.root, pod_dir.name, pod_state,
+                      lambda step, error: failures.append(error))
+        if failures:
+            raise failures[0]
         if pod_state["phase"] not in state.TERMINAL_PHASES:
             for cstate in pod_state.get("containers", {}).values():
                 if "running" in cstate.get("state", {}):

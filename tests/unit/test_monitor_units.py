@@ -1,12 +1,13 @@
 """The monitor's timer queue and its reads of container-written files, without a pod."""
-import itertools
 import os
 import selectors
 import socket
 
 import pytest
 
+from nsPod.monitor import control as control_part
 from nsPod.monitor import supervisor as monitor
+from nsPod.monitor.timers import Timers
 from nsPod.net import daemon as netd
 
 DAY = 86400
@@ -14,7 +15,7 @@ DAY = 86400
 
 def bare_monitor():
     m = monitor.Monitor.__new__(monitor.Monitor)
-    m.timers, m.cancelled, m.sequence = [], set(), itertools.count()
+    m.timers = Timers()
     return m
 
 
@@ -24,8 +25,8 @@ def test_a_far_timer_sleeps_in_bounded_waits_and_does_not_fire(delay):
     accepts: epoll's limit is ~24.8 days, and select() with more raised OverflowError."""
     m = bare_monitor()
     fired = []
-    m.at(delay, lambda: fired.append(1))
-    timeout = m.next_timeout()
+    m.timers.at(delay, lambda: fired.append(1))
+    timeout = m.timers.next_timeout()
     assert 0 < timeout <= monitor.MAX_WAIT
     with selectors.DefaultSelector() as selector:
         r, w = os.pipe()
@@ -34,7 +35,7 @@ def test_a_far_timer_sleeps_in_bounded_waits_and_does_not_fire(delay):
         assert selector.select(timeout)
         os.close(r)
         os.close(w)
-    m.run_timers()
+    m.timers.run()
     assert not fired
 
 
@@ -42,18 +43,18 @@ def test_a_far_timer_sleeps_in_bounded_waits_and_does_not_fire(delay):
 def test_a_meaningless_delay_means_now(delay):
     m = bare_monitor()
     fired = []
-    m.at(delay, lambda: fired.append(1))
-    assert m.next_timeout() == 0
-    m.run_timers()
+    m.timers.at(delay, lambda: fired.append(1))
+    assert m.timers.next_timeout() == 0
+    m.timers.run()
     assert fired == [1]
 
 
 def test_a_failing_timer_does_not_end_the_loop(capsys):
     m = bare_monitor()
     fired = []
-    m.at(0, lambda: 1 / 0)
-    m.at(0, lambda: fired.append(1))
-    m.run_timers()
+    m.timers.at(0, lambda: 1 / 0)
+    m.timers.at(0, lambda: fired.append(1))
+    m.timers.run()
     assert fired == [1]
     assert "ZeroDivisionError" in capsys.readouterr().err
 
@@ -109,13 +110,14 @@ def test_aborted_is_not_an_error_a_start_failure_handler_would_swallow():
 def control(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("the monitor answers only root (SO_PEERCRED): run as root")
-    m = bare_monitor()
-    m.selector = selectors.DefaultSelector()
-    m.requests = {}
-    m.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    m.control.bind(str(tmp_path / "control.sock"))
-    m.control.listen(8)
-    m.control.setblocking(False)
+    pod = bare_monitor()
+    pod.selector = selectors.DefaultSelector()
+    m = control_part.Control(pod)        # the monitor's control part
+    m.selector = pod.selector
+    m.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    m.sock.bind(str(tmp_path / "control.sock"))
+    m.sock.listen(8)
+    m.sock.setblocking(False)
     clients = []
 
     def connect():
@@ -128,7 +130,7 @@ def control(tmp_path):
     yield m, connect
     for c in clients:
         c.close()
-    m.control.close()
+    m.sock.close()
 
 
 def test_a_silent_control_client_is_not_waited_for(control):
@@ -152,7 +154,7 @@ def test_a_silent_control_client_is_not_waited_for(control):
 
 
 def test_control_clients_beyond_the_cap_are_told_to_retry(control, monkeypatch):
-    monkeypatch.setattr(monitor, "MAX_REQUESTS", 2)
+    monkeypatch.setattr(control_part, "MAX_REQUESTS", 2)
     m, connect = control
     connect()
     connect()
