@@ -463,11 +463,11 @@ def command_line(container, pod, values, image):
 def capabilities(security_context):
     """The capability set as containerd's CRI computes it: the defaults; add ALL, then drop
     ALL, then the single adds, then the single drops (so add ALL + drop X is all but X)."""
-    from nsPod.manifest.spec import _CAPABILITY_NAMES
+    from nsPod.manifest.schema import CAPABILITY_NAMES
     add, drop = security_context.capabilities_add, security_context.capabilities_drop
     caps = set(DEFAULT_CAPABILITIES)
     if "ALL" in add:
-        caps = set(_CAPABILITY_NAMES)
+        caps = set(CAPABILITY_NAMES)
     if "ALL" in drop:
         caps = set()
     caps |= {c for c in add if c != "ALL"}
@@ -478,7 +478,7 @@ def capabilities(security_context):
 def security_plan(container, pod, image):
     """The container's security settings: its own securityContext over the pod's, over the
     image's USER. Read by container.apply_security (the container and `exec` alike)."""
-    from nsPod.manifest.spec import _CAPABILITY_NAMES
+    from nsPod.manifest.schema import CAPABILITY_NAMES
     mine, pods = container.security_context, pod.security_context
 
     def pick(name):
@@ -500,7 +500,7 @@ def security_plan(container, pod, image):
         # Kubernetes: no_new_privs only when allowPrivilegeEscalation is explicitly false.
         "noNewPrivs": mine.allow_privilege_escalation is False,
         "readOnlyRootFilesystem": bool(mine.read_only_root_filesystem),
-        "capabilities": sorted(_CAPABILITY_NAMES) if privileged else capabilities(mine),
+        "capabilities": sorted(CAPABILITY_NAMES) if privileged else capabilities(mine),
         # Privileged containers run unconfined, as containerd runs them; unset is Unconfined.
         "seccomp": ("Unconfined" if privileged
                     else mine.seccomp_profile or pods.seccomp_profile or "Unconfined"),
