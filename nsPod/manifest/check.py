@@ -29,8 +29,6 @@ def suggestion(key, candidates):
     return f' (did you mean "{lowered[close[0]]}"?)' if close else ""
 
 
-
-
 def amount_text(resource, value):
     return quantity.format_bytes(value) if resource == "memory" else f"{value}m"
 

@@ -1,5 +1,4 @@
-"""A validated Pod as frozen dataclasses: what plan/, store/ and the monitor read.
-"""
+"""A validated Pod as frozen dataclasses: what plan/, store/ and the monitor read."""
 from dataclasses import dataclass, field
 
 

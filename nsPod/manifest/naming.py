@@ -1,10 +1,9 @@
-"""Names derived from a Pod: its hostname and domain as the kubelet makes them, image references.
-"""
+"""Names derived from a Pod (hostname and domain as the kubelet makes them) and image names."""
 import re
 
 from nsPod.errors import InputError
-from nsPod.manifest.syntax import (absolute_path_problem, dns_label_problem,
-    dns_subdomain_problem, name_problem, q)
+from nsPod.manifest.syntax import (
+    absolute_path_problem, dns_label_problem, dns_subdomain_problem, name_problem, q)
 
 
 CLUSTER_DOMAIN = "cluster.local"

@@ -5,15 +5,17 @@ import posixpath
 
 from nsPod.manifest import quantity
 from nsPod.manifest.check import empty, join_path, suggestion
-from nsPod.manifest.model import (Container, ContainerPort, DEFAULT_TERMINATION_MESSAGE_PATH,
-    EnvVar, Resources, VolumeMount)
+from nsPod.manifest.model import (
+    Container, ContainerPort, DEFAULT_TERMINATION_MESSAGE_PATH, EnvVar, Resources, VolumeMount)
 from nsPod.manifest.naming import image_problem
 from nsPod.manifest.rules_handlers import validate_lifecycle, validate_probe
 from nsPod.manifest.rules_security import validate_security_context
-from nsPod.manifest.schema import (APP_CONTAINER, CONTAINER, CPU_DIVISORS, ENV, ENV_RESOURCES,
-    ENV_SOURCE, FIELD_REF, MOUNT, PORT, RESOURCES, RESOURCE_REF, SIZE_DIVISORS)
-from nsPod.manifest.syntax import (absolute_path_problem, dns_label_problem, env_name_problem,
-    field_path_problem, port_name_problem, q, relative_path_problem)
+from nsPod.manifest.schema import (
+    APP_CONTAINER, CONTAINER, CPU_DIVISORS, ENV, ENV_RESOURCES, ENV_SOURCE, FIELD_REF, MOUNT, PORT,
+    RESOURCES, RESOURCE_REF, SIZE_DIVISORS)
+from nsPod.manifest.syntax import (
+    absolute_path_problem, dns_label_problem, env_name_problem, field_path_problem,
+    port_name_problem, q, relative_path_problem)
 
 
 def validate_containers(value, path, init, ctx):

@@ -1,8 +1,7 @@
-"""Rules for probes and lifecycle hooks: one handler each (exec, httpGet, tcpSocket, sleep).
-"""
+"""Rules for probes and lifecycle hooks: one handler each (exec, httpGet, tcpSocket, sleep)."""
 from nsPod.manifest.model import Handler, Probe
-from nsPod.manifest.schema import (EXEC, HEADER, HTTP_GET, INT32_MAX, LIFECYCLE,
-    LIFECYCLE_HANDLER, PROBE, SLEEP, TCP_SOCKET)
+from nsPod.manifest.schema import (
+    EXEC, HEADER, HTTP_GET, INT32_MAX, LIFECYCLE, LIFECYCLE_HANDLER, PROBE, SLEEP, TCP_SOCKET)
 from nsPod.manifest.syntax import HTTP_TOKEN, port_name_problem, q
 
 

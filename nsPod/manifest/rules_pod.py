@@ -4,10 +4,12 @@ containers (pod resources). validate_pod builds the Context once its facts are r
 from nsPod.manifest.check import Context, amount_text, key_text
 from nsPod.manifest.model import DNSConfig, HostAlias, NETWORK_ANNOTATION, Pod
 from nsPod.manifest.naming import FQDN_MAX, effective_hostname
-from nsPod.manifest.schema import (ANNOTATIONS_MAX_BYTES, DNS_CONFIG, DNS_OPTION, DNS_POLICIES,
-    DOCUMENT, FEATURES, HOST_ALIAS, METADATA, RESTART_POLICIES, SPEC)
-from nsPod.manifest.syntax import (dns_label_problem, dns_subdomain_problem, kind_of,
-    label_value_problem, q, qualified_name_problem)
+from nsPod.manifest.schema import (
+    ANNOTATIONS_MAX_BYTES, DNS_CONFIG, DNS_OPTION, DNS_POLICIES, DOCUMENT, FEATURES, HOST_ALIAS,
+    METADATA, RESTART_POLICIES, SPEC)
+from nsPod.manifest.syntax import (
+    dns_label_problem, dns_subdomain_problem, kind_of, label_value_problem, q,
+    qualified_name_problem)
 from nsPod.manifest.rules_containers import validate_containers, validate_resources
 from nsPod.manifest.rules_security import validate_security_context
 from nsPod.manifest.rules_volumes import validate_volumes

@@ -1,12 +1,11 @@
-"""Rules for securityContext: ids, capabilities, seccomp, sysctls.
-"""
+"""Rules for securityContext: ids, capabilities, seccomp, sysctls."""
 from nsPod.manifest import sysctl_policy
 from nsPod.manifest.check import suggestion
 from nsPod.manifest.model import SecurityContext
-from nsPod.manifest.schema import (CAPABILITIES, CAPABILITY_NAMES, CONTAINER_SECURITY, ID_MAX,
-    POD_SECURITY, SECCOMP, SYSCTL)
-from nsPod.manifest.syntax import (q, relative_path_problem, sysctl_dots, sysctl_namespace,
-    sysctl_problem)
+from nsPod.manifest.schema import (
+    CAPABILITIES, CAPABILITY_NAMES, CONTAINER_SECURITY, ID_MAX, POD_SECURITY, SECCOMP, SYSCTL)
+from nsPod.manifest.syntax import (
+    q, relative_path_problem, sysctl_dots, sysctl_namespace, sysctl_problem)
 
 
 def validate_security_context(value, path, ctx, pod_level):

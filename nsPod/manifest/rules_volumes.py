@@ -1,5 +1,4 @@
-"""Rules for spec.volumes: emptyDir and hostPath.
-"""
+"""Rules for spec.volumes: emptyDir and hostPath."""
 from nsPod.manifest.model import Volume
 from nsPod.manifest.schema import EMPTY_DIR, HOST_PATH, HOST_PATH_TYPES, VOLUME
 from nsPod.manifest.syntax import absolute_path_problem, dns_label_problem, q
