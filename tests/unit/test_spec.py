@@ -1184,3 +1184,19 @@ def test_merge_keys_still_work():
     [pod], _ = load_pods(text)
     assert [(c.name, c.command) for c in pod.containers] == [("a", ("sleep", "1")),
                                                              ("b", ("sleep", "1"))]
+
+
+def test_a_rule_is_a_function_of_its_value_path_and_context():
+    """Each rule reads the pod's facts from the Context it is given, nothing else: a sysctl
+    rule can be checked without a pod around it."""
+    from nsPod.manifest.check import Report, lone_context
+    from nsPod.manifest.rules_security import validate_sysctls
+    sysctls = [{"name": "kernel.shmmax", "value": "1"}, {"name": "net.core.somaxconn", "value": "9"}]
+    report = Report()
+    assert validate_sysctls(sysctls, "s", lone_context(report)._replace(host_ipc=True)) == (
+        ("net.core.somaxconn", "9"),)
+    assert report.problems == [
+        "s[0].name: \"kernel.shmmax\" cannot be set with hostIPC: it would change the host's"]
+    report = Report()
+    assert len(validate_sysctls(sysctls, "s", lone_context(report))) == 2
+    assert report.problems == []
