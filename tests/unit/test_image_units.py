@@ -250,7 +250,7 @@ def test_security_plan_merges_container_over_pod_over_image():
     (("NET_ADMIN",), ("CHOWN", "KILL"),
      set(plan.DEFAULT_CAPABILITIES) - {"CHOWN", "KILL"} | {"NET_ADMIN"}),
     (("NET_BIND_SERVICE",), ("ALL",), {"NET_BIND_SERVICE"}),
-    (("ALL",), ("SYS_ADMIN",), set(spec._CAPABILITY_NAMES) - {"SYS_ADMIN"}),
+    (("ALL",), ("SYS_ADMIN",), set(spec.CAPABILITY_NAMES) - {"SYS_ADMIN"}),
     (("ALL",), ("ALL",), set()),
 ])
 def test_capabilities_as_containerd_computes_them(add, drop, expected):

@@ -17,7 +17,7 @@ BASE = {"nsPod", "nsPod.errors", "nsPod.config", "nsPod.jsonline"}
 # path and the sysctl policy. Listed, so that a new one is a decision, not an accident.
 BASE_IMPORTS = {"nsPod.config": {"nsPod.kernel.paths", "nsPod.manifest.sysctl_policy"}}
 # One module per outside dependency; the CLI alone talks to users.
-OWNERS = {"click": {"cli.py"}, "yaml": {"manifest/spec.py"}, "pyroute2": {"net/links.py"},
+OWNERS = {"click": {"cli.py"}, "yaml": {"manifest/load.py"}, "pyroute2": {"net/links.py"},
           "prctl": {"kernel/security.py"}, "nsPod._syscalls": {"kernel/syscalls.py"},
           "pyseccomp": {"kernel/seccomp.py"}}
 # The per-pod monitor must stay lean: its memory is paid once per pod.
@@ -197,26 +197,28 @@ def test_monitor_loads_nothing_heavy_at_all():
     assert not set(loaded) & (MONITOR_FORBIDDEN | {"pyseccomp"}), loaded
 
 
-# Modules over MAX_MODULE_LINES / classes over MAX_CLASS_LINES that are still to be carved
-# (issue 12, phase B); each entry goes once its module is under the limit. The monitor is.
-MAX_MODULE_LINES, MAX_CLASS_LINES = 450, 300
-OVERSIZE_ALLOWED = {
-    "api/pods.py", "cli.py", "kernel/container.py", "kernel/paths.py", "manifest/spec.py",
-    "net/daemon.py", "net/links.py", "plan/make.py", "store/images.py",
-    "manifest/spec.py:_Check",
+# Sizes a newcomer can read in one sitting (issue 12): modules up to 450 lines, classes up to
+# 300. What is over today is listed with its size, to be carved, not to grow: a listed module
+# that grows past its number fails too, and one back under the limit must leave the list.
+MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
+OVERSIZED = {
+    "api/pods.py": 536, "cli.py": 812, "kernel/container.py": 553, "kernel/paths.py": 455,
+    "net/daemon.py": 593, "net/links.py": 634, "store/images.py": 722,
 }
 
 
-def test_modules_and_classes_stay_readable_in_one_sitting():
-    """Roughly <= 400 lines a module and <= 300 a class (issue 12)."""
-    problems = []
+def test_modules_and_classes_are_small_enough_to_read():
+    found = {}
     for rel, _, tree in modules():
         lines = (PACKAGE / rel).read_text().count("\n")
-        if lines > MAX_MODULE_LINES and rel not in OVERSIZE_ALLOWED:
-            problems.append(f"nsPod/{rel}: {lines} lines")
+        if lines > MODULE_LINES_MAX:
+            found[rel] = lines
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 size = node.end_lineno - node.lineno + 1
-                if size > MAX_CLASS_LINES and f"{rel}:{node.name}" not in OVERSIZE_ALLOWED:
-                    problems.append(f"nsPod/{rel}: class {node.name}: {size} lines")
-    assert not problems, "\n".join(problems)
+                if size > CLASS_LINES_MAX:
+                    found[f"{rel}:{node.name}"] = size
+    grown = {k: v for k, v in found.items() if v > OVERSIZED.get(k, 0)}
+    assert not grown, f"over {MODULE_LINES_MAX} lines a module or {CLASS_LINES_MAX} a class: {grown}"
+    assert not set(OVERSIZED) - set(found), \
+        f"back under the limit, drop from OVERSIZED: {sorted(set(OVERSIZED) - set(found))}"

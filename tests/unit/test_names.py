@@ -13,7 +13,7 @@ import pytest
 
 from nsPod import config
 from nsPod.kernel import paths
-from nsPod.manifest import spec
+from nsPod.manifest import spec, syntax
 from nsPod.store import state
 from nsPod.errors import InputError, PodNotFound, StateError
 
@@ -54,10 +54,10 @@ def test_container_and_volume_names_are_labels():
 @pytest.mark.parametrize("name", HOSTILE_POD_NAMES + GOOD_POD_NAMES + ["a" * 63, "a" * 64])
 def test_the_checks_agree_with_the_manifest_checks(name):
     """One rule: a name `validate` accepts in a manifest is one every command accepts."""
-    assert (paths.subdomain_problem(name) is None) == (spec._name_problem(
-        name, spec._dns_subdomain_problem) is None)
-    assert (paths.label_problem(name) is None) == (spec._name_problem(
-        name, spec._dns_label_problem) is None)
+    assert (paths.subdomain_problem(name) is None) == (syntax.name_problem(
+        name, syntax.dns_subdomain_problem) is None)
+    assert (paths.label_problem(name) is None) == (syntax.name_problem(
+        name, syntax.dns_label_problem) is None)
 
 
 @pytest.mark.parametrize("part", ["", ".", "..", "a/b", "/", "a\0"])

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from nsPod.manifest import spec
+from nsPod.manifest import schema, spec
 from nsPod.errors import InputError, SpecError
 from nsPod.manifest.spec import (
     Container, EnvVar, Resources, Volume, VolumeMount, container_from_dict, effective_hostname,
@@ -899,6 +899,35 @@ def test_container_from_dict_init_is_gated(disable):
     assert info.value.problems == ["container: init containers are not supported yet"]
 
 
+def test_container_from_dict_checks_against_the_context_validate_pod_builds(monkeypatch):
+    """`nspod add` checks the new container against the same facts the pod's own containers
+    were checked against: one Context record, built by validate_pod for the pod and by
+    pod_context for the container that joins it. (Before, container_from_dict copied the facts
+    by hand and left out hostIPC, so it checked against hostIPC: false.)"""
+    from nsPod.manifest import rules_containers, rules_pod
+    seen = []
+
+    def spy(raw, path, init, ctx):
+        seen.append(ctx)
+        return real(raw, path, init, ctx)
+
+    real = rules_containers.validate_container
+    monkeypatch.setattr(rules_containers, "validate_container", spy)
+    monkeypatch.setattr(spec, "validate_container", spy)
+    pod, _ = pod_from_dict(base(hostIPC=True, hostNetwork=True, terminationGracePeriodSeconds=7,
+                                volumes=[{"name": "data", "emptyDir": {}}]))
+    container_from_dict({"name": "sidecar", "command": ["true"]}, "container", init=False,
+                        pod=pod)
+    of_pod, of_added = seen
+    facts = ("grace", "host_network", "host_ipc", "volume_names")
+    assert [getattr(of_added, f) for f in facts] == [getattr(of_pod, f) for f in facts]
+    assert of_added.host_ipc is True and of_added.grace == 7
+    assert of_added.container_names == of_pod.container_names | {"sidecar"}
+    assert rules_pod.Context is type(of_added)
+    with pytest.raises(AttributeError):
+        of_added.host_ipc = False  # frozen: no rule can change a fact for the next one
+
+
 def test_container_from_dict_without_a_pod():
     container, _ = container_from_dict({"name": "c", "command": ["true"],
                                         "volumeMounts": [{"name": "any", "mountPath": "/x"}]},
@@ -907,10 +936,10 @@ def test_container_from_dict_without_a_pod():
 
 
 def test_every_feature_names_a_field():
-    schemas = {"spec": spec._SPEC, "container": spec._CONTAINER, "volume": spec._VOLUME,
-               "env": spec._ENV_SOURCE, "volumeMount": spec._MOUNT,
-               "securityContext": {**spec._POD_SECURITY, **spec._CONTAINER_SECURITY},
-               "handler": {**spec._LIFECYCLE_HANDLER, **spec._PROBE}}
+    schemas = {"spec": schema.SPEC, "container": schema.CONTAINER, "volume": schema.VOLUME,
+               "env": schema.ENV_SOURCE, "volumeMount": schema.MOUNT,
+               "securityContext": {**schema.POD_SECURITY, **schema.CONTAINER_SECURITY},
+               "handler": {**schema.LIFECYCLE_HANDLER, **schema.PROBE}}
     for key, enabled in spec.FEATURES.items():
         kind, _, name = key.partition(".")
         assert schemas[kind].get(name.split("=")[0], "missing") is None, key
@@ -1161,3 +1190,19 @@ def test_merge_keys_still_work():
     [pod], _ = load_pods(text)
     assert [(c.name, c.command) for c in pod.containers] == [("a", ("sleep", "1")),
                                                              ("b", ("sleep", "1"))]
+
+
+def test_a_rule_is_a_function_of_its_value_path_and_context():
+    """Each rule reads the pod's facts from the Context it is given, nothing else: a sysctl
+    rule can be checked without a pod around it."""
+    from nsPod.manifest.check import Report, lone_context
+    from nsPod.manifest.rules_security import validate_sysctls
+    sysctls = [{"name": "kernel.shmmax", "value": "1"}, {"name": "net.core.somaxconn", "value": "9"}]
+    report = Report()
+    assert validate_sysctls(sysctls, "s", lone_context(report)._replace(host_ipc=True)) == (
+        ("net.core.somaxconn", "9"),)
+    assert report.problems == [
+        "s[0].name: \"kernel.shmmax\" cannot be set with hostIPC: it would change the host's"]
+    report = Report()
+    assert len(validate_sysctls(sysctls, "s", lone_context(report))) == 2
+    assert report.problems == []

@@ -1,0 +1,217 @@
+"""The fields a Pod manifest may hold, and how each is treated.
+
+Fields sort into five kinds: handled (validated by the rules_* modules), gated (in the contract,
+refused with "not supported yet" until FEATURES says so), cluster-only (accepted with one
+warning), known to Kubernetes but unsupported (refused), and unknown (refused, with a suggestion
+when one is close). Data only: the tables every rule and `nspod generate` read.
+"""
+
+
+# The contract's fields (interface.md, "The manifest") as they are delivered. A False entry is
+# refused with "<path>: not supported yet" whenever its value is not empty (null, "", [] or {}:
+# `resources: {}` as kubectl writes it asks for nothing). Keys are "<object>.<field>"; the
+# sub-keys of securityContext and the handler kinds of probes and lifecycle hooks are checked
+# on top of their parent, so an issue flips the parent and the parts it brings. Contents of
+# gated fields are validated all the same: flipping an entry is all it takes to deliver one.
+FEATURES = {
+    "spec.hostname": True,
+    "spec.subdomain": True,
+    "spec.setHostnameAsFQDN": True,
+    "spec.shareProcessNamespace": True,
+    "spec.hostNetwork": True,
+    "spec.hostIPC": True,
+    "spec.hostPID": True,
+    "spec.restartPolicy": True,
+    "spec.restartPolicy=Never": True,
+    "spec.restartPolicy=OnFailure": True,
+    "spec.restartPolicy=Always": True,
+    "spec.terminationGracePeriodSeconds": True,
+    "spec.activeDeadlineSeconds": True,
+    "spec.volumes": True,
+    "spec.initContainers": True,
+    "spec.containers": True,
+    "spec.resources": True,
+    "spec.hostAliases": True,
+    "spec.dnsPolicy": True,
+    "spec.dnsConfig": True,
+    "spec.securityContext": True,
+    "volume.emptyDir": True,
+    "volume.hostPath": True,
+    "container.image": True,
+    "container.command": True,
+    "container.args": True,
+    "container.env": True,
+    "container.workingDir": True,
+    "container.volumeMounts": True,
+    "container.resources": True,
+    "container.securityContext": True,
+    "container.ports": True,
+    "container.livenessProbe": True,
+    "container.readinessProbe": True,
+    "container.startupProbe": True,
+    "container.lifecycle": True,
+    "container.terminationMessagePath": True,
+    "container.terminationMessagePolicy": True,
+    "container.restartPolicy": True,
+    "env.fieldRef": True,
+    "env.resourceFieldRef": True,
+    "volumeMount.readOnly": True,
+    "volumeMount.subPath": True,
+    "volumeMount.subPathExpr": True,
+    "securityContext.runAsUser": True,
+    "securityContext.runAsGroup": True,
+    "securityContext.runAsNonRoot": True,
+    "securityContext.supplementalGroups": True,
+    "securityContext.fsGroup": True,
+    "securityContext.privileged": True,
+    "securityContext.allowPrivilegeEscalation": True,
+    "securityContext.readOnlyRootFilesystem": True,
+    "securityContext.capabilities": True,
+    "securityContext.seccompProfile": True,
+    "securityContext.sysctls": True,
+    "handler.exec": True,
+    "handler.httpGet": True,
+    "handler.tcpSocket": True,
+    "handler.sleep": True,
+}
+
+NOT_YET_MESSAGES = {}
+
+# Schemas: field -> None when handled, or (level, message) for what is not. A field absent
+# from its schema is unknown.
+IGNORED_HERE = ("warn", "ignored on a single host")
+SERVER_SET = ("warn", "ignored (set by the API server)")
+UNSUPPORTED = ("error", "not supported")
+VOLUME_TYPE = ("error", "volume type not supported (supported: emptyDir, hostPath)")
+
+DOCUMENT = {"apiVersion": None, "kind": None, "metadata": None, "spec": None,
+             "status": ("warn", "ignored")}
+METADATA = {
+    "name": None, "namespace": None, "labels": None, "annotations": None,
+    "generateName": ("warn", "ignored: nspod needs metadata.name"),
+    "uid": SERVER_SET, "resourceVersion": SERVER_SET, "generation": SERVER_SET,
+    "creationTimestamp": SERVER_SET, "deletionTimestamp": SERVER_SET,
+    "deletionGracePeriodSeconds": SERVER_SET, "selfLink": SERVER_SET,
+    "managedFields": SERVER_SET,
+    "ownerReferences": IGNORED_HERE, "finalizers": IGNORED_HERE,
+}
+SPEC = {
+    **dict.fromkeys((
+        "hostname", "subdomain", "setHostnameAsFQDN", "shareProcessNamespace", "hostNetwork",
+        "hostIPC", "hostPID", "restartPolicy", "terminationGracePeriodSeconds",
+        "activeDeadlineSeconds", "volumes", "initContainers", "containers", "resources",
+        "hostAliases", "dnsPolicy", "dnsConfig", "securityContext")),
+    **dict.fromkeys((
+        "nodeSelector", "nodeName", "affinity", "tolerations", "schedulerName",
+        "priorityClassName", "priority", "preemptionPolicy", "serviceAccountName",
+        "serviceAccount", "automountServiceAccountToken", "imagePullSecrets",
+        "enableServiceLinks", "topologySpreadConstraints", "readinessGates", "schedulingGates",
+        "overhead"), IGNORED_HERE),
+    **dict.fromkeys((
+        "ephemeralContainers", "os", "hostUsers", "runtimeClassName", "resourceClaims",
+        "hostnameOverride"), UNSUPPORTED),
+}
+CONTAINER = {
+    **dict.fromkeys((
+        "name", "image", "command", "args", "env", "workingDir", "volumeMounts", "resources",
+        "securityContext", "ports", "livenessProbe", "readinessProbe", "startupProbe",
+        "lifecycle", "terminationMessagePath", "terminationMessagePolicy", "restartPolicy")),
+    "imagePullPolicy": None,        # honoured by `run` (nsPod/registry/pull.py ensure)
+    **dict.fromkeys((
+        "envFrom", "volumeDevices", "resizePolicy", "restartPolicyRules", "stdin", "stdinOnce",
+        "tty"), UNSUPPORTED),
+}
+APP_CONTAINER = {
+    **CONTAINER,
+    "restartPolicy": ("error", "only init containers may set restartPolicy (native sidecars)"),
+}
+VOLUME = {
+    "name": None, "emptyDir": None, "hostPath": None,
+    **dict.fromkeys((
+        "configMap", "secret", "persistentVolumeClaim", "projected", "downwardAPI", "ephemeral",
+        "csi", "image", "nfs", "iscsi", "glusterfs", "rbd", "flexVolume", "cinder", "cephfs",
+        "flocker", "fc", "azureFile", "azureDisk", "vsphereVolume", "quobyte",
+        "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "gcePersistentDisk",
+        "awsElasticBlockStore", "gitRepo"), VOLUME_TYPE),
+}
+EMPTY_DIR = {"medium": None, "sizeLimit": None}
+HOST_PATH = {"path": None, "type": None}
+MOUNT = {"name": None, "mountPath": None, "readOnly": None, "subPath": None,
+          "subPathExpr": None, "mountPropagation": UNSUPPORTED,
+          "recursiveReadOnly": UNSUPPORTED}
+ENV = {"name": None, "value": None, "valueFrom": None}
+ENV_SOURCE = {"fieldRef": None, "resourceFieldRef": None,
+               "configMapKeyRef": ("error", "not supported yet"),
+               "secretKeyRef": ("error", "not supported yet"),
+               "fileKeyRef": UNSUPPORTED}
+FIELD_REF = {"apiVersion": None, "fieldPath": None}
+RESOURCE_REF = {"containerName": None, "resource": None, "divisor": None}
+RESOURCES = {"limits": None, "requests": None, "claims": UNSUPPORTED}
+SECURITY_COMMON = dict.fromkeys(("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile"))
+POD_SECURITY = {
+    **SECURITY_COMMON,
+    **dict.fromkeys(("supplementalGroups", "fsGroup", "sysctls")),
+    **dict.fromkeys((
+        "seLinuxOptions", "windowsOptions", "appArmorProfile", "fsGroupChangePolicy",
+        "supplementalGroupsPolicy", "seLinuxChangePolicy"), UNSUPPORTED),
+}
+CONTAINER_SECURITY = {
+    **SECURITY_COMMON,
+    **dict.fromkeys((
+        "privileged", "allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities")),
+    **dict.fromkeys((
+        "seLinuxOptions", "windowsOptions", "appArmorProfile", "procMount"), UNSUPPORTED),
+}
+CAPABILITIES = {"add": None, "drop": None}
+SECCOMP = {"type": None, "localhostProfile": None}
+SYSCTL = {"name": None, "value": None}
+PORT = {"name": None, "containerPort": None, "hostPort": None, "protocol": None,
+         "hostIP": UNSUPPORTED}
+PROBE = {
+    **dict.fromkeys((
+        "exec", "httpGet", "tcpSocket", "initialDelaySeconds", "timeoutSeconds",
+        "periodSeconds", "successThreshold", "failureThreshold",
+        "terminationGracePeriodSeconds")),
+    "grpc": UNSUPPORTED,
+}
+LIFECYCLE = {"postStart": None, "preStop": None, "stopSignal": UNSUPPORTED}
+LIFECYCLE_HANDLER = {"exec": None, "httpGet": None, "sleep": None,
+                      "tcpSocket": ("error", "not supported (deprecated in lifecycle hooks)")}
+EXEC = {"command": None}
+HTTP_GET = {"path": None, "port": None, "host": None, "scheme": None, "httpHeaders": None}
+TCP_SOCKET = {"port": None, "host": None}
+SLEEP = {"seconds": None}
+HEADER = {"name": None, "value": None}
+HOST_ALIAS = {"ip": None, "hostnames": None}
+DNS_CONFIG = {"nameservers": None, "searches": None, "options": None}
+DNS_OPTION = {"name": None, "value": None}
+
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
+                    "CharDevice", "BlockDevice")
+FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+                "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP",
+                "status.podIPs")
+ENV_RESOURCES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
+                  "requests.memory", "requests.ephemeral-storage")
+# Kubernetes compares the divisor's canonical form with these lists.
+CPU_DIVISORS = ("1m", "1")
+SIZE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E",
+                  "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+CAPABILITY_NAMES = frozenset((
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"))
+# Sysctls the kernel keeps per namespace; any other would change the whole host.
+IPC_SYSCTLS = frozenset((
+    "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem"))
+ID_MAX = 2**31 - 1
+# The API's integer types: a field without a tighter bound is an int64, a probe's an int32.
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+ANNOTATIONS_MAX_BYTES = 256 * 1024
