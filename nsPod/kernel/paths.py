@@ -19,17 +19,13 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import stat
 
 from nsPod.errors import InputError, StateError
+from nsPod.manifest.dns import dns_label_problem, dns_subdomain_problem
 
 # Kubernetes' apimachinery validation: IsDNS1123Subdomain (pod names, at most 253) and
 # IsDNS1123Label (container and volume names, at most 63).
-SUBDOMAIN_MAX = 253
-LABEL_MAX = 63
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 # A host-wide directory, one file per state root nspod has used: persistent, because a state
 # root on disk (and its emptyDir volumes) outlives a reboot.
@@ -52,30 +48,22 @@ def _show(name):
 
 def subdomain_problem(name):
     """None when `name` is a DNS-1123 subdomain of at most 253 characters, else why not."""
-    if not isinstance(name, str):
-        return f"must be a string, got {type(name).__name__}"
-    if not name:
-        return "must not be empty"
-    if len(name) > SUBDOMAIN_MAX:
-        return f"must be at most {SUBDOMAIN_MAX} characters (it has {len(name)})"
-    if not _SUBDOMAIN.fullmatch(name):
-        return ("must be lowercase letters, digits, '-' and '.', starting and ending with a "
-                "letter or digit (a DNS-1123 subdomain)")
-    return None
+    return _name_problem(name, dns_subdomain_problem)
 
 
 def label_problem(name):
     """None when `name` is a DNS-1123 label of at most 63 characters, else why not."""
+    return _name_problem(name, dns_label_problem)
+
+
+def _name_problem(name, rule):
+    # The manifest's own rules (manifest/syntax.py), so a name the CLI takes is one a
+    # manifest may hold and the other way round.
     if not isinstance(name, str):
         return f"must be a string, got {type(name).__name__}"
     if not name:
         return "must not be empty"
-    if len(name) > LABEL_MAX:
-        return f"must be at most {LABEL_MAX} characters (it has {len(name)})"
-    if not _LABEL.fullmatch(name):
-        return ("must be lowercase letters, digits and '-', starting and ending with a letter "
-                "or digit (a DNS-1123 label)")
-    return None
+    return rule(name)
 
 
 def check_pod_name(name):

@@ -5,11 +5,11 @@ with the field path).
 """
 import re
 
+from nsPod.manifest.dns import (  # noqa: F401  (re-exported for the rules)
+    DNS_LABEL, DNS_SUBDOMAIN, dns_label_problem, dns_subdomain_problem)
 from nsPod.manifest.schema import FIELD_PATHS, IPC_SYSCTLS
 
 
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 PORT_NAME = re.compile(r"[-a-z0-9]+")
 HTTP_TOKEN = re.compile(r"[-A-Za-z0-9!#$%&'*+.^_`|~]+")
@@ -64,24 +64,6 @@ def name_problem(name, check):
     if not name:
         return "must not be empty"
     return check(name)
-
-
-def dns_label_problem(value):
-    if len(value) > 63:
-        return f"must be at most 63 characters (it has {len(value)})"
-    if not DNS_LABEL.fullmatch(value):
-        return ("must be lowercase letters, digits and '-', starting and ending with a letter or "
-                "digit (a DNS-1123 label)")
-    return None
-
-
-def dns_subdomain_problem(value):
-    if len(value) > 253:
-        return f"must be at most 253 characters (it has {len(value)})"
-    if not DNS_SUBDOMAIN.fullmatch(value):
-        return ("must be lowercase letters, digits, '-' and '.', starting and ending with a "
-                "letter or digit (a DNS-1123 subdomain)")
-    return None
 
 
 def qualified_name_problem(key):
