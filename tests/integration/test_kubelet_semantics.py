@@ -62,9 +62,12 @@ def test_onfailure_new_sandbox_does_not_rerun_succeeded_containers(nspod):
     def rebuilt():
         obj = nspod.inspect(P)
         long = container_status(obj, "long")
+        # The phase is recomputed right after the container's start is recorded: a reader
+        # may see the one before the other, so both are waited for.
         return obj["runtime"].get("pausePid") not in (None, before["runtime"]["pausePid"]) \
-            and "running" in long["state"] and long["restartCount"] == 1 and obj
-    after = wait_for(rebuilt, timeout=15, what="a new sandbox")
+            and "running" in long["state"] and long["restartCount"] == 1 \
+            and obj["status"]["phase"] == "Running" and obj
+    after = wait_for(rebuilt, timeout=15, what="a new sandbox, Running")
     once = container_status(after, "once")
     assert once["restartCount"] == 0
     assert once["state"]["terminated"]["exitCode"] == 0
