@@ -12,7 +12,7 @@ import time
 import click
 
 from nsPod import __version__
-from nsPod.errors import InputError, NspodError, describe
+from nsPod.errors import ExitCode, InputError, NspodError, describe
 
 ROOTLESS_COMMANDS = {"validate"}
 
@@ -418,8 +418,8 @@ def stats(ctx, pod):
 
 
 def _size(value):
-    from nsPod.api.admission import human_bytes
-    return "-" if value is None else human_bytes(value)
+    from nsPod.manifest.quantity import format_bytes
+    return "-" if value is None else format_bytes(value, readable=True)
 
 
 @cli.command()
@@ -685,12 +685,13 @@ def main(argv=None):
     try:
         code = run_command(argv)
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = e.code if isinstance(e.code, int) else (ExitCode.OK if e.code is None
+                                                             else ExitCode.FAILURE)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
-            code = code or 1
+            code = code or ExitCode.FAILURE
     os._exit(code)
 
 
@@ -704,30 +705,30 @@ def run_command(argv):
         # One line per problem, as for every other bad input; --help has the usage.
         where = f" (see '{e.ctx.command_path} --help')" if e.ctx and e.ctx.parent else ""
         click.echo(f"error: {e.format_message()}{where}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INPUT)
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except NspodError as e:
         for line in str(e).splitlines() or [type(e).__name__]:
             click.echo(f"error: {line}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         sys.stderr.close()
-        sys.exit(1)
+        sys.exit(ExitCode.FAILURE)
     except OSError as e:
         click.echo(f"error: {describe(e)}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.FAILURE)
     except Exception as e:  # a bug: say so in one line; the traceback only when asked
         if os.environ.get("NSPOD_DEBUG") == "1":
             raise
         click.echo(f"error: internal error: {type(e).__name__}: {e} "
                    "(NSPOD_DEBUG=1 shows the traceback)", err=True)
-        sys.exit(1)
-    sys.exit(0)
+        sys.exit(ExitCode.FAILURE)
+    sys.exit(ExitCode.OK)

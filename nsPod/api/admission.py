@@ -5,24 +5,12 @@ out in the refusal so a user can check it:
     left = MemAvailable - memory held by other pods - reserve
 """
 from nsPod.errors import NspodError
-
-_UNITS = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+from nsPod.manifest.quantity import format_bytes
 
 
 def human_bytes(n):
-    """Binary-suffixed, as a Kubernetes quantity reads: 512Mi, 1.25Gi, 300 (bytes).
-
-    Two decimals at most; a value they do not show exactly gets a "~" (~23.25Gi).
-    """
-    if abs(n) < 1024:
-        return str(n)
-    scale, unit = 1, ""
-    for unit in _UNITS:
-        scale *= 1024
-        if abs(n) < scale * 1024:
-            break
-    text = f"{n / scale:.2f}".rstrip("0").rstrip(".") + unit
-    return text if (n * 100) % scale == 0 else "~" + text
+    """512Mi, 1.25Gi, ~23.25Gi, 300 (bytes): the readable form of nspod's one byte formatter."""
+    return format_bytes(n, readable=True)
 
 
 def admit(need_bytes, mem_available, committed_bytes, reserve_bytes, per_container,
