@@ -192,3 +192,40 @@ def test_monitor_loads_nothing_heavy_at_all():
     loaded = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                             check=True).stdout.split()
     assert not set(loaded) & (MONITOR_FORBIDDEN | {"pyseccomp"}), loaded
+
+
+MAX_MODULE_LINES = 450
+MAX_CLASS_LINES = 300
+# What is still over the limits, each with the reason; a new entry is a decision, not an
+# accident, and an entry whose module shrank under the limit must go (see below).
+OVERSIZE_ALLOWED = {
+    # being carved in phase B (issue 12): the monitor by B1, the manifest rules by B2
+    "monitor/supervisor.py", "monitor/supervisor.py:Monitor",
+    "manifest/spec.py", "manifest/spec.py:_Check",
+    "plan/make.py",
+    # being carved in phase B by B3 (what the CLI, netd and the store do)
+    "api/pods.py", "kernel/container.py", "kernel/paths.py", "net/daemon.py", "net/links.py",
+    "store/images.py",
+}
+
+
+def _oversize():
+    found = set()
+    for rel, _, tree in modules():
+        lines = len((PACKAGE / rel).read_text().splitlines())
+        if lines > MAX_MODULE_LINES:
+            found.add(rel)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and \
+                    node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                found.add(f"{rel}:{node.name}")
+    return found
+
+
+def test_modules_and_classes_are_small_enough_to_read_in_one_sitting():
+    """No module over 450 lines, no class over 300 (issue 12), but for the allowlist."""
+    assert sorted(_oversize() - OVERSIZE_ALLOWED) == []
+
+
+def test_the_oversize_allowlist_names_only_what_is_still_over():
+    assert sorted(OVERSIZE_ALLOWED - _oversize()) == []
