@@ -57,6 +57,10 @@ class SetupError(NspodError):
     """A step of making a pod or a container failed; the message names the step."""
 
 
+class ImageError(NspodError):
+    """An image cannot be imported, found or removed."""
+
+
 class CgroupError(NspodError):
     pass
 

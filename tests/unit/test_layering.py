@@ -205,7 +205,6 @@ OVERSIZE_ALLOWED = {
     "plan/make.py",
     # being carved in phase B by B3 (what the CLI, netd and the store do)
     "api/pods.py", "kernel/container.py", "kernel/paths.py", "net/daemon.py", "net/links.py",
-    "store/images.py",
 }
 
 
