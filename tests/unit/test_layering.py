@@ -204,7 +204,7 @@ OVERSIZE_ALLOWED = {
     "manifest/spec.py", "manifest/spec.py:_Check",
     "plan/make.py",
     # being carved in phase B by B3 (what the CLI, netd and the store do)
-    "api/pods.py", "kernel/container.py", "kernel/paths.py", "net/daemon.py", "net/links.py",
+    "api/pods.py", "kernel/container.py", "kernel/paths.py",
 }
 
 
