@@ -142,10 +142,10 @@ def create(ctx, name, memory, volumes, share, hostname, network):
 @pass_context
 def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
     """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
-    from nsPod.api import manifests, pods
+    from nsPod.api import change, manifests
     container = manifests.container_for_add(pod, name, init, memory, mounts, env, restart,
                                             workdir, image, command)
-    for w in pods.add(ctx.config, pod, container, init=init):
+    for w in change.add(ctx.config, pod, container, init=init):
         warn(w)
     click.echo(name)
 
@@ -255,8 +255,8 @@ def run_attached(tty, run):
 @pass_context
 def restart(ctx, pod, container):
     """Restart one container of a running pod; nothing else in the pod changes."""
-    from nsPod.api import pods
-    click.echo(pods.restart(ctx.config, pod, container))
+    from nsPod.api import change
+    click.echo(change.restart(ctx.config, pod, container))
 
 
 @cli.command()
@@ -264,11 +264,11 @@ def restart(ctx, pod, container):
 @pass_context
 def apply(ctx, file):
     """Change a running pod to match FILE: only containers whose spec changed restart."""
-    from nsPod.api import pods
+    from nsPod.api import change
     # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
     # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
     for p in load_manifest(file, allowed_unsafe_sysctls=None):
-        click.echo(render.applied(p.name, pods.apply(ctx.config, p)))
+        click.echo(render.applied(p.name, change.apply(ctx.config, p)))
 
 
 @cli.command()

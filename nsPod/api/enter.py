@@ -6,7 +6,6 @@ import os
 import signal
 import uuid
 
-from nsPod.store import status
 from nsPod.errors import ExitCode, NspodError, StateError
 from nsPod.store.state import ProcessRef
 from nsPod.api.pods import _believed_cgroup, _in_cgroup, _is_pause, _process_ref
