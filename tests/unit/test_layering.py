@@ -203,8 +203,6 @@ OVERSIZE_ALLOWED = {
     "monitor/supervisor.py", "monitor/supervisor.py:Monitor",
     "manifest/spec.py", "manifest/spec.py:_Check",
     "plan/make.py",
-    # being carved in phase B by B3 (what the CLI, netd and the store do)
-    "api/pods.py", "kernel/container.py", "kernel/paths.py",
 }
 
 
