@@ -1,8 +1,9 @@
 """The nspod command: the only module that imports click, prints for users or exits.
 
-Each command parses its arguments, makes one call into the library (nsPod.api.pods) and renders
-the result. Library errors (NspodError) become one line per problem on stderr and their exit
-code: 2 for bad input, 1 for a failure at run time.
+Each command parses its arguments, makes one call into the library (nsPod.api) and echoes
+what api/render.py makes of the result. Library errors (NspodError) become one line per
+problem on stderr and their exit code (errors.ExitCode): 2 for bad input, 1 for a failure at
+run time.
 """
 import json
 import os
