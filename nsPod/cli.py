@@ -1,8 +1,9 @@
 """The nspod command: the only module that imports click, prints for users or exits.
 
-Each command parses its arguments, makes one call into the library (nsPod.api.pods) and renders
-the result. Library errors (NspodError) become one line per problem on stderr and their exit
-code: 2 for bad input, 1 for a failure at run time.
+Each command parses its arguments, makes one call into the library (nsPod.api) and echoes
+what api/render.py makes of the result. Library errors (NspodError) become one line per
+problem on stderr and their exit code (errors.ExitCode): 2 for bad input, 1 for a failure at
+run time.
 """
 import contextlib
 import json
@@ -13,7 +14,8 @@ import time
 import click
 
 from nsPod import __version__
-from nsPod.errors import InputError, NspodError, describe
+from nsPod.errors import ExitCode, InputError, NspodError, describe
+from nsPod.api import render
 
 ROOTLESS_COMMANDS = {"validate"}
 
@@ -35,15 +37,8 @@ class Context:
     @property
     def config(self):
         if self._config is None:
-            from nsPod import config
-            self._config = config.load(**self.options)
-            from nsPod.kernel import paths
-            # A state root that is a symlink, another user's, or writable by others is
-            # refused before any command reads or writes in it.
-            paths.check_root(self._config.root)
-            if self._config.trace:
-                from nsPod.kernel import syscalls
-                syscalls.set_trace(True)
+            from nsPod.api import session
+            self._config = session.open_config(self.options)
         return self._config
 
 
@@ -85,73 +80,10 @@ def warn(message):
     click.echo(f"warning: {message}", err=True)
 
 
-def read_manifest(file):
-    """The manifest's text and its name for messages; at most spec.MANIFEST_MAX_BYTES read.
-
-    A named FIFO is refused rather than waited on; a pipe from the shell (`<(...)`,
-    /dev/stdin) and standard input (-) are read as far as the cap.
-    """
-    from nsPod.manifest.spec import MANIFEST_MAX_BYTES
-    limit = MANIFEST_MAX_BYTES
-    if file == "-":
-        data, source = sys.stdin.buffer.read(limit + 1), "<stdin>"
-    else:
-        source = file
-        try:
-            # O_NONBLOCK: opening a FIFO nobody writes to would block forever.
-            fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-        except OSError as e:
-            raise InputError(f"FILE: cannot read {file}: {e.strerror}") from None
-        try:
-            import stat
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISDIR(mode):
-                raise InputError(f"FILE: {file} is a directory, not a manifest")
-            if stat.S_ISFIFO(mode) and _is_named_fifo(file):
-                raise InputError(f"FILE: {file} is a FIFO, not a manifest "
-                                 "(to read a stream, pipe it to: nspod ... -)")
-            if not stat.S_ISREG(mode) and not stat.S_ISFIFO(mode) and not stat.S_ISCHR(mode):
-                raise InputError(f"FILE: {file} is not a regular file")
-            os.set_blocking(fd, True)
-            chunks, size = [], 0
-            while size <= limit:
-                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            data = b"".join(chunks)
-        except OSError as e:
-            raise InputError(f"FILE: cannot read {file}: {e.strerror}") from None
-        finally:
-            os.close(fd)
-    if len(data) > limit:
-        raise InputError(f"FILE: {source}: manifest larger than {limit >> 20} MiB")
-    try:
-        return data.decode("utf-8"), source
-    except UnicodeDecodeError as e:
-        raise InputError(f"FILE: {source} is not UTF-8 text (byte {e.start})") from None
-
-
-def _is_named_fifo(file):
-    """A FIFO on a file system (mkfifo), not a shell's pipe (/dev/fd/N, /proc/self/fd/N)."""
-    import stat
-    real = os.path.realpath(file)
-    if real.startswith(("/proc/", "/dev/fd/")):
-        return False
-    try:
-        return stat.S_ISFIFO(os.stat(real).st_mode)
-    except OSError:
-        return False
-
-
 def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
-    from nsPod.manifest import spec
-    text, source = read_manifest(file)
-    pods, warnings = spec.load_pods(text, source, name_override=name,
-                                    allowed_unsafe_sysctls=allowed_unsafe_sysctls)
-    if name is not None and len(pods) > 1:
-        raise InputError(f"--name: {file} holds {len(pods)} pods; --name needs exactly one")
+    """The pods of FILE (api.manifests reads it with care); its warnings go to stderr."""
+    from nsPod.api import manifests
+    pods, warnings = manifests.load_manifest(file, name, allowed_unsafe_sysctls)
     for w in warnings:
         warn(w)
     return pods
@@ -173,7 +105,8 @@ def run(ctx, file, name, wait):
             warn(w)
         click.echo(p.name)
         if wait:
-            _wait_started(ctx.config, p.name)
+            from nsPod.api import query
+            query.wait_started(ctx.config, p.name)
 
 
 def _pull_images(config, p):
@@ -190,31 +123,6 @@ def _pull_images(config, p):
         pull.ensure(config.root, p.manifest, progress)
 
 
-def _wait_started(config, name):
-    from nsPod.api import query
-    while True:
-        obj = query.inspect(config, name)
-        st = obj["status"]
-        if st["phase"] == "Failed":
-            reason = st.get("message") or _failed_containers(st)
-            raise NspodError(f"pod {name} failed: {reason}")
-        if st["phase"] == "Succeeded":
-            return
-        if all("running" in c.get("state", {}) for c in st["containerStatuses"]):
-            return
-        time.sleep(0.05)
-
-
-def _failed_containers(st):
-    parts = []
-    for c in st.get("containerStatuses", []):
-        t = c.get("state", {}).get("terminated")
-        if t and t.get("exitCode"):
-            parts.append(f"container {c['name']} {t.get('reason')} (exit code {t['exitCode']})"
-                         + (f": {t['message']}" if t.get("message") else ""))
-    return "; ".join(parts) or "see nspod inspect"
-
-
 @cli.command()
 @click.argument("name")
 @click.option("--memory", metavar="Q", help="Pod memory limit (e.g. 512Mi).")
@@ -228,50 +136,13 @@ def _failed_containers(st):
 @pass_context
 def create(ctx, name, memory, volumes, share, hostname, network):
     """Create a pod with only its pause process; add containers with `nspod add`."""
-    from nsPod.kernel import paths
-    from nsPod.api import pods
-    from nsPod.manifest import spec
-    paths.check_pod_name(name)
-    manifest = create_manifest(name, memory, volumes, share, hostname, network)
-    p, warnings = spec.pod_from_dict(manifest, allow_no_containers=True)
+    from nsPod.api import manifests, pods
+    p, warnings = manifests.pod_for_create(name, memory, volumes, share, hostname, network)
     for w in warnings:
         warn(w)
     for w in pods.run(ctx.config, p):
         warn(w)
     click.echo(p.name)
-
-
-def create_manifest(name, memory, volumes, share, hostname, network):
-    kinds = {k.strip() for k in share.split(",") if k.strip()}
-    unknown = kinds - {"net", "ipc", "uts", "pid"}
-    if unknown:
-        raise InputError(f"--share: unknown namespace kind(s) {', '.join(sorted(unknown))} "
-                         "(choose from net, ipc, uts, pid)")
-    if not {"net", "ipc", "uts"} <= kinds:
-        raise InputError(f"--share: {share!r}: a pod's containers always share net, ipc and "
-                         "uts (Kubernetes' model); add pid to share the pid namespace too")
-    spec_doc = {"restartPolicy": "Never", "containers": []}
-    if "pid" in kinds:
-        spec_doc["shareProcessNamespace"] = True
-    if hostname:
-        spec_doc["hostname"] = hostname
-    if memory:
-        spec_doc["resources"] = {"limits": {"memory": memory}}
-    volume_docs = []
-    from nsPod.kernel import paths
-    for i, v in enumerate(volumes):
-        vname, _, size = v.partition(":")
-        paths.check_volume_name(vname)
-        empty_dir = {"medium": "Memory"}
-        if size:
-            empty_dir["sizeLimit"] = size
-        volume_docs.append({"name": vname, "emptyDir": empty_dir})
-    if volume_docs:
-        spec_doc["volumes"] = volume_docs
-    metadata = {"name": name}
-    if network:
-        metadata["annotations"] = {"nspod.io/network": network}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec_doc}
 
 
 @cli.command()
@@ -289,52 +160,12 @@ def create_manifest(name, memory, volumes, share, hostname, network):
 @pass_context
 def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, command):
     """Add a container to a running pod and start it: nspod add POD NAME -- CMD ARGS..."""
-    from nsPod.kernel import paths
-    from nsPod.api import pods
-    paths.check_pod_name(pod)
-    paths.check_container_name(name)
-    if restart and not init:
-        raise InputError("--restart: only init containers take a restartPolicy (with --init "
-                         "--restart Always: a native sidecar); app containers follow the pod's")
-    container = add_container_doc(name, memory, mounts, env, restart, workdir, image, command)
-    for w in pods.add(ctx.config, pod, container, init=init):
+    from nsPod.api import change, manifests
+    container = manifests.container_for_add(pod, name, init, memory, mounts, env, restart,
+                                            workdir, image, command)
+    for w in change.add(ctx.config, pod, container, init=init):
         warn(w)
     click.echo(name)
-
-
-def add_container_doc(name, memory, mounts, env, restart, workdir, image, command):
-    doc = {"name": name, "command": list(command)}
-    if image:
-        doc["image"] = image
-    if workdir:
-        doc["workingDir"] = workdir
-    if restart:
-        doc["restartPolicy"] = restart
-    if memory:
-        doc["resources"] = {"limits": {"memory": memory}}
-    env_docs = []
-    for item in env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--env: {item!r} is not K=V")
-        env_docs.append({"name": key, "value": value})
-    if env_docs:
-        doc["env"] = env_docs
-    mount_docs = []
-    for item in mounts:
-        parts = item.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1] or \
-                (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise InputError(f"--mount: {item!r} is not V:PATH or V:PATH:ro")
-        from nsPod.kernel import paths
-        paths.check_volume_name(parts[0])
-        mount = {"name": parts[0], "mountPath": parts[1]}
-        if len(parts) == 3 and parts[2] == "ro":
-            mount["readOnly"] = True
-        mount_docs.append(mount)
-    if mount_docs:
-        doc["volumeMounts"] = mount_docs
-    return doc
 
 
 # --- looking at pods ------------------------------------------------------------------------
@@ -347,44 +178,7 @@ def ps(ctx, include_all, output):
     """List pods: name, phase, ready, restarts, IP, age."""
     from nsPod.api import query
     items = query.list_pods(ctx.config, include_all)
-    if output == "json":
-        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
-        return
-    if output == "yaml":
-        from nsPod.manifest import spec
-        click.echo(spec.dump_yaml({"apiVersion": "v1", "kind": "List", "items": items}), nl=False)
-        return
-    rows = [("NAME", "PHASE", "READY", "RESTARTS", "IP", "AGE")]
-    for item in items:
-        st = item["status"]
-        statuses = st.get("containerStatuses", [])
-        ready = sum(1 for c in statuses if c.get("ready"))
-        restarts = sum(c.get("restartCount", 0) for c in statuses)
-        rows.append((item["metadata"]["name"], st["phase"], f"{ready}/{len(statuses)}",
-                     str(restarts), st.get("podIP", "-"), age(st.get("startTime"))))
-    click.echo(table(rows))
-
-
-def table(rows):
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
-                     for r in rows)
-
-
-def age(rfc3339):
-    if not rfc3339:
-        return "-"
-    try:
-        import calendar  # only here: `ps` and `image ls` pay for it, no other command
-        # The stamp is UTC: timegm, not mktime (local time, an hour off across DST).
-        then = calendar.timegm(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
-        return "-"
-    seconds = max(0, int(time.time() - then))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    click.echo(render.pods(items, output), nl=output != "yaml")
 
 
 @cli.command()
@@ -401,18 +195,8 @@ def inspect(ctx, pod):
 @pass_context
 def ns(ctx, pod):
     """Which namespaces pause and each container are in (inode ids)."""
-    from nsPod.kernel import namespaces
     from nsPod.api import query
-    rows = [("WHO", "PID") + tuple(k.upper() for k in namespaces.KINDS)]
-    for who, pid, ids in query.namespace_table(ctx.config, pod):
-        rows.append((who, str(pid)) + tuple(_inode(ids.get(k)) for k in namespaces.KINDS))
-    click.echo(table(rows))
-
-
-def _inode(ns_id):
-    if not ns_id:
-        return "-"
-    return ns_id[ns_id.index("[") + 1:-1]
+    click.echo(render.namespaces_table(query.namespace_table(ctx.config, pod)))
 
 
 @cli.command()
@@ -421,21 +205,7 @@ def _inode(ns_id):
 def stats(ctx, pod):
     """Memory use against limits, peak and OOM kills, per container and for the pod."""
     from nsPod.api import query
-    rows = [("CONTAINER", "MEM USAGE", "LIMIT", "MEM %", "PEAK", "OOM KILLS", "PIDS", "CPU SECONDS")]
-    for who, st in query.stats(ctx.config, pod):
-        mem, pids, cpu = st["memory"], st["pids"], st["cpu"]
-        usage, limit = mem.get("usage"), mem.get("limit")
-        percent = f"{100 * usage / limit:.1f}%" if usage is not None and limit else "-"
-        rows.append((who, _size(usage), _size(limit) if limit else "max", percent,
-                     _size(mem.get("peak")), str(mem.get("oomKills", 0)),
-                     "-" if pids.get("current") is None else str(pids["current"]),
-                     "-" if cpu.get("usageUsec") is None else f"{cpu['usageUsec'] / 1e6:.2f}"))
-    click.echo(table(rows))
-
-
-def _size(value):
-    from nsPod.api.admission import human_bytes
-    return "-" if value is None else human_bytes(value)
+    click.echo(render.stats_table(query.stats(ctx.config, pod)))
 
 
 @cli.command()
@@ -444,10 +214,7 @@ def _size(value):
 def top(ctx, pod):
     """The processes of each container."""
     from nsPod.api import query
-    rows = [("CONTAINER", "PID", "USER", "COMMAND")]
-    for who, pid, user, cmd in query.top(ctx.config, pod):
-        rows.append((who, str(pid), user, cmd))
-    click.echo(table(rows))
+    click.echo(render.top_table(query.top(ctx.config, pod)))
 
 
 @cli.command()
@@ -460,51 +227,15 @@ def top(ctx, pod):
 @pass_context
 def logs(ctx, pod, container, follow, tail, previous, timestamps):
     """A container's output (stdout and stderr, interleaved as written)."""
-    from nsPod.store import logs as logfiles
     from nsPod.api import query
-    if tail < -1:
-        raise InputError(f"--tail: {tail} is negative")
-    _, name, path = query.log_path(ctx.config, pod, container, previous)
-    records = logfiles.read_records(path)
-    if tail >= 0:
-        records = records[len(records) - tail:] if tail else []
+    name, path, text = query.log_text(ctx.config, pod, container, previous, tail, timestamps)
     out = click.get_text_stream("stdout")
-    for stamp, _, text in records:
-        out.write(f"{stamp} {text}\n" if timestamps else f"{text}\n")
+    out.write(text)
     out.flush()
     if follow and not previous:
-        _follow(ctx.config, pod, name, path, timestamps, out)
-
-
-def _follow(config, pod, container, path, timestamps, out):
-    from nsPod.store import logs as logfiles
-    offset = os.path.getsize(path) if os.path.exists(path) else 0
-    buffered = ""
-    while True:
-        running = pods_running(config, pod, container)
-        try:
-            with open(path, errors="replace") as f:
-                f.seek(offset)
-                chunk = f.read()
-                offset = f.tell()
-        except FileNotFoundError:
-            chunk = ""
-        buffered += chunk
-        *lines, buffered = buffered.split("\n")
-        for line in lines:
-            rec = logfiles.parse_line(line)
-            if rec:
-                end = "" if rec[2] == "P" else "\n"
-                out.write(f"{rec[0]} {rec[3]}{end}" if timestamps else f"{rec[3]}{end}")
-        out.flush()
-        if not running and not chunk:
-            return
-        time.sleep(0.1)
-
-
-def pods_running(config, pod, container):
-    from nsPod.api import query
-    return query.container_running(config, pod, container)
+        for chunk in query.follow_log(ctx.config, pod, name, path, timestamps):
+            out.write(chunk)
+            out.flush()
 
 
 # --- acting on pods -------------------------------------------------------------------------
@@ -542,8 +273,8 @@ def run_attached(tty, run):
 @pass_context
 def restart(ctx, pod, container):
     """Restart one container of a running pod; nothing else in the pod changes."""
-    from nsPod.api import pods
-    click.echo(pods.restart(ctx.config, pod, container))
+    from nsPod.api import change
+    click.echo(change.restart(ctx.config, pod, container))
 
 
 @cli.command()
@@ -551,15 +282,11 @@ def restart(ctx, pod, container):
 @pass_context
 def apply(ctx, file):
     """Change a running pod to match FILE: only containers whose spec changed restart."""
-    from nsPod.api import pods
+    from nsPod.api import change
     # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
     # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
     for p in load_manifest(file, allowed_unsafe_sysctls=None):
-        changes = pods.apply(ctx.config, p)
-        if not changes:
-            click.echo(f"pod {p.name}: unchanged")
-        for name, fields in changes:
-            click.echo(f"pod {p.name}: container {name} restarted ({', '.join(fields)} changed)")
+        click.echo(render.applied(p.name, change.apply(ctx.config, p)))
 
 
 @cli.command()
@@ -625,9 +352,8 @@ def gc(ctx):
 @pass_context
 def validate(ctx, file):
     """Parse and check a manifest; touches nothing."""
-    pods = load_manifest(file, allowed_unsafe_sysctls=ctx.allowed_unsafe_sysctls())
-    click.echo(f"ok: {len(pods)} pod{'s' if len(pods) != 1 else ''} "
-               f"({', '.join(p.name for p in pods)})")
+    click.echo(render.validated(load_manifest(file,
+                                              allowed_unsafe_sysctls=ctx.allowed_unsafe_sysctls())))
 
 
 @cli.command()
@@ -636,9 +362,7 @@ def validate(ctx, file):
 def generate(ctx, pod):
     """The pod as a Kubernetes Pod manifest that `kubectl apply` accepts."""
     from nsPod.api import query
-    from nsPod.manifest import spec
-    _, doc, _ = query.load(ctx.config, pod)
-    click.echo(spec.dump_yaml(spec.clean_manifest(doc["manifest"])), nl=False)
+    click.echo(query.manifest_yaml(ctx.config, pod), nl=False)
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -669,17 +393,7 @@ def image_import(ctx, name, source):
 def image_ls(ctx, output):
     """List the stored images."""
     from nsPod.store import images
-    items = images.list_images(ctx.config)
-    if output == "json":
-        click.echo(json.dumps(items, indent=2))
-        return
-    rows = [("NAME", "DIGEST", "FORMAT", "SIZE", "CREATED", "COMMAND")]
-    for item in items:
-        command = (item.get("entrypoint") or []) + (item.get("cmd") or [])
-        digest = item.get("digest") or "-"
-        rows.append((item["name"], digest[:19], item.get("format", "-"), _size(item.get("size")),
-                     age(item.get("created")), " ".join(command) or "-"))
-    click.echo(table(rows))
+    click.echo(render.images(images.list_images(ctx.config), output))
 
 
 @image.command("pull")
@@ -719,7 +433,7 @@ class _Progress:
         self.last = None
 
     def __call__(self, digest, done, total):
-        line = f"{digest[7:19]}: {_size(done)}" + (f" / {_size(total)}" if total else "")
+        line = f"{digest[7:19]}: {render.size(done)}" + (f" / {render.size(total)}" if total else "")
         if done == total or self.last is None or time.monotonic() - self.last > 0.1:
             self.last = time.monotonic()
             click.echo(f"\r{line}\033[K" + ("\n" if done == total else ""), nl=False, err=True)
@@ -764,12 +478,13 @@ def main(argv=None):
     try:
         code = run_command(argv)
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = e.code if isinstance(e.code, int) else (ExitCode.OK if e.code is None
+                                                             else ExitCode.FAILURE)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
-            code = code or 1
+            code = code or ExitCode.FAILURE
     os._exit(code)
 
 
@@ -783,30 +498,30 @@ def run_command(argv):
         # One line per problem, as for every other bad input; --help has the usage.
         where = f" (see '{e.ctx.command_path} --help')" if e.ctx and e.ctx.parent else ""
         click.echo(f"error: {e.format_message()}{where}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INPUT)
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except NspodError as e:
         for line in str(e).splitlines() or [type(e).__name__]:
             click.echo(f"error: {line}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         sys.stderr.close()
-        sys.exit(1)
+        sys.exit(ExitCode.FAILURE)
     except OSError as e:
         click.echo(f"error: {describe(e)}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.FAILURE)
     except Exception as e:  # a bug: say so in one line; the traceback only when asked
         if os.environ.get("NSPOD_DEBUG") == "1":
             raise
         click.echo(f"error: internal error: {type(e).__name__}: {e} "
                    "(NSPOD_DEBUG=1 shows the traceback)", err=True)
-        sys.exit(1)
-    sys.exit(0)
+        sys.exit(ExitCode.FAILURE)
+    sys.exit(ExitCode.OK)

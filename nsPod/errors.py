@@ -1,21 +1,33 @@
 """The one exception tree of nspod's library.
 
-cli.py turns these into one line on stderr and an exit code: `exit_code` 2 is bad input
-(usage, manifest, name, quantity), 1 is a run-time failure.
+cli.py turns these into one line on stderr and an exit code (ExitCode): `exit_code` 2 is bad
+input (usage, manifest, name, quantity), 1 is a run-time failure.
 """
+import enum
 import os
+
+
+class ExitCode(enum.IntEnum):
+    """nspod's exit codes (docs/interface.md); exec and debug also pass the command's own."""
+
+    OK = 0
+    FAILURE = 1            # a run-time failure: a NspodError, an OSError, a bug
+    INPUT = 2              # bad input: usage, manifest, name, quantity
+    CANNOT_EXECUTE = 126   # exec/debug: the command was found but could not run (the shells')
+    NOT_FOUND = 127        # exec/debug: no such command (the shells')
+    INTERRUPTED = 130      # SIGINT, as a shell reports 128 + 2
 
 
 class NspodError(Exception):
     """Base of every error the library raises on purpose."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILURE
 
 
 class InputError(NspodError):
     """Bad input a user typed: a flag, a name, a quantity, a manifest."""
 
-    exit_code = 2
+    exit_code = ExitCode.INPUT
 
 
 class SpecError(InputError):
@@ -43,6 +55,10 @@ class StateError(NspodError):
 
 class SetupError(NspodError):
     """A step of making a pod or a container failed; the message names the step."""
+
+
+class ImageError(NspodError):
+    """An image cannot be imported, found or removed."""
 
 
 class CgroupError(NspodError):

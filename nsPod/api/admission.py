@@ -1,28 +1,20 @@
-"""Admission: a pod starts only if its memory fits what the host has left.
+"""Admission: a pod starts only if the host can take it (admit_pod, called by `run`).
 
-Pure except read_mem_available(). What "left" means is the caller's arithmetic, spelled
-out in the refusal so a user can check it:
+Its memory must fit what the host has left; admit() is that arithmetic, pure, spelled out in
+the refusal so a user can check it:
     left = MemAvailable - memory held by other pods - reserve
+The rest needs host facts: the sysctl allowlist, hostPath sources, free hostPorts.
 """
-from nsPod.errors import NspodError
+import os
 
-_UNITS = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+from nsPod.errors import InputError, NspodError
+from nsPod.store import state
+from nsPod.manifest.quantity import format_bytes
 
 
 def human_bytes(n):
-    """Binary-suffixed, as a Kubernetes quantity reads: 512Mi, 1.25Gi, 300 (bytes).
-
-    Two decimals at most; a value they do not show exactly gets a "~" (~23.25Gi).
-    """
-    if abs(n) < 1024:
-        return str(n)
-    scale, unit = 1, ""
-    for unit in _UNITS:
-        scale *= 1024
-        if abs(n) < scale * 1024:
-            break
-    text = f"{n / scale:.2f}".rstrip("0").rstrip(".") + unit
-    return text if (n * 100) % scale == 0 else "~" + text
+    """512Mi, 1.25Gi, ~23.25Gi, 300 (bytes): the readable form of nspod's one byte formatter."""
+    return format_bytes(n, readable=True)
 
 
 def admit(need_bytes, mem_available, committed_bytes, reserve_bytes, per_container,
@@ -57,3 +49,68 @@ def read_mem_available(path="/proc/meminfo"):
         if key == "MemAvailable":
             return int(rest.split()[0]) * 1024  # the kernel prints it in kB
     raise NspodError(f"{path} has no MemAvailable line (Linux 3.14 or later needed)")
+
+
+def admit_pod(config, pod, plan):
+    """Checks against the host that must pass before anything is created.
+
+    Memory: the pod's need must fit in MemAvailable less what the pods nspod already runs
+    under this root may use (their limits) less a reserve (NSPOD_MEMORY_RESERVE, default
+    256Mi). Callers hold the admission lock until the pod's pod.json is written, so two
+    concurrent runs cannot both take the last of it.
+    """
+    from nsPod.manifest import sysctl_policy
+    from nsPod.kernel import volumes
+    from nsPod.errors import SpecError
+    # The kubelet's sysctl admission (SysctlForbidden), also for pods not read by load_pods.
+    forbidden = sysctl_policy.forbidden(pod.security_context.sysctls,
+                                        config.allowed_unsafe_sysctls)
+    if forbidden:
+        raise SpecError(forbidden)
+    for i, v in enumerate(plan.volumes):
+        if v.kind == "host":
+            volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")
+    check_host_ports(pod, plan)
+    if plan.memory_need:
+        admit(plan.memory_need, read_mem_available(),
+              committed_memory(config), memory_reserve(), plan.memory_asks,
+              pod_name=pod.name)
+
+
+def check_host_ports(pod, plan):
+    from nsPod.monitor import ports
+    for section, containers in (("initContainers", pod.init_containers),
+                                ("containers", pod.containers)):
+        for ci, c in enumerate(containers):
+            for pi, p in enumerate(c.ports):
+                where = f"spec.{section}[{ci}].ports[{pi}]"
+                if p.host_port and p.protocol != "TCP":
+                    raise InputError(f"{where}.protocol: {p.protocol} hostPorts are not "
+                                     "supported yet (TCP only)")
+                if p.host_port and plan.network["mode"] == "none":
+                    raise InputError(f"{where}.hostPort: needs the pod network (this pod has "
+                                     "nspod.io/network: none, so no IP to forward to)")
+    ports.check_free([host for host, _, _ in plan.host_ports])
+
+
+def memory_reserve():
+    from nsPod.manifest.quantity import parse_bytes
+    text = os.environ.get("NSPOD_MEMORY_RESERVE") or "256Mi"
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise InputError(f"NSPOD_MEMORY_RESERVE: {e}") from None
+
+
+def committed_memory(config):
+    """What the live pods under this root may use: the sum of their admitted needs."""
+    total = 0
+    for pod_dir in state.list_pods(config.root):
+        try:
+            pod_state = pod_dir.read_state()
+            if pod_state is not None and pod_state["phase"] in state.TERMINAL_PHASES:
+                continue
+            total += pod_dir.read_pod()["plan"].get("memory_need", 0)
+        except NspodError:
+            continue
+    return total

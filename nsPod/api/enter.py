@@ -6,8 +6,7 @@ import os
 import signal
 import uuid
 
-from nsPod.store import status
-from nsPod.errors import NspodError, StateError
+from nsPod.errors import ExitCode, NspodError, StateError
 from nsPod.store.state import ProcessRef
 from nsPod.api.pods import _believed_cgroup, _in_cgroup, _is_pause, _process_ref
 from nsPod.api.query import _enter, host_facts, load, pick_container
@@ -38,7 +37,8 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
         pid = container.spawn_joined(target, cplan, argv, attach=lambda p: driver.attach(rel, p),
                                      stdin=interactive)
     except process.ChildFailed as e:
-        raise ExecFailed(e.message, 127 if e.errno == errno.ENOENT else 126) from None
+        raise ExecFailed(e.message, ExitCode.NOT_FOUND if e.errno == errno.ENOENT
+                             else ExitCode.CANNOT_EXECUTE) from None
     return _wait_forwarding_signals(pid)
 
 
@@ -89,7 +89,8 @@ def debug(config, pod_name, target_name, argv, interactive=False):
                 prepare=lambda p: driver.attach(rel, p), pid_from=pid_from,
                 stdin_fd=0 if interactive else None)
         except process.ChildFailed as e:
-            raise ExecFailed(e.message, 127 if e.errno == errno.ENOENT else 126) from None
+            raise ExecFailed(e.message, ExitCode.NOT_FOUND if e.errno == errno.ENOENT
+                             else ExitCode.CANNOT_EXECUTE) from None
         return _wait_forwarding_signals(pid)
     finally:
         driver.kill(rel)

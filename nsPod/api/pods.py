@@ -1,92 +1,25 @@
-"""The library API's changes to pods: run, create, add, apply, restart, stop, rm, gc.
+"""The library API's life of a pod: run (and create), stop, rm, gc.
 
-Every function raises NspodError subclasses and prints nothing (queries are in api/query.py,
-exec and debug in api/enter.py). Making a pod is the CLI's
+Every function raises NspodError subclasses and prints nothing (changes to a running pod are
+in api/change.py, queries in api/query.py, exec and debug in api/enter.py). Making a pod is the CLI's
 part (claim the name, write what was asked for, start the monitor, wait for its word) plus the
 monitor's part (everything else, see monitor/supervisor.py).
 """
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 
-from nsPod import jsonline
 from nsPod.store import state
-from nsPod.errors import InputError, NspodError, PodNotFound, SetupError, StateError, describe
+from nsPod.errors import NspodError, PodNotFound, SetupError, StateError, describe
 from nsPod.plan.make import make_plan
 from nsPod.store.state import PodDir, ProcessRef, now_rfc3339
-from nsPod.api.query import _enter, _existing, host_facts, load, pick_container
+from nsPod.api.query import _enter, _existing, host_facts
 from nsPod.store.locks import admission_lock
-
-
-def admit(config, pod, plan):
-    """Checks against the host that must pass before anything is created.
-
-    Memory: the pod's need must fit in MemAvailable less what the pods nspod already runs
-    under this root may use (their limits) less a reserve (NSPOD_MEMORY_RESERVE, default
-    256Mi). Callers hold the admission lock until the pod's pod.json is written, so two
-    concurrent runs cannot both take the last of it.
-    """
-    from nsPod.api import admission
-    from nsPod.manifest import sysctl_policy
-    from nsPod.kernel import volumes
-    from nsPod.errors import SpecError
-    # The kubelet's sysctl admission (SysctlForbidden), also for pods not read by load_pods.
-    forbidden = sysctl_policy.forbidden(pod.security_context.sysctls,
-                                        config.allowed_unsafe_sysctls)
-    if forbidden:
-        raise SpecError(forbidden)
-    for i, v in enumerate(plan.volumes):
-        if v.kind == "host":
-            volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")
-    check_host_ports(pod, plan)
-    if plan.memory_need:
-        admission.admit(plan.memory_need, admission.read_mem_available(),
-                        committed_memory(config), memory_reserve(),
-                        plan.memory_asks, pod_name=pod.name)
-
-
-def check_host_ports(pod, plan):
-    from nsPod.monitor import ports
-    for section, containers in (("initContainers", pod.init_containers),
-                                ("containers", pod.containers)):
-        for ci, c in enumerate(containers):
-            for pi, p in enumerate(c.ports):
-                where = f"spec.{section}[{ci}].ports[{pi}]"
-                if p.host_port and p.protocol != "TCP":
-                    raise InputError(f"{where}.protocol: {p.protocol} hostPorts are not "
-                                     "supported yet (TCP only)")
-                if p.host_port and plan.network["mode"] == "none":
-                    raise InputError(f"{where}.hostPort: needs the pod network (this pod has "
-                                     "nspod.io/network: none, so no IP to forward to)")
-    ports.check_free([host for host, _, _ in plan.host_ports])
-
-
-def memory_reserve():
-    from nsPod.manifest.quantity import parse_bytes
-    text = os.environ.get("NSPOD_MEMORY_RESERVE") or "256Mi"
-    try:
-        return parse_bytes(text)
-    except ValueError as e:
-        raise InputError(f"NSPOD_MEMORY_RESERVE: {e}") from None
-
-
-def committed_memory(config):
-    """What the live pods under this root may use: the sum of their admitted needs."""
-    total = 0
-    for pod_dir in state.list_pods(config.root):
-        try:
-            pod_state = pod_dir.read_state()
-            if pod_state is not None and pod_state["phase"] in state.TERMINAL_PHASES:
-                continue
-            total += pod_dir.read_pod()["plan"].get("memory_need", 0)
-        except NspodError:
-            continue
-    return total
+from nsPod.api import admission, control
 
 
 def run(config, pod):
@@ -111,7 +44,7 @@ def run(config, pod):
                 leases = ipam.Leases(config.root, config.subnet)
                 pod_ip = leases.allocate(pod.name)
             plan = make_plan(pod, host_facts(config, pod_dir, str(uuid.uuid4()), pod_ip))
-            admit(config, pod, plan)
+            admission.admit_pod(config, pod, plan)
             pod_dir.write_pod({"manifest": pod.manifest, "plan": plan.to_json(),
                                "created": now_rfc3339(),
                                "backoff": [config.backoff_base, config.backoff_max]})
@@ -183,121 +116,6 @@ def _start_monitor(config, pod_dir, lock_fd):
     return reply.get("warnings", [])
 
 
-def add(config, pod_name, container_dict, init=False):
-    """Add a container to a running pod and start it; returns warnings."""
-    from nsPod.manifest import spec
-    from nsPod.plan.make import container_plan
-    _enter(config, [pod_name], [container_dict.get("name") if isinstance(container_dict, dict)
-                                else None])
-    pod_dir = _existing(config, pod_name)
-    doc = pod_dir.read_pod()
-    pod, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
-    index = len(pod.init_containers if init else pod.containers)
-    section = "initContainers" if init else "containers"
-    path = f"spec.{section}[{index}]"
-    container, warnings = spec.container_from_dict(container_dict, path, init=init, pod=pod)
-    manifest = json.loads(json.dumps(doc["manifest"]))
-    manifest.setdefault("spec", {}).setdefault(section, []).append(container_dict)
-    pod, _ = spec.pod_from_dict(manifest, allow_no_containers=True)
-    from nsPod.plan.make import PodPlan
-    plan = PodPlan.from_json(doc["plan"])
-    facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
-    cplan = container_plan(container, pod, plan.volumes, facts, plan.etc_files)
-    # An init container's answer comes when it has run to completion: no timeout for that.
-    reply = _request(pod_dir, {"op": "add", "container": _asdict(cplan), "manifest": manifest},
-                     timeout=None if init else 30.0)
-    if init and not reply.get("ok"):
-        raise NspodError(f"init container {container.name} of pod {pod_name} failed: "
-                         f"{reply.get('reason')} (exit code {reply.get('exitCode')})")
-    return warnings + reply.get("warnings", [])
-
-
-def _asdict(obj):
-    return obj.to_json()
-
-
-def _request(pod_dir, request, timeout=30.0):
-    if not pod_dir.monitor_alive():
-        raise StateError(f"pod {pod_dir.name} is not running")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.settimeout(timeout)
-    try:
-        # Through /proc/self/fd: <root>/pods/<253-character name>/control.sock is longer
-        # than the 108 bytes of sun_path.
-        with pod_dir.socket_address(state.CONTROL_SOCKET, existing=True) as address:
-            sock.connect(address)
-        jsonline.send(sock, request)
-        data = jsonline.read_line(sock)
-    except OSError as e:
-        raise StateError(f"pod {pod_dir.name}: no answer from its monitor: {describe(e)}") from e
-    finally:
-        sock.close()
-    if not data:
-        raise StateError(f"pod {pod_dir.name}: its monitor closed the connection")
-    reply = json.loads(data)
-    if "error" in reply:
-        raise NspodError(f"pod {pod_dir.name}: {reply['error']}")
-    return reply
-
-
-def restart(config, pod_name, container_name):
-    """Restart one container in place; the pod's other containers, IP and volumes stay."""
-    _enter(config, [pod_name], [container_name])
-    pod_dir, doc, _ = load(config, pod_name)
-    name = pick_container(doc, pod_name, container_name)["name"]
-    _request(pod_dir, {"op": "restart", "container": name})
-    return name
-
-
-# Pod fields a running pod may change (Kubernetes lets little else change in place).
-MUTABLE_POD_FIELDS = {"containers", "manifest", "labels", "annotations"}
-
-
-def apply(config, pod):
-    """Make a running pod match `pod`: restart exactly the containers whose spec changed.
-
-    Returns [(container, [changed fields])]. Changes Kubernetes forbids on a live pod
-    (volumes, other pod fields, adding or removing containers, init containers) are refused.
-    """
-    import dataclasses
-    from nsPod.manifest import spec
-    from nsPod.plan.make import PodPlan, container_plan
-    _enter(config, [pod.name])
-    pod_dir = _existing(config, pod.name)
-    doc = pod_dir.read_pod()
-    old, _ = spec.pod_from_dict(doc["manifest"], allow_no_containers=True)
-    for f in dataclasses.fields(old):
-        if f.name in MUTABLE_POD_FIELDS:
-            continue
-        if getattr(old, f.name) != getattr(pod, f.name):
-            field_name = {"init_containers": "initContainers"}.get(f.name, _camel(f.name))
-            raise InputError(f"spec.{field_name}: may not be changed on a running pod "
-                             "(Kubernetes forbids it; delete and run the pod again)")
-    old_names = [c.name for c in old.containers]
-    new_names = [c.name for c in pod.containers]
-    if old_names != new_names:
-        raise InputError(f"spec.containers: may not add, remove or reorder containers of a "
-                         f"running pod (it has {', '.join(old_names) or 'none'}; the file has "
-                         f"{', '.join(new_names) or 'none'})")
-    plan = PodPlan.from_json(doc["plan"])
-    facts = host_facts(config, pod_dir, plan.uid, plan.network.get("ip", ""))
-    changes, plans = [], []
-    for before, after in zip(old.containers, pod.containers):
-        fields = [_camel(f.name) for f in dataclasses.fields(after)
-                  if getattr(before, f.name) != getattr(after, f.name)]
-        if fields:
-            changes.append((after.name, fields))
-            plans.append(_asdict(container_plan(after, pod, plan.volumes, facts, plan.etc_files)))
-    if plans or pod.manifest != doc["manifest"]:
-        _request(pod_dir, {"op": "apply", "containers": plans, "manifest": pod.manifest})
-    return changes
-
-
-def _camel(name):
-    head, *rest = name.split("_")
-    return head + "".join(w.capitalize() for w in rest)
-
-
 def stop(config, name, timeout=None):
     _enter(config, [name])
     pod_dir = _existing(config, name)
@@ -308,7 +126,7 @@ def stop(config, name, timeout=None):
         try:
             # A manifest's grace period may be any integer; a socket timeout must fit in
             # Python's int64 nanoseconds (~292 years).
-            _request(pod_dir, {"op": "stop", "timeout": grace}, timeout=min(grace, 2**31) + 60)
+            control.request(pod_dir, {"op": "stop", "timeout": grace}, timeout=min(grace, 2**31) + 60)
         except StateError:
             if pod_dir.monitor_alive():
                 raise

@@ -134,6 +134,13 @@ def list_pods(config, include_all=False):
     return pods
 
 
+def manifest_yaml(config, name):
+    """`nspod generate`: the pod's manifest as YAML that `kubectl apply` accepts."""
+    from nsPod.manifest import spec
+    _, doc, _ = load(config, name)
+    return spec.dump_yaml(spec.clean_manifest(doc["manifest"]))
+
+
 def pick_container(doc, pod_name, name):
     """The named container, or the pod's default one as kubectl picks it: the first."""
     plan = doc["plan"]
@@ -178,12 +185,75 @@ def log_path(config, pod_name, container_name, previous=False):
                                                 f"{run_number}.log")
 
 
+def log_text(config, pod_name, container_name, previous, tail, timestamps):
+    """`nspod logs`: (container name, log path, the text so far: the last `tail` lines if
+    tail >= 0, with their RFC 3339 stamps if asked)."""
+    from nsPod.store import logs as logfiles
+    if tail < -1:
+        raise InputError(f"--tail: {tail} is negative")
+    _, name, path = log_path(config, pod_name, container_name, previous)
+    records = logfiles.read_records(path)
+    if tail >= 0:
+        records = records[len(records) - tail:] if tail else []
+    text = "".join(f"{stamp} {line}\n" if timestamps else f"{line}\n"
+                   for stamp, _, line in records)
+    return name, path, text
+
+
 def container_running(config, pod_name, container_name):
     try:
         _, _, pod_state = load(config, pod_name)
     except NspodError:
         return False
     return "pid" in pod_state["containers"].get(container_name, {})
+
+
+def wait_started(config, name):
+    """`run --wait`: return once every container runs or the pod succeeded; NspodError
+    with the reason if it failed (polled every 50 ms)."""
+    import time
+    from nsPod.api import render
+    while True:
+        obj = inspect(config, name)
+        st = obj["status"]
+        if st["phase"] == "Failed":
+            reason = st.get("message") or render.failed_containers(st)
+            raise NspodError(f"pod {name} failed: {reason}")
+        if st["phase"] == "Succeeded":
+            return
+        if all("running" in c.get("state", {}) for c in st["containerStatuses"]):
+            return
+        time.sleep(0.05)
+
+
+def follow_log(config, pod_name, container_name, path, timestamps):
+    """`logs -f`: the text a container writes from now on, one piece per read of the log,
+    until the container has stopped and its log has nothing more (polled every 0.1 s)."""
+    import time
+    from nsPod.store import logs as logfiles
+    offset = os.path.getsize(path) if os.path.exists(path) else 0
+    buffered = ""
+    while True:
+        running = container_running(config, pod_name, container_name)
+        try:
+            with open(path, errors="replace") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset = f.tell()
+        except FileNotFoundError:
+            chunk = ""
+        buffered += chunk
+        *lines, buffered = buffered.split("\n")
+        out = []
+        for line in lines:
+            rec = logfiles.parse_line(line)
+            if rec:
+                end = "" if rec[2] == "P" else "\n"
+                out.append(f"{rec[0]} {rec[3]}{end}" if timestamps else f"{rec[3]}{end}")
+        yield "".join(out)
+        if not running and not chunk:
+            return
+        time.sleep(0.1)
 
 
 def _pod_cgroups(config, name):

@@ -1,16 +1,18 @@
 """One container: the child-side steps that turn a forked process into it, in order.
 
 Runs in a process forked by the monitor (process.spawn). The order matters and each position
-has its reason in a comment; read `_enter_pod`, `_build_root_and_exec` and `apply_security`
-top to bottom. `exec` (pod.exec_in) runs prepare_security and apply_security too, so that a
-command run in a container has the container's uid, gid, capabilities and seccomp filter.
+has its reason in a comment; read `_enter_pod`, `_build_root_and_exec` and (kernel/identity.py)
+`apply_security` top to bottom. `exec` (api/enter.py's exec_in) runs prepare_security and
+apply_security too, so that a command run in a container has the container's uid, gid,
+capabilities and seccomp filter.
 """
 import errno
 import os
 import stat
 import warnings
 
-from nsPod.kernel import mounts, namespaces, process, security, volumes
+from nsPod.kernel import mounts, namespaces, process, volumes
+from nsPod.kernel.identity import apply_security, prepare_security, security_settings
 from nsPod.kernel.process import step
 from nsPod.kernel.syscalls import (CloneFlag, MountFlag, mount, pivot_root, umount2, unshare,
                                    MNT_DETACH)
@@ -36,23 +38,17 @@ MASKED_PATHS = (
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-# A plan written before security settings existed means what an empty securityContext means.
-DEFAULT_SECURITY = {
-    "user": "", "group": "", "supplementalGroups": [], "fsGroup": None, "runAsNonRoot": False,
-    "privileged": False, "noNewPrivs": False, "readOnlyRootFilesystem": False,
-    "capabilities": None, "seccomp": "Unconfined",
-}
 
 
-def spawn(pod, container, pause_pid, container_dir, stdout_fd, stderr_fd, set_pdeathsig,
+def spawn(plan, container, pause_pid, container_dir, stdout_fd, stderr_fd, set_pdeathsig,
           prepare=None, pid_from=None, stdin_fd=None):
     """Start the container; returns the host pid of its process. Raises ChildFailed.
 
     pid_from: join that process's pid namespace instead (an ephemeral debug container
     targeting a container); stdin_fd: the container's stdin instead of /dev/null.
     """
-    pod_kinds = [k for k in ("ipc", "uts", "net") if pod.namespaces[k] == "pod"]
-    pid_mode = pod.namespaces["pid"]
+    pod_kinds = [k for k in ("ipc", "uts", "net") if plan.namespaces[k] == "pod"]
+    pid_mode = plan.namespaces["pid"]
     if pid_mode == "pod":
         pod_kinds.append("pid")
 
@@ -63,7 +59,7 @@ def spawn(pod, container, pause_pid, container_dir, stdout_fd, stderr_fd, set_pd
                 namespaces.join(pid_from, ["pid"])
 
     def build_root_and_exec():
-        _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, stdin_fd)
+        _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, stdin_fd)
 
     return process.spawn(
         build_root_and_exec,
@@ -83,7 +79,7 @@ def _enter_pod(pause_pid, kinds, pid_mode):
             unshare(CloneFlag.CLONE_NEWPID)
 
 
-def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, stdin_fd=None):
+def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, stdin_fd=None):
     if container.env_error:
         with step("resolve subPathExpr"):
             raise ValueError(container.env_error)
@@ -107,7 +103,7 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
         target = mounts.make_mountpoint(rootfs, "/proc")
         mount("proc", target, "proc", NOSUID_NODEV_NOEXEC)
     with step("mount /dev"):
-        _mount_dev(rootfs, pod.shm_path, privileged)
+        _mount_dev(rootfs, plan.shm_path, privileged)
     with step("mount /sys"):
         target = mounts.make_mountpoint(rootfs, "/sys")
         # Writable only for privileged containers, as in Kubernetes.
@@ -116,21 +112,21 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
     with step("mount /tmp"):
         target = mounts.make_mountpoint(rootfs, "/tmp")
         mounts.mount_tmpfs(target, "mode=1777", MountFlag.MS_NOSUID | MountFlag.MS_NODEV)
-    for state_root in state_roots_to_hide(pod.state_root):
+    for state_root in state_roots_to_hide(plan.state_root):
         target = mounts.secure_join(rootfs, state_root)
         if not os.path.isdir(target):
             continue  # not on the lower layer's file system, or hidden by a shallower one
         with step(f"hide nspod's state directory {state_root}"):
             # The host's root is the lower layer: without this, pods' on-disk emptyDir
             # volumes and logs would be readable from inside, this root's and every other
-            # root's that nspod has used on this host (paths.REGISTRY).
+            # root's that nspod has used on this host (root_registry.REGISTRY).
             mounts.mount_tmpfs(target, "mode=0700,size=4k", NOSUID_NODEV_NOEXEC | MountFlag.MS_RDONLY)
     if settings["fsGroup"] is not None:
         with step(f"give the pod's emptyDir volumes to fsGroup {settings['fsGroup']}"):
-            _chown_empty_dirs(pod, container, settings["fsGroup"])
+            _chown_empty_dirs(plan, container, settings["fsGroup"])
     for m in container.mounts:
         with step(f"mount volume {m.volume} at {m.target}"):
-            _mount_volume(rootfs, m, nodev, pod.volumes)
+            _mount_volume(rootfs, m, nodev, plan.volumes)
     if not privileged:
         # After the volumes, so that no volume mounted over /proc or /sys can undo them.
         with step("mask and protect kernel files in /proc and /sys"):
@@ -165,8 +161,8 @@ def _build_root_and_exec(pod, container, container_dir, stdout_fd, stderr_fd, st
 def state_roots_to_hide(own_root):
     """The pod's own state root and every registered one, shallowest first (a root inside
     another is then already hidden with it); the registry too, which names them."""
-    from nsPod.kernel import paths
-    roots = set(paths.registered_roots()) | {paths.REGISTRY}
+    from nsPod.kernel import root_registry
+    roots = set(root_registry.registered_roots()) | {root_registry.REGISTRY}
     if own_root:
         roots.add(own_root)
     return sorted(roots, key=lambda r: (r.count("/"), r))
@@ -259,10 +255,10 @@ def _copy_host_devices(source, target):
             os.chmod(path, stat.S_IMODE(st.st_mode))
 
 
-def _chown_empty_dirs(pod, container, fs_group):
+def _chown_empty_dirs(plan, container, fs_group):
     """The kubelet's SetVolumeOwnership for emptyDir: group fsGroup, setgid so that what is
     made inside belongs to that group too, group-writable. hostPath volumes stay as they are."""
-    empty_dirs = {v.name: v.path for v in pod.volumes if v.kind in ("dir", "tmpfs")}
+    empty_dirs = {v.name: v.path for v in plan.volumes if v.kind in ("dir", "tmpfs")}
     for m in container.mounts:
         path = empty_dirs.get(m.volume)
         if path:
@@ -321,183 +317,6 @@ def _pivot_root(rootfs):
     os.chdir("/")
 
 
-# --- who the process is: shared by the container and `exec` ---------------------------------
-
-def security_settings(plan):
-    """The plan's security settings, with an old plan's gaps filled with the defaults."""
-    from nsPod.plan.make import DEFAULT_CAPABILITIES
-    settings = {**DEFAULT_SECURITY, **(plan.security or {})}
-    if settings["capabilities"] is None:
-        settings["capabilities"] = list(DEFAULT_CAPABILITIES)
-    return settings
-
-
-def prepare_security(plan):
-    """What apply_security needs that must be made while the host's files are still visible:
-    the compiled seccomp filter (pyseccomp loads libseccomp from the host). Call it before the
-    mount namespace changes (the container) or in the parent, before joining (exec)."""
-    settings = security_settings(plan)
-    if settings["seccomp"] != "RuntimeDefault":
-        return None
-    from nsPod.kernel import seccomp
-    return seccomp.runtime_default(settings["capabilities"])
-
-
-def apply_security(plan, prepared):
-    """Become the container's user with its capabilities, no_new_privs and seccomp filter.
-
-    Runs as root with every capability, after pivot_root (the container's and exec's child
-    alike: /etc/passwd, /etc/group and /proc are the container's), right before execve.
-    `prepared` is what prepare_security returned. Each step's place is forced by the
-    privileges it needs or takes away.
-    """
-    settings = security_settings(plan)
-    privileged = settings["privileged"]
-    with step("find the user and groups in the container's /etc/passwd and /etc/group"):
-        uid, gid, groups = resolve_identity(settings)
-    if settings["runAsNonRoot"] and uid == 0:
-        with step("check runAsNonRoot"):
-            raise PermissionError(errno.EPERM, "container has runAsNonRoot and image will run "
-                                               "as root (set runAsUser, or USER in the image)")
-    # Privileged: everything this process has (which the host may have limited).
-    keep = (security.permitted_capabilities() if privileged
-            else security.capability_numbers(settings["capabilities"]))
-    if prepared is not None:
-        from nsPod.kernel import seccomp  # loaded already, by prepare_security
-    if prepared is not None and not settings["noNewPrivs"]:
-        with step("load the seccomp filter"):
-            # Without no_new_privs the kernel lets only CAP_SYS_ADMIN install a filter: now,
-            # while we have it. The filter allows every step below (capset, setuid, prctl).
-            seccomp.load(prepared)
-    if not privileged:
-        with step("drop capabilities from the bounding set"):
-            # Before the effective set loses CAP_SETPCAP, which PR_CAPBSET_DROP needs. For a
-            # root process the bounding set is what it gets back at execve.
-            security.limit_bounding_set(keep)
-    with step(f"set user {uid}, group {gid}, groups {groups}"):
-        # After the bounding set, before the capset: setuid() away from root empties the
-        # permitted set unless KEEPCAPS is on; with it, permitted survives (effective does
-        # not) until the capset below. Groups before gid before uid: each needs
-        # CAP_SETGID/CAP_SETUID, which the uid change takes away.
-        security.set_identity(uid, gid, groups)
-    with step("set capabilities"):
-        # After setuid: effective and permitted become the container's set. A non-root user
-        # loses them at execve (no ambient capabilities), as in Kubernetes.
-        security.set_capabilities(keep)
-    if settings["noNewPrivs"]:
-        with step("set no_new_privs"):
-            security.set_no_new_privs()
-        if prepared is not None:
-            with step("load the seccomp filter"):
-                # Last, just before execve: no_new_privs lets it in without CAP_SYS_ADMIN,
-                # and the filter has nothing of ours left to judge but the execve.
-                seccomp.load(prepared)
-
-
-def resolve_identity(settings):
-    """(uid, gid, supplementary groups) as runc finds them: a user name or number from the
-    container's /etc/passwd (the number needs no entry), its primary group unless a group is
-    given, the groups that list it as a member, then supplementalGroups and fsGroup."""
-    user, group = str(settings["user"] or ""), str(settings["group"] or "")
-    passwd = _read_db("/etc/passwd")
-    if not user:
-        user = "0"
-    if _is_number(user):
-        uid = _parse_id(user, "user")
-        entry = next((e for e in passwd if e[2] == user), None)
-    else:
-        entry = next((e for e in passwd if e[0] == user), None)
-        if entry is None:
-            raise LookupError(f"unable to find user {user}: no matching entries in passwd file")
-        uid = _parse_id(entry[2], f"user {user}: uid in /etc/passwd")
-    gid = 0
-    if entry and len(entry) > 3 and _is_number(entry[3]):
-        gid = _parse_id(entry[3], f"user {entry[0]}: gid in /etc/passwd")
-    group_db = _read_db("/etc/group")
-    if group:
-        if _is_number(group):
-            gid = _parse_id(group, "group")
-        else:
-            found = next((e for e in group_db if e[0] == group), None)
-            if found is None:
-                raise LookupError(f"unable to find group {group}: no matching entries in "
-                                  "group file")
-            gid = _parse_id(found[2], f"group {group}: gid in /etc/group")
-    groups = []
-    if entry:
-        groups += [int(e[2]) for e in group_db
-                   if len(e) > 3 and entry[0] in e[3].split(",") and _is_id(e[2])]
-    groups += [int(g) for g in settings["supplementalGroups"] or ()]
-    if settings["fsGroup"] is not None:
-        groups.append(int(settings["fsGroup"]))
-    return uid, gid, list(dict.fromkeys(groups))
-
-
-MAX_ID = 2**32 - 2   # (uid_t)-1 means "unchanged" to the kernel
-
-
-def _is_number(text):
-    return text.isascii() and text.isdigit()
-
-
-def _is_id(text):
-    return _is_number(text) and len(text) <= 10 and int(text) <= MAX_ID
-
-
-def _parse_id(text, what):
-    """A uid or gid from a file or setting the container controls, or a clear LookupError."""
-    if not _is_id(text):
-        raise LookupError(f"{what}: {text[:20]!r} is not a number from 0 to {MAX_ID}")
-    return int(text)
-
-
-# /etc/passwd and /etc/group are the container's files, as hostile as the container: at most
-# this much is read of each (a real one is a few KiB).
-DB_LIMIT = 1 << 20
-
-
-def _read_db(path):
-    """The colon-separated records of /etc/passwd or /etc/group; none if there is no file.
-
-    Read where only the container's tree is visible (after pivot_root or setns), so a symlink
-    in it cannot lead to the host's files; what it can still be made into is refused: a FIFO
-    (opened O_NONBLOCK, so the open itself cannot wait for a writer), a device such as
-    /dev/zero, a directory, or a file larger than DB_LIMIT (a sparse 20 GB one).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        return []   # missing, or unreadable: only numeric ids can be used then, as in runc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(st.st_mode)})", path)
-        if st.st_size > DB_LIMIT:
-            raise OSError(errno.EFBIG, f"larger than {DB_LIMIT >> 20} MiB", path)
-        data = b""
-        while len(data) <= DB_LIMIT:
-            chunk = os.read(fd, DB_LIMIT + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-        if len(data) > DB_LIMIT:
-            raise OSError(errno.EFBIG, f"larger than {DB_LIMIT >> 20} MiB", path)
-    finally:
-        os.close(fd)
-    text = data.decode("utf-8", errors="replace")
-    return [line.split(":") for line in text.split("\n")
-            if line.strip() and not line.startswith("#") and line.count(":") >= 2]
-
-
-def _file_kind(mode):
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a file"
-
-
 def _exec(container):
     exec_argv(container.argv, container.env_dict())
 
@@ -517,7 +336,7 @@ def exec_argv(argv, env):
 JOINED_KINDS = ("ipc", "uts", "net", "pid", "mnt")
 
 
-def spawn_joined(target, plan, argv, attach=None, stdin=False, quiet=False):
+def spawn_joined(target, container, argv, attach=None, stdin=False, quiet=False):
     """A new process inside a running container (nspod exec, exec probes and hooks): its
     namespaces, its cgroup (attach), its uid, gid, capabilities and seccomp filter.
 
@@ -529,10 +348,10 @@ def spawn_joined(target, plan, argv, attach=None, stdin=False, quiet=False):
     fds = namespaces.open_all(target.pid, JOINED_KINDS)
     try:
         if not target.alive():
-            raise StateError(f"container {plan.name} is not running")
+            raise StateError(f"container {container.name} is not running")
         # Made here, where the host's libseccomp is in reach; applied in the child.
-        prepared = prepare_security(plan)
-        env = plan.env_dict()
+        prepared = prepare_security(container)
+        env = container.env_dict()
 
         def join():
             # The host's /dev/null, opened before joining: the container's own may be
@@ -544,8 +363,8 @@ def spawn_joined(target, plan, argv, attach=None, stdin=False, quiet=False):
             namespaces.join_all(fds, target.pid)
 
         def run():
-            os.chdir(plan.cwd if os.path.isdir(plan.cwd) else "/")
-            apply_security(plan, prepared)
+            os.chdir(container.cwd if os.path.isdir(container.cwd) else "/")
+            apply_security(container, prepared)
             exec_argv(list(argv), env)
 
         return process.spawn(run, pre_fork=join, fork_again=True, prepare=attach)

@@ -10,27 +10,23 @@ refused, never followed.
 
 The state root itself (open_root) is created 0700 by root and refused when it is a symlink,
 owned by another user, writable by group or others, or below a directory another user could
-rename it in. Every root nspod uses is recorded in a host-wide registry (REGISTRY) so that
-host-root containers of any root hide all of them, not only their own.
+rename it in. Every root nspod uses is recorded in a host-wide registry (kernel/root_registry.py)
+so that host-root containers of any root hide all of them, not only their own.
 
 Pure standard library: the monitor imports this module.
 """
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 
 from nsPod.errors import InputError, StateError
 from nsPod.manifest.dns import dns_label_problem, dns_subdomain_problem
+from nsPod.kernel import root_registry
 
 # Kubernetes' apimachinery validation: IsDNS1123Subdomain (pod names, at most 253) and
 # IsDNS1123Label (container and volume names, at most 63).
 
-# A host-wide directory, one file per state root nspod has used: persistent, because a state
-# root on disk (and its emptyDir volumes) outlives a reboot.
-REGISTRY = "/var/lib/nspod-roots"
-REGISTRY_ENTRY_MAX = 4096
 # What nspod itself puts at the top of a state root: an existing non-empty directory with none
 # of these is not a state root (a mistyped --root /usr must not become one).
 ROOT_ENTRIES = frozenset(("pods", "network", "images", "admission.lock",
@@ -301,10 +297,10 @@ def open_root(root, create=False, registry=None):
         _check_root_fd(root, fd)
         if root not in _settled:
             try:
-                register(root, registry)
+                root_registry.register(root, registry)
             except OSError as e:
                 raise StateError(f"state root {root}: cannot record it in "
-                                 f"{registry or REGISTRY} (host-root containers of other "
+                                 f"{registry or root_registry.REGISTRY} (host-root containers of other "
                                  f"roots hide the roots recorded there): {e.strerror}") from e
             # Its ancestors and its registration are checked once a process: only root can
             # change them, and the monitor opens the root at every state write.
@@ -322,97 +318,6 @@ def check_root(root, create=False):
         return False
     os.close(fd)
     return True
-
-
-# --- the registry of state roots ------------------------------------------------------------
-
-def _entry_name(root):
-    return hashlib.sha256(os.fsencode(root)).hexdigest()[:32]
-
-
-def _open_registry(registry, create):
-    if create:
-        os.makedirs(os.path.dirname(registry), mode=0o755, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(registry, 0o700)
-    try:
-        fd = os.open(registry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise StateError(f"registry of state roots {registry} is a symlink or not a "
-                             "directory: refusing it") from None
-        raise
-    st = os.fstat(fd)
-    if st.st_uid != 0 or st.st_mode & 0o022:
-        os.close(fd)
-        raise StateError(f"registry of state roots {registry} is not root's alone (uid "
-                         f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): refusing it")
-    return fd
-
-
-def register(root, registry=None):
-    """Record `root` in the host-wide registry (once; atomically). Entries of roots that no
-    longer exist are dropped on the way, so the registry stays as small as the roots."""
-    if os.geteuid() != 0:
-        return  # only root makes containers, the registry's readers; it is root's
-    name = _entry_name(root)
-    fd = _open_registry(registry or REGISTRY, create=True)
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.stat(name, dir_fd=fd, follow_symlinks=False)
-            return
-        tmp = f".{name}.{os.getpid()}"
-        wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600, dir_fd=fd)
-        try:
-            os.write(wfd, os.fsencode(root) + b"\n")
-            os.fsync(wfd)
-        finally:
-            os.close(wfd)
-        os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
-        for other, path in _entries(fd):
-            if other != name and not os.path.isdir(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(other, dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
-def _entries(fd):
-    for entry in os.listdir(fd):
-        if entry.startswith("."):
-            continue
-        try:
-            efd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                          dir_fd=fd)
-        except OSError:
-            continue
-        try:
-            if not stat.S_ISREG(os.fstat(efd).st_mode):
-                continue
-            data = os.read(efd, REGISTRY_ENTRY_MAX)
-        finally:
-            os.close(efd)
-        path = os.fsdecode(data.rstrip(b"\n"))
-        if path.startswith("/") and path != "/" and "\0" not in path and "\n" not in path \
-                and os.path.normpath(path) == path:
-            yield entry, path
-
-
-def registered_roots(registry=None):
-    """Every state root in the registry (existing or not), sorted."""
-    try:
-        fd = _open_registry(registry or REGISTRY, create=False)
-    except (StateError, OSError):
-        return []
-    if fd is None:
-        return []
-    try:
-        return sorted({path for _, path in _entries(fd)})
-    finally:
-        os.close(fd)
 
 
 def write_json(path, data, dir_fd=None):

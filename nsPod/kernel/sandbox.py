@@ -23,11 +23,11 @@ def set_sysctl(name, value):
         f.write(value)
 
 
-def spawn(pod, set_pdeathsig, prepare=None):
+def spawn(plan, set_pdeathsig, prepare=None):
     """Start pause in new namespaces of every kind the pod owns; returns its host pid."""
     flags = 0
     for kind, flag in NEW_FLAGS.items():
-        if pod.namespaces[kind] == "pod":
+        if plan.namespaces[kind] == "pod":
             flags |= flag
     binary = pause_binary()
 
@@ -36,13 +36,13 @@ def spawn(pod, set_pdeathsig, prepare=None):
             unshare(flags)
 
     def configure_and_exec():
-        if pod.namespaces["uts"] == "pod":
-            with step(f"set hostname {pod.hostname}"):
-                sethostname(pod.hostname)
-        if pod.namespaces["net"] == "pod":
+        if plan.namespaces["uts"] == "pod":
+            with step(f"set hostname {plan.hostname}"):
+                sethostname(plan.hostname)
+        if plan.namespaces["net"] == "pod":
             with step("bring lo up"):
                 netdev.link_up("lo")
-        for name, value in pod.sysctls:
+        for name, value in plan.sysctls:
             # /proc/sys/net and the IPC sysctls show the namespaces of the process writing.
             with step(f"set sysctl {name}={value}"):
                 set_sysctl(name, value)
@@ -56,7 +56,7 @@ def spawn(pod, set_pdeathsig, prepare=None):
         configure_and_exec,
         pre_fork=make_namespaces,
         # pause must be PID 1 of a new pid namespace: only unshare's children are in it.
-        fork_again=pod.namespaces["pid"] == "pod",
+        fork_again=plan.namespaces["pid"] == "pod",
         prepare=prepare,
         set_pdeathsig=set_pdeathsig,
     )

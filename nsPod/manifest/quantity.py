@@ -69,8 +69,15 @@ def canonical(text):
     return f"{sign}{amount}{_DECIMAL_SUFFIX[exponent]}"
 
 
-def format_bytes(n):
-    """A byte count the way a person writes it: 536870912 -> 512Mi, 1500000000 -> 1500M."""
+def format_bytes(n, readable=False):
+    """A byte count the way a person writes it: 536870912 -> 512Mi, 1500000000 -> 1500M.
+
+    nspod's one byte formatter. Exact by default (a quantity that parses back to n, for
+    manifests); readable=True is for messages and tables: binary suffixes, two decimals at
+    most, and a "~" when they do not show the value exactly (1.25Gi, ~23.25Gi, 300).
+    """
+    if readable:
+        return _readable_bytes(n)
     if n < 0:
         return "-" + format_bytes(-n)
     if n == 0:
@@ -83,6 +90,18 @@ def format_bytes(n):
         if n % scale == 0:
             return f"{n // scale}{suffix}"
     return str(n)
+
+
+def _readable_bytes(n):
+    if abs(n) < 1024:
+        return str(n)
+    scale, unit = 1, ""
+    for unit in _BINARY:
+        scale *= 1024
+        if abs(n) < scale * 1024:
+            break
+    text = f"{n / scale:.2f}".rstrip("0").rstrip(".") + unit
+    return text if (n * 100) % scale == 0 else "~" + text
 
 
 def _whole(text, scale, examples):

@@ -1,7 +1,7 @@
 """Pod spec + config + facts about the host -> PodPlan: plain data the monitor executes.
 
 Pure: no syscalls, no files. Everything the monitor and the container children need is
-decided here, so it can be unit-tested without root and printed with --dry-run.
+decided here, so it can be unit-tested without root.
 """
 import os
 

@@ -10,6 +10,14 @@ Layout of one pod, under <root>/pods/<name>/:
   control.sock   the monitor's root-only control socket
   logs/<container>/<n>.log    CRI-format logs of run n of each container
   volumes/<name> emptyDir volumes (a directory, or a tmpfs mounted there)
+
+Field names, one rule at the boundary: Python attributes are snake_case; JSON keys are
+camelCase, as the Kubernetes API spells them (state.json, `inspect`, the manifest, netd's and
+the monitor's requests, leases, dicts inside the plan such as security's runAsNonRoot). The
+one exception is pod.json's "plan": PodPlan.to_json() of the plan records, keyed by their
+attribute names (init_containers, memory_need), written and read back only by nspod and never
+shown, so read it as attributes (PodPlan.from_json) or by those names. Renaming either side
+would change files that existing pods hold.
 """
 import contextlib
 import errno

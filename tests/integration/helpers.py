@@ -57,8 +57,9 @@ spec:
 
 
 # In the cgroup v2 guest on a host whose CPU has AMX, glibc's and OpenSSL's AVX code is
-# turned off by these variables (tests/vm/run.sh, uml-fxsave.py); a container starts with its
-# manifest's env only, so containers there are given them (else python3 hangs in the guest).
+# turned off by these variables (set by whoever runs tests/vm/run.sh, which passes the host's
+# environment into the guest); a container starts with its manifest's env only, so
+# containers there are given them (else python3 hangs in the guest).
 GUEST_ENV = {k: os.environ[k] for k in ("GLIBC_TUNABLES", "OPENSSL_ia32cap")
              if os.environ.get("NSPOD_VM") and k in os.environ}
 

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from nsPod.net import ipam, client as netclient, links as network
+from nsPod.net import ipam, client as netclient, links as network, netns, veth
 from nsPod.errors import NetworkError
 
 PY = sys.executable
@@ -185,8 +185,8 @@ class World:
         for pod in self.pods:
             try:
                 # By force: this test's names (its root is in them), whatever netns they hold.
-                inode = network.netns_inode_at(network.netns_path(self.root, pod))
-                network.netns_detach(self.root, pod, [inode] if inode else [])
+                inode = netns.netns_inode_at(network.netns_path(self.root, pod))
+                netns.netns_detach(self.root, pod, [inode] if inode else [])
             except Exception as e:
                 problems.append(f"netns of {pod}: {e}")
         for name in [network.host_veth_name(self.root, p, self.bridge) for p in self.pods] + [self.bridge]:
@@ -362,13 +362,13 @@ def test_ip_netns_exec_works_while_the_pod_lives(world):
     assert subprocess.run(["ip", "netns", "exec", name, "true"],
                           capture_output=True).returncode != 0
     # the functions themselves, without netd, idempotent both ways
-    assert network.netns_attach(world.root, "gamma", a.pid) == path
-    assert network.netns_attach(world.root, "gamma", a.pid) == path   # already: does not stack
+    assert netns.netns_attach(world.root, "gamma", a.pid) == path
+    assert netns.netns_attach(world.root, "gamma", a.pid) == path   # already: does not stack
     assert subprocess.run(["ip", "netns", "exec", name, "true"]).returncode == 0
-    assert network.netns_detach(world.root, "gamma", [inode + 1]) is False   # not the pod's netns
+    assert netns.netns_detach(world.root, "gamma", [inode + 1]) is False   # not the pod's netns
     assert os.stat(path).st_ino == inode
-    assert network.netns_detach(world.root, "gamma", [inode]) is True
-    assert network.netns_detach(world.root, "gamma", [inode]) is False
+    assert netns.netns_detach(world.root, "gamma", [inode]) is True
+    assert netns.netns_detach(world.root, "gamma", [inode]) is False
     assert not any(path in line for line in open("/proc/self/mountinfo"))
 
 
@@ -576,10 +576,10 @@ def test_pod_side_configuration_is_refused_beside_another_thread(world):
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
-    fd = network.open_netns(a.pid)
+    fd = veth.open_netns(a.pid)
     try:
         with pytest.raises(NetworkError, match="single-threaded"):
-            network._configure_pod_side(fd, a.pid, ipaddress.IPv4Interface("10.213.1.2/24"),
+            veth._configure_pod_side(fd, a.pid, ipaddress.IPv4Interface("10.213.1.2/24"),
                                         "10.213.1.1")
     finally:
         os.close(fd)

@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from nsPod import cli, config
+from nsPod import config
+from nsPod.api import manifests
 from nsPod.plan import make as plan
 from nsPod.manifest import spec
 from nsPod.errors import InputError
@@ -15,7 +16,7 @@ from nsPod.errors import InputError
 
 def read_problem(path):
     with pytest.raises(InputError) as info:
-        cli.read_manifest(path)
+        manifests.read_manifest(path)
     return str(info.value)
 
 
@@ -29,7 +30,7 @@ def test_large_file_is_refused(tmp_path):
     big.write_bytes(b"#" * (spec.MANIFEST_MAX_BYTES + 1))
     assert read_problem(str(big)) == f"FILE: {big}: manifest larger than 4 MiB"
     big.write_bytes(b"#" * spec.MANIFEST_MAX_BYTES)
-    assert cli.read_manifest(str(big))[0] == "#" * spec.MANIFEST_MAX_BYTES
+    assert manifests.read_manifest(str(big))[0] == "#" * spec.MANIFEST_MAX_BYTES
 
 
 def test_directory_is_refused(tmp_path):
@@ -50,7 +51,7 @@ def test_shell_pipe_is_read(tmp_path):
     os.close(w)
     try:
         assert stat.S_ISFIFO(os.fstat(r).st_mode)
-        assert cli.read_manifest(f"/dev/fd/{r}") == ("kind: Pod\n", f"/dev/fd/{r}")
+        assert manifests.read_manifest(f"/dev/fd/{r}") == ("kind: Pod\n", f"/dev/fd/{r}")
     finally:
         os.close(r)
 

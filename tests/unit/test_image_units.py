@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nsPod.store import images
+from nsPod.store import images, oci, unpack
 from nsPod.plan import make as plan
 from nsPod.manifest import spec
 from nsPod.errors import InputError
@@ -80,9 +80,9 @@ def tar_of(entries, compress=False):
 def extract(data, dest, layer=False):
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         if layer:
-            images._apply_whiteouts(tar, str(dest))
+            unpack._apply_whiteouts(tar, str(dest))
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-        images._extract(tar, str(dest), layer=layer)
+        unpack._extract(tar, str(dest), layer=layer)
 
 
 def test_an_archive_cannot_write_outside_the_image(tmp_path):
@@ -160,17 +160,17 @@ def oci_layout(path, platforms):
 
 
 def test_oci_picks_this_machines_platform_through_a_nested_index(tmp_path, monkeypatch):
-    monkeypatch.setattr(images.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(oci.platform, "machine", lambda: "aarch64")
     layout = oci_layout(tmp_path / "oci", ["amd64", "arm64"])
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
-    config = images._import_oci(str(layout), str(rootfs))
+    config = oci._import_oci(str(layout), str(rootfs))
     assert (rootfs / "arch").read_text() == "arm64"
     assert config == {"entrypoint": ["/bin/arm64"], "cmd": None, "env": ["A=1"],
                       "workingDir": None, "user": "app:staff"}
-    monkeypatch.setattr(images.platform, "machine", lambda: "s390x")
+    monkeypatch.setattr(oci.platform, "machine", lambda: "s390x")
     with pytest.raises(images.ImageError, match="no image for linux/s390x"):
-        images._import_oci(str(layout), str(tmp_path / "rootfs"))
+        oci._import_oci(str(layout), str(tmp_path / "rootfs"))
 
 
 # --- what plan makes of an image -------------------------------------------------------------
@@ -276,8 +276,8 @@ def test_a_truncated_archive_is_an_image_error(tmp_path):
     dest = tmp_path / "rootfs"
     dest.mkdir()
     with open(broken, "rb") as f, pytest.raises(images.ImageError, match="^unpack f: Compressed"):
-        with images._open_tar(f) as tar:
-            images._extract(tar, str(dest))
+        with unpack._open_tar(f) as tar:
+            unpack._extract(tar, str(dest))
 
 
 @pytest.mark.parametrize("make, kind", [(os.mkfifo, "a FIFO"),
@@ -312,9 +312,9 @@ def test_a_fanned_out_oci_layout_is_refused_quickly(tmp_path):
     layout = fan_out_layout(tmp_path / "oci")
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
-    with pytest.raises(images.ImageError, match=f"more than {images.MAX_DESCRIPTORS} "
+    with pytest.raises(images.ImageError, match=f"more than {oci.MAX_DESCRIPTORS} "
                                                 "descriptors"):
-        images._import_oci(str(layout), str(rootfs))
+        oci._import_oci(str(layout), str(rootfs))
 
 
 def test_an_oci_layout_blob_that_is_a_symlink_or_too_big_is_refused(tmp_path):
@@ -328,13 +328,13 @@ def test_an_oci_layout_blob_that_is_a_symlink_or_too_big_is_refused(tmp_path):
     os.rename(blobs / digest, tmp_path / "moved")
     os.symlink("/dev/zero", blobs / digest)
     with pytest.raises(images.ImageError, match=f"blobs/sha256/{digest}: a symlink"):
-        images._import_oci(str(layout), str(rootfs))
+        oci._import_oci(str(layout), str(rootfs))
     os.unlink(blobs / digest)
     os.rename(tmp_path / "moved", blobs / digest)
     # index.json larger than any real one: refused before it is parsed.
-    (layout / "index.json").write_text(" " * (images.MAX_JSON_BLOB + 1) + "{}")
+    (layout / "index.json").write_text(" " * (oci.MAX_JSON_BLOB + 1) + "{}")
     with pytest.raises(images.ImageError, match="index.json is larger than 4 MiB"):
-        images._import_oci(str(layout), str(rootfs))
+        oci._import_oci(str(layout), str(rootfs))
 
 
 @pytest.mark.parametrize("index, message", [
@@ -350,16 +350,16 @@ def test_odd_oci_json_is_an_image_error(tmp_path, index, message):
     (layout / "blobs" / "sha256").mkdir(parents=True)
     (layout / "index.json").write_text(index if isinstance(index, str) else json.dumps(index))
     with pytest.raises(images.ImageError, match=message):
-        images._import_oci(str(layout), str(tmp_path))
+        oci._import_oci(str(layout), str(tmp_path))
 
 
 def test_an_image_config_with_odd_types_is_an_image_error():
     with pytest.raises(images.ImageError, match="Entrypoint is not a list of strings"):
-        images._container_config({"config": {"Entrypoint": "sh"}})
+        oci._container_config({"config": {"Entrypoint": "sh"}})
     with pytest.raises(images.ImageError, match="User is not a string"):
-        images._container_config({"config": {"User": 0}})
+        oci._container_config({"config": {"User": 0}})
     with pytest.raises(images.ImageError, match="config is not an object"):
-        images._container_config({"config": "x"})
+        oci._container_config({"config": "x"})
 
 
 def test_leftovers_of_a_dead_importer_are_removed_and_a_live_ones_kept(tmp_path):
@@ -402,7 +402,7 @@ def test_trees_deeper_than_pythons_recursion_are_sized_and_removed(tmp_path):
     tree = tmp_path / "tree"
     try:
         deep_dirs(str(tree), 3000)
-        assert images._tree_size(str(tree)) >= 4   # past PATH_MAX du counts it, dirs too
+        assert unpack._tree_size(str(tree)) >= 4   # past PATH_MAX du counts it, dirs too
         images.state.remove_tree(str(tree))
         assert not tree.exists()
         images.state.remove_tree(str(tree))   # already gone: nothing to do
@@ -424,7 +424,7 @@ def test_an_image_tarball_nested_too_deep_is_refused_and_leaves_nothing(tmp_path
                                 + [(names[-1] + "/f", "file", "deep")], compress=True))
         return str(path)
     config = SimpleNamespace(root=str(tmp_path / "root"))
-    stored = images.import_image(config, "ok", tarball(images.MAX_MEMBER_DEPTH))
+    stored = images.import_image(config, "ok", tarball(unpack.MAX_MEMBER_DEPTH))
     assert stored["size"] == 4
     with pytest.raises(images.ImageError, match="more than 256 directories deep"):
         images.import_image(config, "deep", tarball(3000))

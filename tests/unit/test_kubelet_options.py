@@ -102,8 +102,8 @@ def dst_zone():
 def test_age_is_computed_in_utc_across_dst(dst_zone, monkeypatch, stamp):
     """AGE of a pod started 90 s ago is 1m in summer and winter time alike (the stamp is UTC;
     reading it as local time was an hour off while DST was in effect)."""
-    from nsPod import cli
+    from nsPod.api import render
     now = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) + 90
     monkeypatch.setattr(time, "time", lambda: now)
-    assert cli.age(stamp) == "1m"
-    assert cli.age("not a time") == "-"
+    assert render.age(stamp) == "1m"
+    assert render.age("not a time") == "-"

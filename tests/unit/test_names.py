@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from nsPod import config
-from nsPod.kernel import paths
+from nsPod.kernel import paths, root_registry
 from nsPod.manifest import spec, syntax
 from nsPod.store import state
 from nsPod.errors import InputError, PodNotFound, StateError
@@ -228,14 +228,14 @@ def test_roots_are_registered_once_and_gone_ones_pruned(tmp_path):
     registry = str(tmp_path / "registry")
     a, b = tmp_path / "a", tmp_path / "b"
     assert paths.check_root(str(a), create=True)
-    paths.register(str(a), registry)
-    paths.register(str(a), registry)
-    paths.register(str(b), registry)  # b does not exist (yet): registered, pruned later
-    assert paths.registered_roots(registry) == [str(a), str(b)]
+    root_registry.register(str(a), registry)
+    root_registry.register(str(a), registry)
+    root_registry.register(str(b), registry)  # b does not exist (yet): registered, pruned later
+    assert root_registry.registered_roots(registry) == [str(a), str(b)]
     assert stat.S_IMODE(os.stat(registry).st_mode) == 0o700
     a.rmdir()
-    paths.register(str(tmp_path / "c"), registry)
-    assert paths.registered_roots(registry) == [str(tmp_path / "c")]
+    root_registry.register(str(tmp_path / "c"), registry)
+    assert root_registry.registered_roots(registry) == [str(tmp_path / "c")]
     assert not [e for e in os.listdir(registry) if e.startswith(".")]
 
 
@@ -245,8 +245,8 @@ def test_a_symlinked_registry_is_refused(tmp_path):
     elsewhere.mkdir(mode=0o700)
     os.symlink(elsewhere, tmp_path / "registry")
     with pytest.raises(StateError, match="symlink"):
-        paths.register("/run/x", str(tmp_path / "registry"))
-    assert paths.registered_roots(str(tmp_path / "registry")) == []
+        root_registry.register("/run/x", str(tmp_path / "registry"))
+    assert root_registry.registered_roots(str(tmp_path / "registry")) == []
     assert list(elsewhere.iterdir()) == []
 
 
@@ -254,7 +254,7 @@ def test_a_symlinked_registry_is_refused(tmp_path):
 def test_using_a_root_registers_it(tmp_path):
     root = str(tmp_path / "root")
     state.PodDir(root, "web").create()
-    assert root in paths.registered_roots()
+    assert root in root_registry.registered_roots()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the registry is root's")
@@ -266,7 +266,7 @@ def test_container_hides_every_registered_root(tmp_path):
     hidden = container.state_roots_to_hide(str(tmp_path / "own"))
     assert set(roots) | {str(tmp_path / "own")} <= set(hidden)
     assert hidden.index(str(tmp_path / "a")) < hidden.index(str(tmp_path / "a/inner"))
-    assert paths.REGISTRY in hidden
+    assert root_registry.REGISTRY in hidden
 
 
 # --- the control socket's address -----------------------------------------------------------
@@ -313,13 +313,14 @@ def test_every_command_refuses_hostile_names_before_touching_anything(
     """One line, exit 2, and nothing touched: the calls that remove, stop or talk to a pod
     are made to fail the test if reached."""
     from nsPod import cli
-    from nsPod.api import pods as pod
+    from nsPod.api import control, pods as pod
 
     def forbidden(*args, **kwargs):
         raise AssertionError(f"reached with {args}")
 
-    for name in ("_remove_dir", "clean_up_after_monitor", "_request", "_start_monitor"):
+    for name in ("_remove_dir", "clean_up_after_monitor", "_start_monitor"):
         monkeypatch.setattr(pod, name, forbidden)
+    monkeypatch.setattr(control, "request", forbidden)
     monkeypatch.setattr(state.PodDir, "remove", forbidden)
     monkeypatch.setattr(state.PodDir, "create", forbidden)
     root = tmp_path / "root"

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from nsPod.kernel import container, seccomp, security
+from nsPod.kernel import identity as kernel_identity, seccomp, security
 from nsPod.plan.make import DEFAULT_CAPABILITIES
 from nsPod.kernel.syscalls import CloneFlag, mount, unshare
 
@@ -18,11 +18,11 @@ GROUP = [["root", "x", "0", ""], ["app", "x", "1000", ""], ["staff", "x", "50", 
 @pytest.fixture
 def dbs(monkeypatch):
     files = {"/etc/passwd": PASSWD, "/etc/group": GROUP}
-    monkeypatch.setattr(container, "_read_db", lambda path: files[path])
+    monkeypatch.setattr(kernel_identity, "_read_db", lambda path: files[path])
 
 
 def identity(**settings):
-    return container.resolve_identity({**container.DEFAULT_SECURITY, **settings})
+    return kernel_identity.resolve_identity({**kernel_identity.DEFAULT_SECURITY, **settings})
 
 
 def test_identity_as_runc_finds_it(dbs):
@@ -42,7 +42,7 @@ def test_identity_as_runc_finds_it(dbs):
 def test_old_plans_get_the_defaults():
     class Old:
         security = {}
-    settings = container.security_settings(Old())
+    settings = kernel_identity.security_settings(Old())
     assert settings["capabilities"] == list(DEFAULT_CAPABILITIES)
     assert settings["seccomp"] == "Unconfined" and not settings["privileged"]
 
@@ -111,7 +111,7 @@ def test_a_passwd_that_is_no_regular_file_is_refused_without_blocking(tmp_path):
     zero.symlink_to("/dev/zero")
     for path, kind in ((fifo, "a FIFO"), (zero, "a character device"), (tmp_path, "a directory")):
         with pytest.raises(OSError) as caught:
-            container._read_db(str(path))
+            kernel_identity._read_db(str(path))
         assert f"not a regular file ({kind})" in str(caught.value)
         assert caught.value.filename == str(path)
 
@@ -121,23 +121,23 @@ def test_a_huge_passwd_is_refused_before_it_is_read(tmp_path):
     with open(sparse, "wb") as f:
         f.truncate(20 << 30)   # 20 GB of holes: no newline, so a line reader would hold all
     with pytest.raises(OSError, match="larger than 1 MiB"):
-        container._read_db(str(sparse))
+        kernel_identity._read_db(str(sparse))
 
 
 def test_passwd_records_are_read_and_a_missing_file_is_none(tmp_path):
     path = tmp_path / "passwd"
     path.write_bytes(b"# comment\nroot:x:0:0::/root:/bin/sh\n\nbad line\napp:x:1000:1000\n\xff:x:7\n")
-    assert container._read_db(str(path)) == [
+    assert kernel_identity._read_db(str(path)) == [
         ["root", "x", "0", "0", "", "/root", "/bin/sh"], ["app", "x", "1000", "1000"],
         ["\ufffd", "x", "7"]]
-    assert container._read_db(str(tmp_path / "none")) == []
+    assert kernel_identity._read_db(str(tmp_path / "none")) == []
 
 
 def test_hostile_ids_in_the_files_are_clear_errors(monkeypatch):
     files = {"/etc/passwd": [["short", "x", "12"], ["bad", "x", "abc", "0"],
                              ["big", "x", "9" * 5000, "0"], ["uni", "x", "\u00b2", "0"]],
              "/etc/group": [["g", "x", "99999999999"], ["odd", "x", "1", "short"]]}
-    monkeypatch.setattr(container, "_read_db", lambda path: files[path])
+    monkeypatch.setattr(kernel_identity, "_read_db", lambda path: files[path])
     # A record without a gid field: group 0, as before; the malformed member gid is skipped.
     assert identity(user="short") == (12, 0, [1])
     for user, shown in (("bad", "'abc'"), ("big", "'99999999999999999999'"), ("uni", "'\u00b2'")):
