@@ -5,7 +5,6 @@ what api/render.py makes of the result. Library errors (NspodError) become one l
 problem on stderr and their exit code (errors.ExitCode): 2 for bad input, 1 for a failure at
 run time.
 """
-import contextlib
 import json
 import os
 import sys
@@ -98,29 +97,15 @@ def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
 @pass_context
 def run(ctx, file, name, wait):
     """Create and start the pod(s) of a Kubernetes Pod manifest (FILE, or - for stdin)."""
-    from nsPod.api import pods
+    from nsPod.api import pods, pulls
     for p in load_manifest(file, name, ctx.config.allowed_unsafe_sysctls):
-        _pull_images(ctx.config, p)
+        pulls.pull_for_pod(ctx.config, p.manifest, _progress(False))
         for w in pods.run(ctx.config, p):
             warn(w)
         click.echo(p.name)
         if wait:
             from nsPod.api import query
             query.wait_started(ctx.config, p.name)
-
-
-def _pull_images(config, p):
-    """Its images, pulled as each container's imagePullPolicy says, before the pod is made."""
-    images = [c.get("image") for key in ("initContainers", "containers")
-              for c in ((p.manifest or {}).get("spec") or {}).get(key) or ()
-              if isinstance(c, dict)]
-    if not any(isinstance(i, str) and i and not i.startswith("/") for i in images):
-        return
-    from nsPod.kernel import paths
-    from nsPod.registry import pull
-    paths.check_root(config.root, create=True)
-    with _progress(False) as progress, _sigterm_interrupts():
-        pull.ensure(config.root, p.manifest, progress)
 
 
 @cli.command()
@@ -403,16 +388,8 @@ def image_ls(ctx, output):
 def image_pull(ctx, quiet, ref):
     """Pull an image by reference (nginx:1.25, registry.k8s.io/pause:3.9, name@sha256:...)
     from its registry, through the mirrors of registries.conf."""
-    from nsPod.kernel import paths
-    from nsPod.manifest import image_reference as reference
-    from nsPod.registry import pull
-    try:
-        reference.parse(ref)
-    except InputError as e:
-        raise InputError(f"REF: {ref!r}: {e}") from None
-    paths.check_root(ctx.config.root, create=True)
-    with _progress(quiet) as progress, _sigterm_interrupts():
-        stored, _ = pull.pull(ctx.config.root, ref, progress, explicit=True)
+    from nsPod.api import pulls
+    stored = pulls.pull_image(ctx.config, ref, _progress(quiet))
     click.echo(stored["name"])
 
 
@@ -439,23 +416,8 @@ class _Progress:
             click.echo(f"\r{line}\033[K" + ("\n" if done == total else ""), nl=False, err=True)
 
 
-@contextlib.contextmanager
 def _progress(quiet):
-    yield None if quiet or not sys.stderr.isatty() else _Progress()
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM ends a pull as ^C does: its work is removed on the way out."""
-    import signal
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return None if quiet or not sys.stderr.isatty() else _Progress()
 
 
 @image.command("rm")

@@ -202,8 +202,9 @@ def test_monitor_loads_nothing_heavy_at_all():
 # that grows past its number fails too, and one back under the limit must leave the list.
 MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
 OVERSIZED = {
-    "api/pods.py": 536, "cli.py": 812, "kernel/container.py": 553,
-    "net/daemon.py": 593, "net/links.py": 634, "store/images.py": 722,
+    # Every command's click declaration lives here (the only click importer); the image
+    # pull commands (issue 10) brought it over: their progress line is the next to move out.
+    "cli.py": 489,
 }
 
 
