@@ -13,7 +13,7 @@ import time
 import click
 
 from nsPod import __version__
-from nsPod.errors import InputError, NspodError, describe
+from nsPod.errors import InputError, NspodError, SpecError, describe
 
 ROOTLESS_COMMANDS = {"validate"}
 
@@ -148,8 +148,13 @@ def _is_named_fifo(file):
 def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
     from nsPod.manifest import spec
     text, source = read_manifest(file)
-    pods, warnings = spec.load_pods(text, source, name_override=name,
-                                    allowed_unsafe_sysctls=allowed_unsafe_sysctls)
+    try:
+        pods, warnings = spec.load_pods(text, source, name_override=name,
+                                        allowed_unsafe_sysctls=allowed_unsafe_sysctls)
+    except SpecError as e:
+        for w in getattr(e, "warnings", ()):   # they print even when there are errors
+            warn(w)
+        raise
     if name is not None and len(pods) > 1:
         raise InputError(f"--name: {file} holds {len(pods)} pods; --name needs exactly one")
     for w in warnings:
@@ -608,6 +613,27 @@ def rm(ctx, pods_, force, timeout):
     if errors:
         for e in errors[:-1]:
             click.echo(f"error: {e}", err=True)
+        raise errors[-1]
+
+
+@cli.command()
+@click.option("-f", "--filename", "file", required=True, metavar="FILE",
+              help="The manifest the pods were made from (FILE, or - for stdin).")
+@click.option("--timeout", type=GRACE_SECONDS, metavar="S", help="Grace period for running pods.")
+@pass_context
+def delete(ctx, file, timeout):
+    """Stop and remove every pod FILE made: its Pods, and its workloads' pods (by owner)."""
+    from nsPod.api import pods, workloads
+    from nsPod.manifest import spec
+    names = workloads.made_by(ctx.config, *spec.load_owners(*read_manifest(file)))
+    if not names:
+        raise NspodError(f"no pod made from {file} is here")
+    removed, errors = pods.remove(ctx.config, names, True, timeout)
+    for name in removed:
+        click.echo(name)
+    for e in errors[:-1]:
+        click.echo(f"error: {e}", err=True)
+    if errors:
         raise errors[-1]
 
 
