@@ -219,8 +219,35 @@ def _expand(doc, kind, meta, prefix, out, rng):
                     "name": pod_name, "labels": pod_labels, "annotations": annotations}
         if meta.get("namespace") is not None:
             pod_meta["namespace"] = meta["namespace"]
-        pod_doc = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": tspec}
+        pod_spec = tspec
+        if kind == "StatefulSet":
+            pod_spec = _claim_volumes(spec, tspec, pod_name, namespace, out)
+        pod_doc = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
         out.pod_docs.append((prefix, _TemplateReport(prefix), pod_doc))
+
+
+def _claim_volumes(spec, tspec, pod_name, namespace, out):
+    """The pod spec with a persistentVolumeClaim volume per volumeClaimTemplate, named as the
+    StatefulSet controller names the claim (<template>-<pod>); each claim into out.claims.
+    A template whose name the pod already declares as a volume is not added (the
+    controller lets the pod's own volume win)."""
+    templates = spec.get("volumeClaimTemplates")
+    if not isinstance(templates, list) or not isinstance(tspec, dict):
+        return tspec
+    volumes = tspec.get("volumes") or []
+    if not isinstance(volumes, list):
+        return tspec   # the pod validator says what is wrong with it
+    volumes = list(volumes)
+    have = {v.get("name") for v in volumes if isinstance(v, dict)}
+    for t in templates:
+        meta = t.get("metadata") if isinstance(t, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(name, str) or name in have:
+            continue
+        claim = f"{name}-{pod_name}"
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim}})
+        out.claims.setdefault((namespace, claim), t.get("spec") or {})
+    return {**tspec, "volumes": volumes}
 
 
 def _count(kind, spec, problems):

@@ -572,7 +572,6 @@ def test_probes_and_lifecycle(enable):
         'spec.containers[0].readinessProbe.httpGet.port: "web" is not the name of one of this container\'s ports',
         "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: is not allowed in a readinessProbe",
         "spec.containers[0].lifecycle.postStart.tcpSocket: not supported (deprecated in lifecycle hooks)",
-        "spec.containers[0].lifecycle.postStart: exactly one handler is needed (exec, httpGet, sleep)",
         "spec.containers[0].lifecycle.preStop.sleep.seconds: 60 must be at most terminationGracePeriodSeconds (30)",
     ]
 

@@ -203,3 +203,22 @@ def test_fields_off_their_defaults_are_still_refused_or_warned():
         "account token",
         "spec.containers[0].resources.limits.nvidia.com/gpu: ignored (nspod limits only memory "
         "and cpu)"]
+
+
+def test_statefulset_claim_templates_are_claims_per_pod():
+    """The StatefulSet controller gives each pod a persistentVolumeClaim per
+    volumeClaimTemplate, named <template>-<pod> (www-web-0)."""
+    text = workload("StatefulSet", "web", extra="  replicas: 2\n") + \
+        "  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec: {accessModes: [RWO]}\n"
+    docs = workloads.sort_documents(spec.load_yaml(text, "f")[0], random.Random(1))
+    volumes = [d["spec"]["volumes"] for _, _, d in docs.pod_docs]
+    assert volumes == [[{"name": "www", "persistentVolumeClaim": {"claimName": "www-web-0"}}],
+                       [{"name": "www", "persistentVolumeClaim": {"claimName": "www-web-1"}}]]
+    assert set(docs.claims) == {("default", "www-web-0"), ("default", "www-web-1")}
+
+
+def test_an_unsupported_probe_handler_is_one_line():
+    import json
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "c", "command": ["x"], "livenessProbe": {"grpc": {"port": 1}}}]}}
+    assert problems(json.dumps(doc)) == ["spec.containers[0].livenessProbe.grpc: not supported"]
