@@ -162,8 +162,11 @@ def _expand(doc, kind, meta, prefix, out, rng):
                         f"(use {WORKLOADS[kind][0]})")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
-        problems.append("metadata.name: required")
+        problems.append("metadata.name: required (a string)")
     namespace = meta.get("namespace") or "default"
+    if not isinstance(namespace, str):
+        problems.append(f"metadata.namespace: must be a string, got {kind_of(namespace)}")
+        namespace = "default"
     if isinstance(name, str) and name:
         # known even when the rest is wrong: `delete -f` cleans up after an edited file
         out.owners.add((namespace, f"{kind}/{name}"))
@@ -181,6 +184,10 @@ def _expand(doc, kind, meta, prefix, out, rng):
     if not isinstance(tmeta, dict):
         problems.append(f"spec.template.metadata: must be a mapping, got {kind_of(tmeta)}")
         tmeta = {}
+    for key in ("labels", "annotations"):
+        if tmeta.get(key) is not None and not isinstance(tmeta.get(key), dict):
+            problems.append(f"spec.template.metadata.{key}: must be a mapping, "
+                            f"got {kind_of(tmeta.get(key))}")
     count = _count(kind, spec, problems)
     tspec = template.get("spec")
     if kind == "Job" and isinstance(tspec, dict) and \

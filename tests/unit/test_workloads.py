@@ -222,3 +222,23 @@ def test_an_unsupported_probe_handler_is_one_line():
     doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
         "containers": [{"name": "c", "command": ["x"], "livenessProbe": {"grpc": {"port": 1}}}]}}
     assert problems(json.dumps(doc)) == ["spec.containers[0].livenessProbe.grpc: not supported"]
+
+
+@pytest.mark.parametrize("doc", [
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "namespace": [1]},
+     "spec": {"template": {"spec": {}}}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": ["x"]}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+     "spec": {"replicas": True, "template": {"metadata": {"labels": ["a"]}, "spec": {}}}},
+    {"apiVersion": "apps/v1", "kind": ["Deployment"]},
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": [1]}},
+    {"apiVersion": "v1", "kind": "List", "items": {"a": 1}},
+    {"apiVersion": "v1", "kind": "List", "items": [7, None, {"kind": {}}]},
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": 3}},
+    {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+     "spec": {"volumeClaimTemplates": [1, {"metadata": []}], "template": {"spec": {}}}},
+])
+def test_hostile_workload_shapes_are_clean_errors(doc):
+    import json
+    lines = problems(json.dumps(doc))
+    assert lines and all(isinstance(line, str) and line for line in lines)
