@@ -86,3 +86,17 @@ def test_deployment_job_statefulset_run_and_delete_f_removes_them(nspod):
     assert nspod.pods() == [other]
     again = nspod("delete", "-f", path, check=False)
     assert again.returncode == 1 and "no pod made from" in again.stderr
+
+
+def test_a_pod_that_cannot_be_made_stops_run_and_delete_f_cleans_up(nspod):
+    """Pods are made in file order: when one fails (its name is taken) the error names it,
+    the ones made before stay and are listed, and `delete -f` removes them, not the pod
+    that held the name."""
+    taken = nspod.run_yaml(pod_yaml("db-1", container("a")))
+    path = nspod.manifest(WORKLOADS.split("---\n")[2], "sts.yaml")
+    result = nspod("run", path, check=False)
+    assert result.returncode != 0
+    assert result.stdout.split() == ["db-0"]
+    assert "db-1" in result.stderr
+    assert nspod("delete", "-f", path, "--timeout", "0").stdout.split() == ["db-0"]
+    assert nspod.pods() == [taken]

@@ -242,3 +242,20 @@ def test_hostile_workload_shapes_are_clean_errors(doc):
     import json
     lines = problems(json.dumps(doc))
     assert lines and all(isinstance(line, str) and line for line in lines)
+
+
+def test_validate_prints_warnings_even_with_errors(tmp_path):
+    """`nspod validate` (no root needed): the warning for an ignored kind prints beside the
+    error, once each, exit 2."""
+    import subprocess
+    import sys
+    path = tmp_path / "f.yaml"
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n"
+                    "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\n")
+    result = subprocess.run([sys.executable, "-P", "-m", "nsPod", "validate", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "warning: document 1: ignored: kind Service",
+        "error: document 2: kind: CronJob is not supported: run its jobTemplate's pod as a Job "
+        "(kind: Job, spec: the CronJob's spec.jobTemplate.spec)"]
