@@ -110,11 +110,15 @@ SPEC = {
         "hostAliases", "dnsPolicy", "dnsConfig", "securityContext")),
     **dict.fromkeys((
         "nodeSelector", "nodeName", "affinity", "tolerations",
-        "priorityClassName", "priority", "preemptionPolicy", "serviceAccountName",
-        "serviceAccount", "imagePullSecrets",
+        "priorityClassName", "imagePullSecrets",
         "topologySpreadConstraints", "readinessGates", "schedulingGates",
         "overhead"), IGNORED_HERE),
     "schedulerName": default("default-scheduler", otherwise=IGNORED_HERE),
+    # the values the API server's admission fills in (kubectl get -o yaml shows them)
+    "serviceAccountName": default("default", otherwise=IGNORED_HERE),
+    "serviceAccount": default("default", otherwise=IGNORED_HERE),
+    "priority": default(0, otherwise=IGNORED_HERE),
+    "preemptionPolicy": default("PreemptLowerPriority", otherwise=IGNORED_HERE),
     "automountServiceAccountToken": default(False, otherwise=(
         "warn", "ignored: there is no API server, so no service account token")),
     # service links are environment variables for Services; a single host has none

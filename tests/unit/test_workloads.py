@@ -173,7 +173,8 @@ def test_fields_at_their_defaults_are_accepted_silently():
     doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
         "hostUsers": True, "os": {"name": "linux"}, "enableServiceLinks": True,
         "automountServiceAccountToken": False, "dnsPolicy": "ClusterFirst",
-        "schedulerName": "default-scheduler",
+        "schedulerName": "default-scheduler", "serviceAccountName": "default",
+        "serviceAccount": "default", "priority": 0, "preemptionPolicy": "PreemptLowerPriority",
         "volumes": [{"name": "v"}],
         "containers": [{"name": "c", "command": ["sleep", "1"], "stdin": False, "tty": False,
                         "stdinOnce": False, "terminationMessagePolicy": "File",
