@@ -60,7 +60,11 @@ def load_documents(text, source="<stdin>", name_override=None, allowed_unsafe_sy
         raise InputError(f"--name needs a manifest with one Pod; "
                          f"{source} makes {len(docs.pod_docs)} pods")
     if not docs.pod_docs and not docs.problems:
-        problems.append(f"{source}: no Pod in it (nor a workload that makes pods)")
+        # one line for one cause: the ignored kinds are named here, not also warned about
+        kinds = ", ".join(dict.fromkeys(q(k) for k in docs.ignored))
+        problems.append(f"{source}: no Pod in it, nor a workload that makes pods"
+                        + (f" (kind {kinds} is not run)" if kinds else ""))
+        warnings = [w for w in warnings if "ignored: kind " not in w]
     pods, first_of = [], {}
     for prefix, report, document in docs.pod_docs:
         pod = validate_pod(document, report, name_override, require_kind=True,

@@ -59,6 +59,7 @@ class Documents:
     claims: dict = field(default_factory=dict)
     owners: set = field(default_factory=set)
     pod_names: set = field(default_factory=set)  # of the kind: Pod documents (delete -f)
+    ignored: list = field(default_factory=list)   # the kinds warned about as ignored
     problems: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
 
@@ -143,6 +144,7 @@ def _sort_one(doc, prefix, out, rng):
                             "spec.jobTemplate.spec)")
         return
     if kind in IGNORED:
+        out.ignored.append(kind)
         out.warnings.append(f"{prefix}ignored: kind {kind}")
         return
     if kind not in WORKLOADS:

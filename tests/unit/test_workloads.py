@@ -260,3 +260,11 @@ def test_validate_prints_warnings_even_with_errors(tmp_path):
         "warning: document 1: ignored: kind Service",
         "error: document 2: kind: CronJob is not supported: run its jobTemplate's pod as a Job "
         "(kind: Job, spec: the CronJob's spec.jobTemplate.spec)"]
+
+
+def test_a_file_of_only_ignored_kinds_is_one_error_naming_them():
+    with pytest.raises(SpecError) as info:
+        load("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
+    assert info.value.problems == [
+        'f.yaml: no Pod in it, nor a workload that makes pods (kind "Service" is not run)']
+    assert info.value.warnings == []
