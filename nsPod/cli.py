@@ -559,7 +559,12 @@ def apply(ctx, file):
     from nsPod.api import pods
     # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
     # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
+    from nsPod.manifest.workloads import OWNER_ANNOTATION
     for p in load_manifest(file, allowed_unsafe_sysctls=None):
+        if OWNER_ANNOTATION in p.annotations:   # a controller replaces its pods, never edits
+            raise InputError(f"FILE: {file} makes pods of {p.annotations[OWNER_ANNOTATION]}; "
+                             "a workload's pods are replaced, not changed: nspod delete -f, "
+                             "then nspod run")
         changes = pods.apply(ctx.config, p)
         if not changes:
             click.echo(f"pod {p.name}: unchanged")

@@ -268,3 +268,18 @@ def test_a_file_of_only_ignored_kinds_is_one_error_naming_them():
     assert info.value.problems == [
         'f.yaml: no Pod in it, nor a workload that makes pods (kind "Service" is not run)']
     assert info.value.warnings == []
+
+
+def test_apply_refuses_a_workload_file(tmp_path):
+    """A controller replaces its pods on a template change, it never edits one in place:
+    `apply` of a workload says so before touching anything (no root needed to refuse)."""
+    import subprocess
+    import sys
+    path = tmp_path / "d.yaml"
+    path.write_text(workload("Deployment", "web"))
+    result = subprocess.run([sys.executable, "-P", "-m", "nsPod", "--root",
+                             str(tmp_path / "root"), "apply", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "makes pods of Deployment/web" in result.stderr
+    assert not (tmp_path / "root").exists()
