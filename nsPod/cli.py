@@ -13,7 +13,7 @@ import time
 import click
 
 from nsPod import __version__
-from nsPod.errors import ExitCode, InputError, NspodError, describe
+from nsPod.errors import ExitCode, InputError, NspodError, SpecError, describe
 from nsPod.api import render
 
 ROOTLESS_COMMANDS = {"validate"}
@@ -80,9 +80,15 @@ def warn(message):
 
 
 def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
-    """The pods of FILE (api.manifests reads it with care); its warnings go to stderr."""
+    """The pods of FILE (api.manifests reads it with care); its warnings go to stderr, even
+    beside errors."""
     from nsPod.api import manifests
-    pods, warnings = manifests.load_manifest(file, name, allowed_unsafe_sysctls)
+    try:
+        pods, warnings = manifests.load_manifest(file, name, allowed_unsafe_sysctls)
+    except SpecError as e:
+        for w in getattr(e, "warnings", ()):
+            warn(w)
+        raise
     for w in warnings:
         warn(w)
     return pods
@@ -270,7 +276,12 @@ def apply(ctx, file):
     from nsPod.api import change
     # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
     # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
+    from nsPod.manifest.workloads import OWNER_ANNOTATION
     for p in load_manifest(file, allowed_unsafe_sysctls=None):
+        if OWNER_ANNOTATION in p.annotations:   # a controller replaces its pods, never edits
+            raise InputError(f"FILE: {file} makes pods of {p.annotations[OWNER_ANNOTATION]}; "
+                             "a workload's pods are replaced, not changed: nspod delete -f, "
+                             "then nspod run")
         click.echo(render.applied(p.name, change.apply(ctx.config, p)))
 
 
@@ -320,6 +331,27 @@ def rm(ctx, pods_, force, timeout):
     if errors:
         for e in errors[:-1]:
             click.echo(f"error: {e}", err=True)
+        raise errors[-1]
+
+
+@cli.command()
+@click.option("-f", "--filename", "file", required=True, metavar="FILE",
+              help="The manifest the pods were made from (FILE, or - for stdin).")
+@click.option("--timeout", type=GRACE_SECONDS, metavar="S", help="Grace period for running pods.")
+@pass_context
+def delete(ctx, file, timeout):
+    """Stop and remove every pod FILE made: its Pods, and its workloads' pods (by owner)."""
+    from nsPod.api import manifests, pods, workloads
+    from nsPod.manifest import spec
+    names = workloads.made_by(ctx.config, *spec.load_owners(*manifests.read_manifest(file)))
+    if not names:
+        raise NspodError(f"no pod made from {file} is here")
+    removed, errors = pods.remove(ctx.config, names, True, timeout)
+    for name in removed:
+        click.echo(name)
+    for e in errors[:-1]:
+        click.echo(f"error: {e}", err=True)
+    if errors:
         raise errors[-1]
 
 

@@ -92,6 +92,14 @@ class Report:
                 if not FEATURES.get(gate, True) and not empty(item):
                     template = NOT_YET_MESSAGES.get(gate, "not supported yet")
                     self.error(where, template.format(value=q(item)))
+            elif rule[0] == "default":
+                # ("default", values, (level, message)): a field at its API default is what
+                # nspod does anyway, so it is accepted silently; any other value follows rule
+                if not any(item == d and type(item) is type(d) for d in rule[1]):
+                    if rule[2][0] == "warn":
+                        self.warn(where, rule[2][1])
+                    else:
+                        self.error(where, rule[2][1])
             elif rule[0] == "warn":
                 if not empty(item):
                     self.warn(where, rule[1])

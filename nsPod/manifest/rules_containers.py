@@ -270,7 +270,9 @@ def validate_resource_list(value, path, ctx):
                 out[key] = parsed
         elif isinstance(key, str) and (key == "ephemeral-storage" or "/" in key
                                        or key.startswith("hugepages-")):
-            note.error(where, "not supported (only memory and cpu)")
+            # the scheduler's business (extended resources, hugepages) or the kubelet's
+            # eviction's: a single host has neither, and the pod runs the same without them
+            note.warn(where, "ignored (nspod limits only memory and cpu)")
         else:
             note.error(where, "unknown resource" + suggestion(str(key), ("memory", "cpu")))
     return out

@@ -54,6 +54,8 @@ def validate_handler(h, path, kinds, port_names, ctx):
     note = ctx.report
     given = [k for k in kinds if h.get(k) is not None]
     if len(given) != 1:
+        if not given and any(h.get(k) is not None for k in h if k not in kinds):
+            return None   # an unsupported handler (grpc): its own line said so, once
         got = f", got {', '.join(given)}" if given else ""
         note.error(path, f"exactly one handler is needed ({', '.join(kinds)}){got}")
         return None

@@ -84,6 +84,13 @@ SERVER_SET = ("warn", "ignored (set by the API server)")
 UNSUPPORTED = ("error", "not supported")
 VOLUME_TYPE = ("error", "volume type not supported (supported: emptyDir, hostPath)")
 
+
+def default(*values, otherwise=UNSUPPORTED):
+    """A field accepted silently at one of its API default values (stdin: false), checked by
+    the other rule at any other (kubectl get -o yaml and helm charts write the defaults)."""
+    return ("default", values, otherwise)
+
+
 DOCUMENT = {"apiVersion": None, "kind": None, "metadata": None, "spec": None,
              "status": ("warn", "ignored")}
 METADATA = {
@@ -102,14 +109,25 @@ SPEC = {
         "activeDeadlineSeconds", "volumes", "initContainers", "containers", "resources",
         "hostAliases", "dnsPolicy", "dnsConfig", "securityContext")),
     **dict.fromkeys((
-        "nodeSelector", "nodeName", "affinity", "tolerations", "schedulerName",
-        "priorityClassName", "priority", "preemptionPolicy", "serviceAccountName",
-        "serviceAccount", "automountServiceAccountToken", "imagePullSecrets",
-        "enableServiceLinks", "topologySpreadConstraints", "readinessGates", "schedulingGates",
+        "nodeSelector", "nodeName", "affinity", "tolerations",
+        "priorityClassName", "imagePullSecrets",
+        "topologySpreadConstraints", "readinessGates", "schedulingGates",
         "overhead"), IGNORED_HERE),
+    "schedulerName": default("default-scheduler", otherwise=IGNORED_HERE),
+    # the values the API server's admission fills in (kubectl get -o yaml shows them)
+    "serviceAccountName": default("default", otherwise=IGNORED_HERE),
+    "serviceAccount": default("default", otherwise=IGNORED_HERE),
+    "priority": default(0, otherwise=IGNORED_HERE),
+    "preemptionPolicy": default("PreemptLowerPriority", otherwise=IGNORED_HERE),
+    "automountServiceAccountToken": default(False, otherwise=(
+        "warn", "ignored: there is no API server, so no service account token")),
+    # service links are environment variables for Services; a single host has none
+    "enableServiceLinks": default(True, False),
+    "hostUsers": default(True),
+    "os": default({"name": "linux"}, otherwise=("error", "not supported (only os.name linux)")),
     **dict.fromkeys((
-        "ephemeralContainers", "os", "hostUsers", "runtimeClassName", "resourceClaims",
-        "hostnameOverride"), UNSUPPORTED),
+        "ephemeralContainers", "runtimeClassName", "resourceClaims",
+        "hostnameOverride", "workloadRef"), UNSUPPORTED),
 }
 CONTAINER = {
     **dict.fromkeys((
@@ -118,8 +136,8 @@ CONTAINER = {
         "lifecycle", "terminationMessagePath", "terminationMessagePolicy", "restartPolicy")),
     "imagePullPolicy": None,        # honoured by `run` (nsPod/registry/pull.py ensure)
     **dict.fromkeys((
-        "envFrom", "volumeDevices", "resizePolicy", "restartPolicyRules", "stdin", "stdinOnce",
-        "tty"), UNSUPPORTED),
+        "envFrom", "volumeDevices", "resizePolicy", "restartPolicyRules"), UNSUPPORTED),
+    **dict.fromkeys(("stdin", "stdinOnce", "tty"), default(False)),
 }
 APP_CONTAINER = {
     **CONTAINER,
@@ -137,7 +155,7 @@ VOLUME = {
 EMPTY_DIR = {"medium": None, "sizeLimit": None}
 HOST_PATH = {"path": None, "type": None}
 MOUNT = {"name": None, "mountPath": None, "readOnly": None, "subPath": None,
-          "subPathExpr": None, "mountPropagation": UNSUPPORTED,
+          "subPathExpr": None, "mountPropagation": default("None"),
           "recursiveReadOnly": UNSUPPORTED}
 ENV = {"name": None, "value": None, "valueFrom": None}
 ENV_SOURCE = {"fieldRef": None, "resourceFieldRef": None,
@@ -166,7 +184,7 @@ CAPABILITIES = {"add": None, "drop": None}
 SECCOMP = {"type": None, "localhostProfile": None}
 SYSCTL = {"name": None, "value": None}
 PORT = {"name": None, "containerPort": None, "hostPort": None, "protocol": None,
-         "hostIP": UNSUPPORTED}
+         "hostIP": default("0.0.0.0", "")}
 PROBE = {
     **dict.fromkeys((
         "exec", "httpGet", "tcpSocket", "initialDelaySeconds", "timeoutSeconds",

@@ -36,33 +36,67 @@ def load_pods(text, source="<stdin>", name_override=None, allowed_unsafe_sysctls
     Empty documents are skipped. With more than one document each line starts with
     "document N: " (N counts the non-empty documents). A sysctl outside the kubelet's safe set
     is refused unless allowed_unsafe_sysctls (sysctl_policy.parse_allowlist) allows it; None
-    leaves that check out (a pod admitted before, as `apply` reads it).
+    leaves that check out (a pod admitted before, as `apply` reads it). Workloads
+    (Deployment, Job, ...) are their pods and a List its items (manifest/workloads.py).
     """
+    docs = load_documents(text, source, name_override, allowed_unsafe_sysctls)
+    return docs.pods, docs.warnings
+
+
+def load_documents(text, source="<stdin>", name_override=None, allowed_unsafe_sysctls=(),
+                   rng=None):
+    """A workloads.Documents with .pods (validated Pod records) for a YAML stream; the
+    ConfigMaps, Secrets and PersistentVolumeClaims beside them are in .configmaps, .secrets
+    and .claims, keyed (namespace, name). SpecError lists every problem; the warnings are
+    in its .warnings too, so they print even then."""
+    from nsPod.manifest.workloads import sort_documents
     documents, problems = load_yaml(text, source)
     if not documents and not problems:
         raise SpecError([f"{source}: no Pod in it (the manifest is empty)"])
-    if name_override is not None and len(documents) > 1:
+    docs = sort_documents(documents, rng)
+    problems.extend(docs.problems)
+    warnings = list(docs.warnings)
+    if name_override is not None and len(docs.pod_docs) > 1:
         raise InputError(f"--name needs a manifest with one Pod; "
-                         f"{source} has {len(documents)} documents")
-    pods, warnings, first_of = [], [], {}
-    multiple = len(documents) > 1
-    for number, document in enumerate(documents, 1):
-        report = Report(f"document {number}: " if multiple else "")
+                         f"{source} makes {len(docs.pod_docs)} pods")
+    if not docs.pod_docs and not docs.problems:
+        # one line for one cause: the ignored kinds are named here, not also warned about
+        kinds = ", ".join(dict.fromkeys(q(k) for k in docs.ignored))
+        problems.append(f"{source}: no Pod in it, nor a workload that makes pods"
+                        + (f" (kind {kinds} is not run)" if kinds else ""))
+        warnings = [w for w in warnings if "ignored: kind " not in w]
+    pods, first_of = [], {}
+    for prefix, report, document in docs.pod_docs:
         pod = validate_pod(document, report, name_override, require_kind=True,
                            need_containers=True, allowed_sysctls=allowed_unsafe_sysctls)
         if pod is not None:
             if pod.name in first_of:
-                report.error("metadata.name",
-                             f"{q(pod.name)} is also the name of document {first_of[pod.name]}")
-            first_of.setdefault(pod.name, number)
+                report.error("metadata.name", f"{q(pod.name)} is also the name of "
+                             f"{first_of[pod.name] or 'another pod'}")
+            first_of.setdefault(pod.name, prefix.rstrip(": "))
             pods.append(pod)
         for line in report.problems:
-            add_line(problems, line, "", "problems")
+            if line not in problems:   # a workload's replicas repeat their template's
+                add_line(problems, line, "", "problems")
         for line in report.warnings:
-            add_line(warnings, line, "", "warnings")
+            if line not in warnings:
+                add_line(warnings, line, "", "warnings")
     if problems:
-        raise SpecError(problems)
-    return pods, warnings
+        error = SpecError(problems)
+        error.warnings = warnings
+        raise error
+    docs.pods, docs.warnings = pods, warnings
+    return docs
+
+
+def load_owners(text, source="<stdin>"):
+    """What a file makes, for `nspod delete -f`, read without validating the pods (a file
+    that no longer validates can still be cleaned up): (Pod names, {(namespace,
+    "<Kind>/<name>")} of its workloads)."""
+    from nsPod.manifest.workloads import sort_documents
+    documents, _ = load_yaml(text, source)
+    docs = sort_documents(documents)
+    return docs.pod_names, docs.owners
 
 
 def pod_from_dict(d, path_prefix="", name_override=None, allow_no_containers=False):
