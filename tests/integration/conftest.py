@@ -3,6 +3,7 @@
 Each test gets its own state root and a cgroup parent nested under this test process's own
 cgroup (never one we did not create), and runs the real CLI as root against the real kernel.
 """
+import contextlib
 import json
 import os
 import random
@@ -80,8 +81,10 @@ class Nspod:
         return names
 
 
-@pytest.fixture
-def nspod():
+@contextlib.contextmanager
+def nspod_world():
+    """A private nspod world (state root, cgroup parent, bridge, subnet), leak-checked when
+    it ends; the `nspod` fixture is one, a test wanting a second root opens another."""
     workdir = tempfile.mkdtemp(prefix="nspod-test-")
     root = os.path.join(workdir, "root")
     cgroup_parent = f"{own_cgroup().rstrip('/')}/nspod-test-{uuid.uuid4().hex[:8]}"
@@ -102,3 +105,9 @@ def nspod():
         if not leaks:
             shutil.rmtree(workdir, ignore_errors=True)
         assert not leaks, "the test left behind:\n" + "\n".join(leaks)
+
+
+@pytest.fixture
+def nspod():
+    with nspod_world() as tool:
+        yield tool

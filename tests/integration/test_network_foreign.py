@@ -6,17 +6,13 @@ at the end. Traffic only between namespaces the tests made.
 """
 import json
 import os
-import random
-import shutil
 import subprocess
-import tempfile
 import uuid
 
 import pytest
 
-from conftest import NSPOD, Nspod, own_cgroup
+from conftest import NSPOD, Nspod, nspod_world
 from helpers import container, pod_yaml, wait_for
-from leaks import Snapshot
 from nsPod.net import client as netclient
 
 
@@ -140,22 +136,8 @@ def test_a_preexisting_host_veth_name_is_refused_and_kept(nspod):
 @pytest.fixture
 def second_root():
     """Another state root with its own bridge and subnet, leak-checked like `nspod`."""
-    workdir = tempfile.mkdtemp(prefix="nspod-test-")
-    root = os.path.join(workdir, "root")
-    tool = Nspod(root, f"{own_cgroup().rstrip('/')}/nspod-test-{uuid.uuid4().hex[:8]}", workdir,
-                 f"NSPOD_TEST_ID={uuid.uuid4().hex}", f"nspt{uuid.uuid4().hex[:6]}",
-                 f"10.89.{random.randrange(256)}.0/24")
-    before = Snapshot(root, tool.marker, tool.cgroup_parent, tool.pod_names, tool.bridge)
-    try:
+    with nspod_world() as tool:
         yield tool
-    finally:
-        if tool.pods():
-            tool("rm", "-f", "--timeout", "0", *tool.pods(), check=False)
-        netclient.stop(root)
-        leaks = before.leaks()
-        if not leaks:
-            shutil.rmtree(workdir, ignore_errors=True)
-        assert not leaks, "the test left behind:\n" + "\n".join(leaks)
 
 
 def test_two_roots_with_a_pod_of_the_same_name_both_have_networks(nspod, second_root):
