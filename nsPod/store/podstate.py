@@ -75,6 +75,11 @@ def state_record(nested=None):
             """Whether the file has the key (even as null)."""
             return getattr(self, name) is not ABSENT
 
+        def get(self, name, default=None):
+            """The value, or default when the file has no such key (as dict.get)."""
+            value = getattr(self, name)
+            return default if value is ABSENT else value
+
         def drop(self, name):
             """Remove the key, as dict.pop(name, None) did."""
             setattr(self, name, ABSENT)
@@ -86,6 +91,7 @@ def state_record(nested=None):
         cls.from_json = classmethod(from_json)
         cls.to_json = to_json
         cls.has = has
+        cls.get = get
         cls.drop = drop
         cls.nested = nested
         return cls
@@ -114,6 +120,9 @@ class ContainerState:
     waiting: dict
     running: dict
     terminated: dict
+
+    def __bool__(self):
+        return bool(self.to_json())  # as the dict was: {} (no state recorded) is false
 
 
 @state_record({"state": ("one", ContainerState), "lastState": ("one", ContainerState)})
