@@ -17,6 +17,7 @@ from nsPod.plan import lifecycle
 from nsPod.plan.lifecycle import APP
 from nsPod.plan.make import PAUSE_CGROUP, SHM_SIZE
 from nsPod.store import state
+from nsPod.store.podstate import PodState
 
 
 class Sandbox:
@@ -209,7 +210,13 @@ class Sandbox:
         def failed(step, e):
             print(f"nspod monitor: {step.what}: {describe(e)}", file=sys.stderr)
 
-        teardown.undo(m.dir.root, m.plan.name, m.state, failed,
+        recorded = PodState.from_json(m.state)
+        teardown.undo(m.dir.root, m.plan.name, recorded, failed,
                       after=lambda step: m.test_point(f"teardown-{step.what.split()[0]}"))
+        # The monitor still keeps its state as a dict: take back what the undos cleared.
+        undone = recorded.to_json()
+        for key in ("mounts", "cgroup", "network"):
+            if key in undone:
+                m.state[key] = undone[key]
         phase.record_end(m)
         m.save()

@@ -9,6 +9,7 @@ or newer state.json is neither refused nor changed by a reader that saves it.
 Built on plan/records.py's @record, not dataclasses: the monitor loads this module, and it
 is one process per pod (see records.py for the cost).
 """
+from nsPod.errors import StateError
 from nsPod.plan.records import record
 from nsPod.store.state import ProcessRef
 
@@ -41,6 +42,8 @@ def state_record(nested=None):
         fields = cls.fields
 
         def from_json(klass, data):
+            if not isinstance(data, dict):
+                raise StateError(f"state.json: {klass.__name__} is not an object: {data!r:.60}")
             values = {}
             extra = {}
             for key, value in data.items():
@@ -51,6 +54,8 @@ def state_record(nested=None):
                 if kind == "one" and value is not None:
                     value = sub.from_json(value)
                 elif kind == "dict" and value is not None:
+                    if not isinstance(value, dict):
+                        raise StateError(f"state.json: {key} is not an object: {value!r:.60}")
                     value = {k: sub.from_json(v) for k, v in value.items()}
                 values[key] = value
             obj = klass(**values)
@@ -87,7 +92,11 @@ def state_record(nested=None):
         def __eq__(self, other):
             return type(other) is type(self) and to_json(self) == to_json(other)
 
+        def __bool__(self):
+            return bool(to_json(self))  # as the dict was: an empty one ({}) is false
+
         cls.__eq__ = __eq__
+        cls.__bool__ = __bool__
         cls.from_json = classmethod(from_json)
         cls.to_json = to_json
         cls.has = has
@@ -120,9 +129,6 @@ class ContainerState:
     waiting: dict
     running: dict
     terminated: dict
-
-    def __bool__(self):
-        return bool(self.to_json())  # as the dict was: {} (no state recorded) is false
 
 
 @state_record({"state": ("one", ContainerState), "lastState": ("one", ContainerState)})

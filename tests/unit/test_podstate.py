@@ -138,3 +138,45 @@ def test_read(tmp_path):
             return self.data
     assert podstate.read(Dir(None)) is None
     assert podstate.read(Dir({"phase": "Running"})).phase == "Running"
+
+
+def test_an_empty_record_is_false_as_the_empty_dict_was():
+    assert not ContainerState.from_json({}) and ContainerState(running={"startedAt": "t"})
+    assert not Network.from_json({}) and not Proc() and Condition(status=False)
+
+
+@pytest.mark.parametrize("data", [[], {"containers": []}, {"containers": {"a": 5}},
+                                  {"pause": "x"}, {"network": 1}],
+                         ids=["list", "containers-list", "container-int", "pause-str",
+                              "network-int"])
+def test_a_state_file_of_the_wrong_shape_is_a_state_error(data):
+    from nsPod.errors import StateError
+    with pytest.raises(StateError, match="state.json"):
+        PodState.from_json(data)
+
+
+def test_teardown_reads_and_clears_the_records(monkeypatch):
+    """The (do, undo) table's steps on a PodState: what they undo is cleared on the record,
+    and anything_left sees processes, mounts, cgroups and network."""
+    from nsPod.monitor import teardown
+    from nsPod.kernel import mounts
+    from nsPod.kernel.cgroups import parents
+    from nsPod.net import client
+    detached, removed, nets = [], [], []
+    monkeypatch.setattr(mounts, "detach", detached.append)
+    monkeypatch.setattr(parents, "remove", lambda root, parent, name: removed.append(name))
+    monkeypatch.setattr(client, "detach", lambda root, pod, bridge, subnet, **kw:
+                        nets.append((bridge, subnet, kw["record"])))
+    state = PodState.from_json({
+        "phase": "Running", "pause": None, "mounts": ["/a", "/b"], "cgroup": "p/pod1",
+        "network": {"bridge": "br0", "subnet": "10.0.0.0/24", "ip": "10.0.0.2"},
+        "containers": {"c": {"restartCount": 0}}})
+    assert teardown.anything_left(state)
+    teardown.undo("/root", "web", state, lambda step, e: pytest.fail(str(e)))
+    assert detached == ["/b", "/a"] and removed == ["pod1"]
+    assert nets == [("br0", "10.0.0.0/24",
+                     {"bridge": "br0", "subnet": "10.0.0.0/24", "ip": "10.0.0.2"})]
+    assert state.mounts == [] and state.cgroup is None and state.network is None
+    assert not teardown.anything_left(state)
+    state.containers["c"].pid = 5
+    assert teardown.anything_left(state)
