@@ -6,6 +6,9 @@ a key absent from the file is ABSENT on the record (falsy, never written), a nul
 None, and a key this version does not know is kept in `extra` and written back, so an older
 or newer state.json is neither refused nor changed by a reader that saves it.
 
+Attributes are spelled as the file's keys (camelCase, as Kubernetes spells them), not
+snake_case: the record is the file, field for field, with no renaming table to drift.
+
 Built on plan/records.py's @record, not dataclasses: the monitor loads this module, and it
 is one process per pod (see records.py for the cost).
 """

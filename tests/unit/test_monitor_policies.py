@@ -14,6 +14,7 @@ from nsPod.errors import NspodError
 from nsPod.monitor import phase
 from nsPod.monitor.supervisor import Monitor
 from nsPod.plan.make import ContainerPlan, PodPlan
+from nsPod.store.podstate import Proc
 
 TERM, KILL = signal.SIGTERM, signal.SIGKILL
 
@@ -112,7 +113,7 @@ class Pod:
         self.m = Monitor(FakeDir(), plan, backoff=(10.0, 300.0), launcher=self.fake,
                          clock=self.clock)
         self.m.selector.close()    # the loop is not run: no fd kept
-        self.m.state["pause"] = {"pid": 1, "startTime": 1}
+        self.m.state.pause = Proc(pid=1, startTime=1)
         self.m.children[1] = ("pause",)
         self.fake.pids[1] = "pause"
 
@@ -138,11 +139,11 @@ class Pod:
         self.m.timers.run()
 
     def cstate(self, name):
-        return self.m.state["containers"][name]
+        return self.m.state.containers[name].to_json()  # a snapshot, as it is saved
 
     @property
     def phase(self):
-        return self.m.state["phase"]
+        return self.m.state.phase
 
 
 def starts(events):
@@ -212,7 +213,7 @@ def test_init_containers_run_one_at_a_time_before_the_app_containers():
     assert starts(pod.fake.take()) == ["i2"]
     pod.exit("i2", 0)
     assert starts(pod.fake.take()) == ["app"]
-    assert pod.phase == "Running" and pod.m.state["initialized"]
+    assert pod.phase == "Running" and pod.m.state.initialized
 
 
 @pytest.mark.parametrize("policy, rerun", [("Always", True), ("OnFailure", True),
@@ -262,7 +263,7 @@ def test_the_startup_probe_gates_liveness_and_readiness():
     assert sorted(e[2] for e in pod.fake.take()) == ["livenessProbe", "readinessProbe"]
     pod.check_exit("app", "readinessProbe")
     assert pod.cstate("app")["ready"]
-    assert pod.m.state["conditions"]["Ready"]["status"] is True
+    assert pod.m.state.conditions["Ready"].status is True
 
 
 def test_liveness_failures_up_to_the_threshold_kill_and_the_policy_restarts():
@@ -458,4 +459,4 @@ def test_setup_and_both_teardowns_run_the_same_table(monkeypatch):
     undone.clear()
     pod.m.sandbox.teardown()
     assert undone == ["volumes", "cgroup", "sandbox"]
-    assert pod.m.state["phase"] == "Failed"     # app never ended: as if killed (137)
+    assert pod.m.state.phase == "Failed"     # app never ended: as if killed (137)
