@@ -150,6 +150,30 @@ def starts(events):
     return [e[1] for e in events if e[0] == "start"]
 
 
+# --- the state the monitor keeps: store/podstate.py's records --------------------------------
+
+def test_the_monitors_state_is_typed_and_saved_as_state_json_was():
+    """The monitor's state is a PodState of records; what it saves round-trips through the
+    schema with no key the schema does not list (the state.json format is unchanged)."""
+    from nsPod.store.podstate import ContainerState, ContainerStatus, PodState
+    pod = Pod([container("app")], init=[container("setup", init=True)])
+    pod.start()
+    pod.exit("setup", 0)
+    pod.exit("app", 1)
+    pod.tick(0)
+    state = pod.m.state
+    assert isinstance(state, PodState) and isinstance(state.containers["app"], ContainerStatus)
+    assert isinstance(state.containers["app"].lastState, ContainerState)
+    saved = state.to_json()
+    assert saved["containers"]["app"]["lastState"]["terminated"]["exitCode"] == 1
+    assert saved["containers"]["app"]["state"] == {"running": {
+        "startedAt": "2026-01-01T00:00:00Z"}}
+    assert set(saved) <= set(PodState.fields)
+    assert PodState.from_json(saved).to_json() == saved
+    again = PodState.from_json(saved)
+    assert not again.extra and not any(c.extra for c in again.containers.values())
+
+
 # --- restart decisions: restartPolicy x exit code x backoff ----------------------------------
 
 @pytest.mark.parametrize("policy, code, restarted", [
