@@ -8,7 +8,7 @@ The rest needs host facts: the sysctl allowlist, hostPath sources, free hostPort
 import os
 
 from nsPod.errors import InputError, NspodError
-from nsPod.store import state
+from nsPod.store import podstate, state
 from nsPod.manifest.quantity import format_bytes
 
 
@@ -107,8 +107,8 @@ def committed_memory(config):
     total = 0
     for pod_dir in state.list_pods(config.root):
         try:
-            pod_state = pod_dir.read_state()
-            if pod_state is not None and pod_state["phase"] in state.TERMINAL_PHASES:
+            pod_state = podstate.read(pod_dir)
+            if pod_state is not None and pod_state.phase in state.TERMINAL_PHASES:
                 continue
             total += pod_dir.read_pod()["plan"].get("memory_need", 0)
         except NspodError:

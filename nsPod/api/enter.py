@@ -7,7 +7,6 @@ import signal
 import uuid
 
 from nsPod.errors import ExitCode, NspodError, StateError
-from nsPod.store.state import ProcessRef
 from nsPod.api.pods import _believed_cgroup, _in_cgroup, _is_pause, _process_ref
 from nsPod.api.query import _enter, host_facts, load, pick_container
 
@@ -20,17 +19,17 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     _enter(config, [pod_name], [container_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     cplan = container_from_json(pick_container(doc, pod_name, container_name))
-    cstate = pod_state["containers"].get(cplan.name, {})
-    if "pid" not in cstate:
+    cstate = pod_state.container(cplan.name)
+    if not cstate.has("pid"):
         raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
-    target = _process_ref(cstate["pid"], cstate.get("pidStartTime"))
+    target = _process_ref(cstate.pid, cstate.get("pidStartTime"))
     # Joined only when it is the pod's: a state.json naming another process (pid 1...) must
     # not make exec enter that process's namespaces.
     if target is None or not target.alive() or \
             not _in_cgroup(target.pid, _believed_cgroup(pod_state.get("cgroup"))):
         raise StateError(f"container {cplan.name} of pod {pod_name} is not running")
     driver = open_driver(doc["plan"]["cgroup_parent"])
-    rel = rel_in_parent(cstate["cgroup"], doc["plan"]["cgroup_parent"])
+    rel = rel_in_parent(cstate.cgroup, doc["plan"]["cgroup_parent"])
     security.become_subreaper()  # the process comes from a second fork: it is ours to reap
     try:
         # In the container's cgroup before it runs: its memory is the container's.
@@ -54,13 +53,13 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     from nsPod.plan.make import PodPlan, container_plan
     _enter(config, [pod_name], [target_name])
     pod_dir, doc, pod_state = load(config, pod_name)
-    pause = ProcessRef.from_json(pod_state.get("pause"))
+    pause = pod_state.pause.ref() if pod_state.pause else None
     if pause is None or not pause.alive() or not _is_pause(pause.pid):
         raise StateError(f"pod {pod_name} is not running")
     pid_from = None
     if target_name is not None:
         target = pick_container(doc, pod_name, target_name)["name"]
-        cstate = pod_state["containers"].get(target, {})
+        cstate = pod_state.container(target)
         ref = _process_ref(cstate.get("pid"), cstate.get("pidStartTime"))
         if ref is None or not ref.alive() or \
                 not _in_cgroup(ref.pid, _believed_cgroup(pod_state.get("cgroup"))):
@@ -75,7 +74,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     cplan = container_plan(debugger, pod, plan.volumes, facts, plan.etc_files)
     cplan.mounts = [m for m in cplan.mounts if m.volume != "termination-log"]
     driver = open_driver(plan.cgroup_parent)
-    rel = f"{rel_in_parent(pod_state['cgroup'], plan.cgroup_parent)}/{container_cgroup_name(name)}"
+    rel = f"{rel_in_parent(pod_state.cgroup, plan.cgroup_parent)}/{container_cgroup_name(name)}"
     container_dir = pod_dir.file("containers", name)
     os.makedirs(container_dir)
     driver.create(rel, Limits(), exclusive=True)  # never a container's own cgroup

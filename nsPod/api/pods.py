@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 
-from nsPod.store import state
+from nsPod.store import podstate, state
 from nsPod.errors import NspodError, PodNotFound, SetupError, StateError, describe
 from nsPod.plan.make import make_plan
 from nsPod.store.state import PodDir, ProcessRef, now_rfc3339
@@ -188,9 +188,9 @@ def clean_up_after_monitor(pod_dir):
     if lock_fd is None:
         return []
     try:
-        pod_state = pod_dir.read_state()
+        pod_state = podstate.read(pod_dir)
         if pod_state is None or not teardown.anything_left(pod_state) and \
-                pod_state["phase"] in state.TERMINAL_PHASES:
+                pod_state.phase in state.TERMINAL_PHASES:
             return []
         removed = []
         victims = []
@@ -200,10 +200,9 @@ def clean_up_after_monitor(pod_dir):
             if ref and _in_cgroup(ref.pid, cgroup) and ref.kill(signal.SIGKILL):
                 victims.append(ref)
                 removed.append(f"process {ref.pid} (container {name})")
-            cstate.pop("pid", None)
-        pause = pod_state.get("pause")
-        pause = _process_ref(pause.get("pid"), pause.get("startTime")) \
-            if isinstance(pause, dict) else None
+            cstate.drop("pid")
+        pause = pod_state.pause
+        pause = _process_ref(pause.get("pid"), pause.get("startTime")) if pause else None
         if pause and (_is_pause(pause.pid) or _in_cgroup(pause.pid, cgroup)) \
                 and pause.kill(signal.SIGKILL):
             victims.append(pause)
@@ -211,13 +210,13 @@ def clean_up_after_monitor(pod_dir):
         _wait_gone(victims)
         # Only mounts in the pod's own directory: a state.json naming /proc or a host path
         # must not make rm detach it.
-        pod_state["mounts"] = [m for m in pod_state.get("mounts", []) if _own_mount(pod_dir, m)]
+        pod_state.mounts = [m for m in pod_state.get("mounts", []) if _own_mount(pod_dir, m)]
         mounted = _mount_set()
-        removed += [f"mount {path}" for path in pod_state["mounts"] if path in mounted]
-        if pod_state.get("cgroup"):
-            removed.append(f"cgroup {pod_state['cgroup']}")
-        if pod_state.get("network"):
-            removed.append(f"network {pod_state['network'].get('hostVeth', '')} "
+        removed += [f"mount {path}" for path in pod_state.mounts if path in mounted]
+        if pod_state.cgroup:
+            removed.append(f"cgroup {pod_state.cgroup}")
+        if pod_state.network:
+            removed.append(f"network {pod_state.network.get('hostVeth', '')} "
                            f"{pod_state.get('podIP', '')}".rstrip())
         # The monitor's own undo steps: each runs even when one before it failed (the
         # network goes even when the cgroups could not: its record says what is the pod's);
@@ -227,20 +226,20 @@ def clean_up_after_monitor(pod_dir):
                       lambda step, error: failures.append(error))
         if failures:
             raise failures[0]
-        if pod_state["phase"] not in state.TERMINAL_PHASES:
+        if pod_state.phase not in state.TERMINAL_PHASES:
             for cstate in pod_state.get("containers", {}).values():
-                if "running" in cstate.get("state", {}):
-                    cstate["state"] = {"terminated": {
+                if cstate.state and cstate.state.has("running"):
+                    cstate.state = podstate.ContainerState(terminated={
                         "exitCode": 137, "signal": 9, "reason": "Error",
                         "message": "killed after its pod's monitor died",
-                        "startedAt": cstate["state"]["running"].get("startedAt"),
-                        "finishedAt": now_rfc3339()}}
-                cstate["ready"] = False
-            pod_state["phase"] = "Failed"
-            pod_state["reason"] = "MonitorGone"
-            pod_state["message"] = "the pod's monitor ended without tearing the pod down"
-        pod_state["pause"] = None
-        pod_dir.write_state(pod_state)
+                        "startedAt": cstate.state.running.get("startedAt"),
+                        "finishedAt": now_rfc3339()})
+                cstate.ready = False
+            pod_state.phase = "Failed"
+            pod_state.reason = "MonitorGone"
+            pod_state.message = "the pod's monitor ended without tearing the pod down"
+        pod_state.pause = None
+        pod_dir.write_state(pod_state.to_json())
         return removed
     finally:
         os.close(lock_fd)
@@ -344,11 +343,12 @@ def _gc_network(config):
             live.append(pod_dir.name)
             continue
         try:
-            record = (pod_dir.read_state() or {}).get("network")
+            pod_state = podstate.read(pod_dir)
+            record = pod_state.network if pod_state is not None else None
         except (NspodError, OSError, ValueError):
             record = None
-        if isinstance(record, dict):
-            records[pod_dir.name] = record
+        if isinstance(record, podstate.Network):
+            records[pod_dir.name] = record.to_json()
     removed = netclient.gc(config.root, config.bridge, config.subnet, keep=live,
                            records=records)
     return [f"network: {item}" for item in removed]

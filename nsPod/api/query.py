@@ -5,10 +5,10 @@ import os
 import socket
 
 from nsPod.kernel import paths
-from nsPod.store import state, status
+from nsPod.store import podstate, state, status
 from nsPod.errors import InputError, NspodError, PodNotFound, StateError
 from nsPod.plan.make import Facts
-from nsPod.store.state import PodDir, ProcessRef
+from nsPod.store.state import PodDir
 
 
 def require_root():
@@ -104,12 +104,12 @@ def _existing(config, name):
 
 
 def load(config, name):
-    """(PodDir, pod.json, refreshed state) of an existing pod."""
+    """(PodDir, pod.json, refreshed PodState) of an existing pod."""
     paths.check_pod_name(name)
     paths.check_root(config.root)
     pod_dir = _existing(config, name)
     doc = pod_dir.read_pod()
-    pod_state = status.refresh(pod_dir, pod_dir.read_state())
+    pod_state = status.refresh(pod_dir, podstate.read(pod_dir))
     return pod_dir, doc, pod_state
 
 
@@ -128,7 +128,7 @@ def list_pods(config, include_all=False):
             _, doc, pod_state = load(config, pod_dir.name)
         except (PodNotFound, StateError):
             continue
-        if not include_all and pod_state["phase"] in state.TERMINAL_PHASES:
+        if not include_all and pod_state.phase in state.TERMINAL_PHASES:
             continue
         pods.append(status.pod_object(pod_dir, doc, pod_state, host_ip=ip))
     return pods
@@ -162,13 +162,13 @@ def namespace_table(config, name):
     _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
     rows = []
-    pause = ProcessRef.from_json(pod_state.get("pause"))
+    pause = pod_state.pause.ref() if pod_state.pause else None
     if pause and pause.alive():
         rows.append(("pause", pause.pid, namespaces.ns_ids(pause.pid)))
     for c in doc["plan"]["init_containers"] + doc["plan"]["containers"]:
-        cstate = pod_state["containers"].get(c["name"], {})
-        if "pid" in cstate:
-            rows.append((c["name"], cstate["pid"], namespaces.ns_ids(cstate["pid"])))
+        cstate = pod_state.container(c["name"])
+        if cstate.has("pid"):
+            rows.append((c["name"], cstate.pid, namespaces.ns_ids(cstate.pid)))
     return rows
 
 
@@ -176,7 +176,7 @@ def log_path(config, pod_name, container_name, previous=False):
     _enter(config, [pod_name], [container_name])
     pod_dir, doc, pod_state = load(config, pod_name)
     cplan = pick_container(doc, pod_name, container_name)
-    cstate = pod_state["containers"].get(cplan["name"], {})
+    cstate = pod_state.container(cplan["name"])
     run_number = cstate.get("restartCount", 0) - (1 if previous else 0)
     if previous and not cstate.get("lastState"):
         raise StateError(f"previous terminated container {cplan['name']!r} in pod "
@@ -205,7 +205,7 @@ def container_running(config, pod_name, container_name):
         _, _, pod_state = load(config, pod_name)
     except NspodError:
         return False
-    return "pid" in pod_state["containers"].get(container_name, {})
+    return pod_state.container(container_name).has("pid")
 
 
 def wait_started(config, name):
@@ -265,17 +265,17 @@ def _pod_cgroups(config, name):
     from nsPod.kernel.cgroups import open_driver, rel_in_parent
     _enter(config, [name])
     pod_dir, doc, pod_state = load(config, name)
-    if not pod_state.get("cgroup"):
+    if not pod_state.cgroup:
         raise StateError(f"pod {name} is not running (its cgroups are gone)")
     parent = doc["plan"]["cgroup_parent"]
     driver = open_driver(parent)
     plan = doc["plan"]
     rows = []
     for c in plan["init_containers"] + plan["containers"]:
-        recorded = pod_state["containers"].get(c["name"], {}).get("cgroup")
+        recorded = pod_state.container(c["name"]).cgroup
         if recorded:
             rows.append((c["name"], rel_in_parent(recorded, parent)))
-    return driver, [("(pod)", rel_in_parent(pod_state["cgroup"], parent))] + rows
+    return driver, [("(pod)", rel_in_parent(pod_state.cgroup, parent))] + rows
 
 
 def stats(config, name):

@@ -90,8 +90,8 @@ class Checks:
         cstate = m.cstate(run)
         if kind == "startupProbe":
             if ok:
-                cstate["started"] = True
-                cstate["ready"] = run.plan.lifecycle.get("readinessProbe") is None
+                cstate.started = True
+                cstate.ready = run.plan.lifecycle.get("readinessProbe") is None
                 m.save()
                 for other in ("livenessProbe", "readinessProbe"):
                     if run.plan.lifecycle.get(other):
@@ -107,13 +107,13 @@ class Checks:
                 self.kill_for_probe(run, spec)
                 return
         elif kind == "readinessProbe":
-            ready = cstate["ready"]
+            ready = cstate.ready
             if ok and probe["successes"] >= spec["successThreshold"]:
                 ready = True
             elif not ok and probe["failures"] >= spec["failureThreshold"]:
                 ready = False
-            if ready != cstate["ready"]:
-                cstate["ready"] = ready
+            if ready != cstate.ready:
+                cstate.ready = ready
                 m.save()
                 phase.update(m)
         self.schedule_probe(run, kind)
@@ -159,8 +159,8 @@ class Checks:
             run.post_start_done = True
             cstate = m.cstate(run)
             if run.plan.lifecycle.get("startupProbe") is None:
-                cstate["started"] = True
-                cstate["ready"] = m.scheduler.ready_when_started(run)
+                cstate.started = True
+                cstate.ready = m.scheduler.ready_when_started(run)
             m.save()
             self.begin_probes(run)
             m.scheduler.advance()  # the next container's turn

@@ -151,7 +151,7 @@ class Control:
     def pod_down(self):
         """The pod is down: answer `nspod stop`; requests still coming are for a pod gone."""
         for conn in self.stop_waiters:
-            send(conn, {"ok": True, "phase": self.m.state["phase"]})
+            send(conn, {"ok": True, "phase": self.m.state.phase})
             conn.close()
         for conn in list(self.requests):
             conn.close()

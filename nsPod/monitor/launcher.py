@@ -53,8 +53,8 @@ class Launcher:
         """A probe or hook child (monitor/checks.py); its pid, or None when it cannot start."""
         from nsPod.monitor import checks
         try:
-            target = ProcessRef(cstate["pid"], cstate["pidStartTime"])
-            return checks.spawn(handler, self.m.state["pause"]["pid"], self.m.state.get("podIP"),
+            target = ProcessRef(cstate.pid, cstate.pidStartTime)
+            return checks.spawn(handler, self.m.state.pause.pid, self.m.state.get("podIP"),
                                 target, run.plan, self.attach_to(run.name))
         except Exception as e:  # a check that cannot start has failed; the pod goes on
             if not isinstance(e, (ChildFailed, OSError, NspodError)):
@@ -74,17 +74,17 @@ class Launcher:
         try:
             log_dir = m.dir.file("logs", run.name)
             os.makedirs(log_dir, exist_ok=True)
-            log_path = os.path.join(log_dir, f"{cstate['restartCount']}.log")
+            log_path = os.path.join(log_dir, f"{cstate.restartCount}.log")
             log_file = logs.LogFile(log_path, *self.log_limits)
-            cstate["log"] = os.path.relpath(log_path, m.dir.path)
-            cstate["cgroup"] = f"{m.plan.cgroup_parent}/{m.cgroup_rel(run.name)}"
+            cstate.log = os.path.relpath(log_path, m.dir.path)
+            cstate.cgroup = f"{m.plan.cgroup_parent}/{m.cgroup_rel(run.name)}"
             rel = m.cgroup_rel(run.name)
             # Made once, reused by its restarts; limits changed by apply are set again here.
             m.cgroups.create(rel, Limits(**run.plan.limits))
             # Before the container's process joins the cgroup: it never runs with every device.
             m.cgroups.restrict_devices(rel, device_allowlist(
                 container.security_settings(run.plan)["privileged"]))
-            cstate["oomKills"] = m.cgroups.oom_kills(rel)
+            cstate.oomKills = m.cgroups.oom_kills(rel)
             _world_writable_empty(termination_log(m.dir.path, run.name))
             container_dir = m.dir.file("containers", run.name)
             os.makedirs(container_dir, exist_ok=True)
@@ -96,7 +96,7 @@ class Launcher:
                 raise
             started_at = now_rfc3339()
             try:
-                pid = container.spawn(m.plan, run.plan, m.state["pause"]["pid"],
+                pid = container.spawn(m.plan, run.plan, m.state.pause.pid,
                                       container_dir, out_w, err_w,
                                       set_pdeathsig=_die_with_monitor,
                                       prepare=self.attach_to(run.name))
@@ -131,7 +131,7 @@ class Launcher:
         rel = self.m.cgroup_rel(run.name)
         oom_kills = self.m.cgroups.oom_kills(rel)
         oom = oom_kills > cstate.get("oomKills", 0)
-        cstate["oomKills"] = oom_kills
+        cstate.oomKills = oom_kills
         try:
             self.m.cgroups.kill(rel)
         except NspodError as e:
@@ -151,7 +151,7 @@ class Launcher:
         tail = ""
         if lc.get("terminationMessagePolicy") == "FallbackToLogsOnError" and code != 0 \
                 and not text.strip():
-            tail = logs.tail_text(self.m.dir.file(cstate["log"]))
+            tail = logs.tail_text(self.m.dir.file(cstate.log))
         return lifecycle.termination_message(lc.get("terminationMessagePolicy"), code, text, tail)
 
     # --- logs ------------------------------------------------------------------------------

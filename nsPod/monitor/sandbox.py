@@ -17,6 +17,7 @@ from nsPod.plan import lifecycle
 from nsPod.plan.lifecycle import APP
 from nsPod.plan.make import PAUSE_CGROUP, SHM_SIZE
 from nsPod.store import state
+from nsPod.store.podstate import Network, Proc
 
 
 class Sandbox:
@@ -36,7 +37,7 @@ class Sandbox:
         # teardown nor gc touches it.
         m = self.m
         m.pod_cgroup = pod_cgroup_name(m.plan.uid)
-        m.state["cgroup"] = f"{m.plan.cgroup_parent}/{m.cgroup_rel()}"
+        m.state.cgroup = f"{m.plan.cgroup_parent}/{m.cgroup_rel()}"
         m.save()
         m.test_point("cgroup-recorded")
         try:
@@ -44,7 +45,7 @@ class Sandbox:
                 m.dir.root, m.plan.cgroup_parent, m.cgroup_rel(),
                 Limits(**m.plan.pod_limits), exclusive=True)
         except CgroupExists:
-            m.state["cgroup"] = None
+            m.state.cgroup = None
             m.save()
             raise
         m.test_point("cgroup")
@@ -66,7 +67,7 @@ class Sandbox:
         self.m.test_point("volumes")
 
     def record_mount(self, path):
-        self.m.state["mounts"].append(path)
+        self.m.state.mounts.append(path)
         self.m.save()
 
     def write_etc_files(self):
@@ -81,8 +82,8 @@ class Sandbox:
         m = self.m
         pid = m.launcher.spawn_pause()
         m.children[pid] = ("pause",)
-        m.state["pause"], m.state["namespaces"] = m.launcher.identify(
-            pid, ("net", "ipc", "uts", "pid"))
+        pause, m.state.namespaces = m.launcher.identify(pid, ("net", "ipc", "uts", "pid"))
+        m.state.pause = Proc.from_json(pause)
         m.save()
         m.test_point("sandbox")
         self.connect_network()
@@ -93,7 +94,7 @@ class Sandbox:
         if network["mode"] != "bridge":
             return
         from nsPod.net import client as netclient
-        root, name, pid = m.dir.root, m.plan.name, m.state["pause"]["pid"]
+        root, name, pid = m.dir.root, m.plan.name, m.state.pause.pid
         # Recorded first, with the names and the netns netd is about to bind: whatever part
         # of it exists, teardown and gc know to undo it, and that it is this pod's. A netns
         # name an earlier sandbox of the pod left is recorded as stale: netd may replace it.
@@ -101,22 +102,22 @@ class Sandbox:
         inode = os.stat(f"/proc/{pid}/ns/net").st_ino
         stale = previous.get("netnsInode") if previous.get("netnsInode") != inode else \
             previous.get("staleNetnsInode")
-        m.state["network"] = {
-            "bridge": network["bridge"], "subnet": network["subnet"],
-            "hostVeth": netclient.host_veth_name(root, name, network["bridge"]),
-            "netns": netclient.netns_path(root, name), "netnsInode": inode}
+        m.state.network = Network(
+            bridge=network["bridge"], subnet=network["subnet"],
+            hostVeth=netclient.host_veth_name(root, name, network["bridge"]),
+            netns=netclient.netns_path(root, name), netnsInode=inode)
         if stale:
-            m.state["network"]["staleNetnsInode"] = stale
-        m.state["podIP"] = network["ip"]
+            m.state.network.staleNetnsInode = stale
+        m.state.podIP = network["ip"]
         m.save()
         m.test_point("network-recorded")
         reply = netclient.attach(root, name, pid, network["bridge"], network["subnet"],
                                  preferred=network["ip"], netns_inode=inode,
                                  stale_netns_inode=stale)
         reply.pop("ok", None)
-        m.state["network"] = reply
-        m.state["network"]["subnet"] = network["subnet"]
-        m.state["podIP"] = reply["ip"]
+        m.state.network = Network.from_json(reply)
+        m.state.network.subnet = network["subnet"]
+        m.state.podIP = reply["ip"]
         m.save()
         m.test_point("network")
 
@@ -128,8 +129,8 @@ class Sandbox:
         for host_port, container_port, _ in m.plan.host_ports:
             listener = ports.bind(host_port)
             self.forwarders.append(
-                ports.Forwarder(m.selector, listener, m.state["podIP"], container_port))
-        m.state["hostPorts"] = m.plan.host_ports
+                ports.Forwarder(m.selector, listener, m.state.podIP, container_port))
+        m.state.hostPorts = m.plan.host_ports
         m.save()
 
     # --- pause died: a new sandbox ---------------------------------------------------------
@@ -147,7 +148,7 @@ class Sandbox:
         # A new sandbox: everything of the old one goes first, then pause, network, init
         # containers in order and the app containers again, each restart counted.
         m.sandbox_down = True
-        m.state["pause"] = None
+        m.state.pause = None
         print(f"nspod monitor: pause ended ({how}); making a new sandbox", file=sys.stderr)
         for run in m.runs.values():
             m.timers.cancel(run.pending)
@@ -169,7 +170,7 @@ class Sandbox:
             return  # told to stop while the old sandbox went down: no new one
         apps = []
         for run in m.ordered((APP,)):
-            terminated = m.cstate(run)["state"].get("terminated") or {}
+            terminated = m.cstate(run).state.get("terminated") or {}
             apps.append((run.name, terminated.get("exitCode")))
         make, skip = lifecycle.after_sandbox_death(m.plan.restart_policy, apps)
         if not make:
@@ -183,7 +184,7 @@ class Sandbox:
             run.launched = False
             run.completed = False
             run.done = False
-        m.state["initialized"] = False
+        m.state.initialized = False
         try:
             self.make_sandbox()
         except (NspodError, OSError) as e:
@@ -192,7 +193,7 @@ class Sandbox:
             return
         m.sandbox_down = False
         for forwarder in self.forwarders:
-            forwarder.target = (m.state["podIP"], forwarder.target[1])
+            forwarder.target = (m.state.podIP, forwarder.target[1])
         m.scheduler.advance()
         phase.update(m)
 

@@ -15,6 +15,7 @@ from nsPod.monitor import phase
 from nsPod.plan import lifecycle
 from nsPod.plan.lifecycle import APP, INIT, SIDECAR
 from nsPod.store import state
+from nsPod.store.podstate import ContainerState
 from nsPod.store.state import now_rfc3339
 
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
@@ -53,7 +54,7 @@ class Scheduler:
                 # startup probe, when it has one, succeeded).
                 if not m.cstate(run).get("started"):
                     return warnings
-        m.state["initialized"] = True
+        m.state.initialized = True
         for run in m.ordered((APP,)):
             if m.stopping or self.hook_running():
                 return warnings  # a start that failed may have ended the pod; a postStart runs
@@ -102,9 +103,9 @@ class Scheduler:
         if cstate.get("everStarted"):
             # Every start after the first is a restart: counted, its predecessor kept as
             # lastState (logs --previous reads that run's file).
-            cstate["restartCount"] += 1
-            if "terminated" in cstate["state"]:
-                cstate["lastState"] = {"terminated": cstate["state"]["terminated"]}
+            cstate.restartCount += 1
+            if cstate.state.has("terminated"):
+                cstate.lastState = ContainerState(terminated=cstate.state.terminated)
         run.launched = True
         run.pending = None
         run.serial += 1
@@ -127,13 +128,11 @@ class Scheduler:
         ref, ns_ids = m.launcher.identify(pid)
         lc = run.plan.lifecycle
         started = lc.get("startupProbe") is None and run.post_start_done
-        cstate.update({
-            "pid": ref["pid"], "pidStartTime": ref["startTime"], "everStarted": True,
-            "state": {"running": {"startedAt": started_at}},
-            "started": started,
-            "ready": started and self.ready_when_started(run),
-            "namespaces": ns_ids,
-        })
+        cstate.pid, cstate.pidStartTime, cstate.everStarted = ref["pid"], ref["startTime"], True
+        cstate.state = ContainerState(running={"startedAt": started_at})
+        cstate.started = started
+        cstate.ready = started and self.ready_when_started(run)
+        cstate.namespaces = ns_ids
         m.save()
         m.test_point("container")
         if not run.post_start_done:
@@ -149,7 +148,7 @@ class Scheduler:
 
     def start_failed(self, run, message, started_at):
         cstate = self.m.cstate(run)
-        cstate["everStarted"] = True
+        cstate.everStarted = True
         terminated = {"exitCode": 128, "reason": "StartError", "message": message,
                       "startedAt": started_at, "finishedAt": now_rfc3339()}
         warning = f"container {run.name}: StartError: {message}"
@@ -162,7 +161,7 @@ class Scheduler:
         terminated = {
             "exitCode": code,
             "reason": "OOMKilled" if oom else "Completed" if code == 0 else "Error",
-            "startedAt": cstate["state"].get("running", {}).get("startedAt"),
+            "startedAt": cstate.state.get("running", {}).get("startedAt"),
             "finishedAt": now_rfc3339(),
         }
         if sig:
@@ -181,14 +180,14 @@ class Scheduler:
         Returns the warnings of the starts that follow from it."""
         m = self.m
         cstate = m.cstate(run)
-        cstate.pop("pid", None)
-        cstate.pop("pidStartTime", None)
+        cstate.drop("pid")
+        cstate.drop("pidStartTime")
         code = terminated["exitCode"]
         if run.kill_reason and not terminated.get("message"):
             terminated["message"] = run.kill_reason
-        cstate["state"] = {"terminated": terminated}
-        cstate["ready"] = lifecycle.init_container_ready(run.kind, code)
-        cstate["started"] = False
+        cstate.state = ContainerState(terminated=terminated)
+        cstate.ready = lifecycle.init_container_ready(run.kind, code)
+        cstate.started = False
         m.control.init_container_ended(run.name, code, terminated["reason"])
         if m.stopping or m.sandbox_down:
             if m.stopping:
@@ -217,7 +216,7 @@ class Scheduler:
         m.save()
         warnings = self.advance()
         phase.update(m)
-        if m.state["phase"] in state.TERMINAL_PHASES or \
+        if m.state.phase in state.TERMINAL_PHASES or \
                 lifecycle.apps_finished(phase.app_states(m)):
             # No app container will run again: the sidecars are stopped, then the pod ends
             # (its phase stays Running until they have).
@@ -227,18 +226,18 @@ class Scheduler:
     def schedule_restart(self, run, delay):
         cstate = self.m.cstate(run)
         if delay > 0:
-            cstate["lastState"] = {"terminated": cstate["state"]["terminated"]}
-            cstate["state"] = {"waiting": {
+            cstate.lastState = ContainerState(terminated=cstate.state.terminated)
+            cstate.state = ContainerState(waiting={
                 "reason": "CrashLoopBackOff",
                 "message": f"back-off {delay:g}s restarting failed container={run.name} "
-                           f"pod={self.m.plan.name}"}}
-            cstate["nextStart"] = time.time() + delay
+                           f"pod={self.m.plan.name}"})
+            cstate.nextStart = time.time() + delay
         run.pending = self.m.timers.at(delay, lambda: self.restart_now(run))
 
     def restart_now(self, run):
         m = self.m
         run.pending = None
-        m.cstate(run).pop("nextStart", None)
+        m.cstate(run).drop("nextStart")
         if m.stopping or m.sandbox_down:
             return
         if run.kind == INIT and run.completed:

@@ -47,6 +47,7 @@ from nsPod.monitor.timers import MAX_DELAY, MAX_WAIT, Timers, clamp_delay  # noq
 from nsPod.plan import lifecycle
 from nsPod.plan.make import PAUSE_CGROUP, PodPlan
 from nsPod.store import state
+from nsPod.store.podstate import ContainerState, ContainerStatus, PodState, Proc
 from nsPod.store.state import ProcessRef, now_rfc3339
 
 # For tests/integration/test_kill_points.py only: NSPOD_TEST_PAUSE_AT=<step>[,<step>...] makes
@@ -98,7 +99,8 @@ class Run:
 
 
 class Monitor:
-    """The pod's shared context: its plan, state and runs, and the parts that act on them.
+    """The pod's shared context: its plan, state (store/podstate.py's PodState, saved as
+    state.json) and runs, and the parts that act on them.
 
     `launcher` (processes) and `cgroups` (the cgroup driver, made by the sandbox's first
     step) are the seams tests replace; `clock` drives the timers."""
@@ -106,17 +108,17 @@ class Monitor:
     def __init__(self, pod_dir, plan, backoff=(10.0, 300.0), launcher=None, clock=None):
         self.dir = pod_dir
         self.plan = plan
-        self.state = {
-            "phase": "Pending",
-            "startTime": now_rfc3339(),
-            "monitor": ProcessRef.of(os.getpid()).to_json(),
-            "pause": None,
-            "namespaces": {},
-            "mounts": [],
-            "containers": {},
-            "cgroup": None,
-            "conditions": {},
-        }
+        self.state = PodState(
+            phase="Pending",
+            startTime=now_rfc3339(),
+            monitor=Proc.from_json(ProcessRef.of(os.getpid()).to_json()),
+            pause=None,
+            namespaces={},
+            mounts=[],
+            containers={},
+            cgroup=None,
+            conditions={},
+        )
         self.backoff_base, self.backoff_max = backoff
         self.selector = selectors.DefaultSelector()
         self.timers = Timers() if clock is None else Timers(clock)
@@ -167,19 +169,19 @@ class Monitor:
         run = Run(plan, lifecycle.Backoff(self.backoff_base, self.backoff_max))
         self.runs[plan.name] = run
         reason = lifecycle.initial_waiting_reason(bool(self.plan.init_containers))
-        self.state["containers"][plan.name] = {
-            "state": {"waiting": {"reason": reason}}, "restartCount": 0, "ready": False,
-            "started": False, "init": plan.init, "lastState": {}}
+        self.state.containers[plan.name] = ContainerStatus(
+            state=ContainerState(waiting={"reason": reason}), restartCount=0, ready=False,
+            started=False, init=plan.init, lastState=ContainerState())
         return run
 
     def ordered(self, kinds):
         return [r for r in self.runs.values() if r.kind in kinds]
 
     def save(self):
-        self.dir.write_state(self.state)
+        self.dir.write_state(self.state.to_json())
 
     def cstate(self, run):
-        return self.state["containers"][run.name]
+        return self.state.containers[run.name]
 
     def cgroup_rel(self, name=None):
         """Relative to the cgroup parent: the pod's (pod<uid>), pause's or a container's."""

@@ -1,7 +1,8 @@
 """The steps that make a pod's sandbox and undo it, as one table (crun's container_init_setup,
 runc's State): the monitor's setup runs the `do` of each row in order (monitor/sandbox.py),
 its teardown runs the `undo`s, and so does `nspod rm`/`gc` after a monitor died
-(api/pods.py clean_up_after_monitor), from the pod's state alone. Every undo treats "already
+(api/pods.py clean_up_after_monitor), from the pod's state alone (store/podstate.py's
+PodState). Every undo treats "already
 gone" as success and clears its record once done, so running one twice is harmless; each
 runs even when an earlier one failed, and what failed stays recorded for `nspod gc`.
 """
@@ -24,36 +25,35 @@ def unmount_recorded(pod_state):
     from nsPod.kernel.mounts import detach
     for path in reversed(pod_state.get("mounts", [])):
         detach(path)
-    pod_state["mounts"] = []
+    pod_state.mounts = []
 
 
 def remove_cgroups(root, pod_state):
     """Kill what is left in the pod's cgroup and remove it; 'already gone' is success."""
-    path = pod_state.get("cgroup")
+    path = pod_state.cgroup
     if not path:
         return
     from nsPod.kernel.cgroups import parents as cgroup_parents
     parent, _, name = path.rpartition("/")
     cgroup_parents.remove(root, parent, name)
-    pod_state["cgroup"] = None
+    pod_state.cgroup = None
 
 
 def detach_network(root, pod_name, pod_state):
     """veth, netns name, lease; the bridge too when no pod uses it any more."""
-    network = pod_state.get("network")
+    network = pod_state.network
     if not network:
         return
     from nsPod.net import client as netclient
-    netclient.detach(root, pod_name, network["bridge"], network.get("subnet"), wait=False,
-                     remove_bridge=True, record=network)
-    pod_state["network"] = None
+    netclient.detach(root, pod_name, network.get("bridge"), network.get("subnet"), wait=False,
+                     remove_bridge=True, record=network.to_json())
+    pod_state.network = None
 
 
 def anything_left(pod_state):
     """Whether the state records a process, mount, cgroup or network still to undo."""
-    return bool(pod_state.get("pause") or pod_state.get("mounts") or pod_state.get("cgroup")
-                or pod_state.get("network")
-                or any("pid" in c for c in pod_state.get("containers", {}).values()))
+    return bool(pod_state.pause or pod_state.mounts or pod_state.cgroup or pod_state.network
+                or any(c.has("pid") for c in pod_state.get("containers", {}).values()))
 
 
 STEPS = (

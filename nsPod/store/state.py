@@ -17,7 +17,9 @@ the monitor's requests, leases, dicts inside the plan such as security's runAsNo
 one exception is pod.json's "plan": PodPlan.to_json() of the plan records, keyed by their
 attribute names (init_containers, memory_need), written and read back only by nspod and never
 shown, so read it as attributes (PodPlan.from_json) or by those names. Renaming either side
-would change files that existing pods hold.
+would change files that existing pods hold. state.json's schema is store/podstate.py's
+records, whose attributes are the file's keys as they are spelled there (camelCase): the
+record is the file, field for field.
 """
 import contextlib
 import errno

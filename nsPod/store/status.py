@@ -1,10 +1,12 @@
 """A pod as Kubernetes shows it: the Pod object with a PodStatus filled as the kubelet fills it.
 
-Input is what is on disk (pod.json, state.json), checked against the kernel first: a pid is
-believed only with its start time, and a pod whose monitor is gone is Unknown, not Running.
+Input is what is on disk (pod.json, state.json as store/podstate.py's PodState), checked
+against the kernel first: a pid is believed only with its start time, and a pod whose monitor
+is gone is Unknown, not Running.
 """
 import os
 
+from nsPod.store.podstate import Condition, ContainerState, ContainerStatus, PodState
 from nsPod.store.state import TERMINAL_PHASES, ProcessRef
 
 STATUS_KEYS = ("state", "lastState", "restartCount", "ready", "started")
@@ -13,24 +15,24 @@ STATUS_KEYS = ("state", "lastState", "restartCount", "ready", "started")
 def refresh(pod_dir, pod_state):
     """Correct a state file that the kernel contradicts (the monitor died without a word)."""
     if pod_state is None:
-        return {"phase": "Pending", "containers": {}, "reason": "Creating"}
-    if pod_state["phase"] not in TERMINAL_PHASES and not pod_dir.monitor_alive():
-        pod_state = dict(pod_state)
-        pod_state["phase"] = "Unknown"
-        pod_state["reason"] = "MonitorGone"
-        pod_state["message"] = ("the pod's monitor process is gone; "
-                                "`nspod gc` removes what it left, `nspod rm -f` the pod")
+        return PodState(phase="Pending", containers={}, reason="Creating")
+    if pod_state.phase not in TERMINAL_PHASES and not pod_dir.monitor_alive():
+        pod_state.phase = "Unknown"
+        pod_state.reason = "MonitorGone"
+        pod_state.message = ("the pod's monitor process is gone; "
+                             "`nspod gc` removes what it left, `nspod rm -f` the pod")
     for cstate in pod_state.get("containers", {}).values():
-        if "pid" in cstate and not ProcessRef(cstate["pid"], cstate.get("pidStartTime")).alive():
-            cstate.pop("pid")
+        if cstate.has("pid") and not ProcessRef(cstate.pid, cstate.get("pidStartTime")).alive():
+            cstate.drop("pid")
     return pod_state
 
 
 def container_status(name, cstate):
     status = {"name": name, "image": "", "imageID": "", "containerID": ""}
+    recorded = cstate.to_json()
     for key in STATUS_KEYS:
-        if key in cstate:
-            status[key] = cstate[key]
+        if key in recorded:
+            status[key] = recorded[key]
     status.setdefault("lastState", {})
     return status
 
@@ -41,18 +43,18 @@ CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
 def conditions(pod_state):
     """The pod's conditions as the monitor last set them, in Kubernetes' order."""
     start = pod_state.get("startTime")
-    recorded = pod_state.get("conditions") or {}
+    recorded = pod_state.conditions or {}
     out = []
     for kind in CONDITIONS:
-        c = recorded.get(kind) or {"status": kind == "PodScheduled"}
+        c = recorded.get(kind) or Condition(status=kind == "PodScheduled")
         if pod_state.get("phase") == "Unknown" and kind in ("ContainersReady", "Ready"):
-            c = {"status": False, "reason": "MonitorGone"}
-        cond = {"type": kind, "status": "True" if c["status"] else "False",
+            c = Condition(status=False, reason="MonitorGone")
+        cond = {"type": kind, "status": "True" if c.status else "False",
                 "lastProbeTime": None,
                 "lastTransitionTime": c.get("lastTransitionTime") or start}
         for key in ("reason", "message"):
             if c.get(key):
-                cond[key] = c[key]
+                cond[key] = c.get(key)
         out.append(cond)
     return out
 
@@ -67,16 +69,17 @@ def pod_object(pod_dir, doc, pod_state, host_ip=""):
     metadata["uid"] = plan["uid"]
     metadata["creationTimestamp"] = doc.get("created")
     containers = pod_state.get("containers", {})
+    nothing = ContainerStatus(state=ContainerState())
     app_names = [c["name"] for c in plan["containers"]]
     init_names = [c["name"] for c in plan["init_containers"]]
     status = {
-        "phase": pod_state["phase"],
+        "phase": pod_state.phase,
         "conditions": conditions(pod_state),
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}] if host_ip else [],
         "qosClass": plan.get("qos_class", "BestEffort"),
         "startTime": pod_state.get("startTime"),
-        "containerStatuses": [container_status(n, containers.get(n, {"state": {}}))
+        "containerStatuses": [container_status(n, containers.get(n, nothing))
                               for n in app_names],
     }
     pod_ip = pod_state.get("podIP")
@@ -84,11 +87,11 @@ def pod_object(pod_dir, doc, pod_state, host_ip=""):
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]
     if init_names:
-        status["initContainerStatuses"] = [container_status(n, containers.get(n, {"state": {}}))
+        status["initContainerStatuses"] = [container_status(n, containers.get(n, nothing))
                                            for n in init_names]
     for key in ("reason", "message"):
         if pod_state.get(key):
-            status[key] = pod_state[key]
+            status[key] = pod_state.get(key)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -100,27 +103,27 @@ def pod_object(pod_dir, doc, pod_state, host_ip=""):
 
 
 def runtime(pod_dir, pod_state, plan):
-    pause = pod_state.get("pause") or {}
+    pause = pod_state.pause
     data = {
         "stateDir": pod_dir.path,
         "namespaces": pod_state.get("namespaces", {}) if pause else {},
         "containers": {},
     }
-    if pause.get("pid") and ProcessRef.from_json(pause).alive():
-        data["pausePid"] = pause["pid"]
-    if pod_state.get("cgroup"):
-        data["cgroup"] = pod_state["cgroup"]
-    if pod_state.get("network"):
-        data["network"] = pod_state["network"]
+    if pause and pause.pid and pause.ref().alive():
+        data["pausePid"] = pause.pid
+    if pod_state.cgroup:
+        data["cgroup"] = pod_state.cgroup
+    if pod_state.network:
+        data["network"] = pod_state.network.to_json()
     for c in plan["init_containers"] + plan["containers"]:
-        cstate = pod_state.get("containers", {}).get(c["name"], {})
+        cstate = pod_state.container(c["name"])
         entry = {}
-        if "pid" in cstate:
-            entry["pid"] = cstate["pid"]
+        if cstate.has("pid"):
+            entry["pid"] = cstate.pid
             entry["namespaces"] = cstate.get("namespaces", {})
-        if cstate.get("cgroup"):
-            entry["cgroup"] = cstate["cgroup"]
-        if cstate.get("log"):
-            entry["log"] = os.path.join(pod_dir.path, cstate["log"])
+        if cstate.cgroup:
+            entry["cgroup"] = cstate.cgroup
+        if cstate.log:
+            entry["log"] = os.path.join(pod_dir.path, cstate.log)
         data["containers"][c["name"]] = entry
     return data

@@ -14,6 +14,7 @@ from nsPod.errors import NspodError
 from nsPod.monitor import phase
 from nsPod.monitor.supervisor import Monitor
 from nsPod.plan.make import ContainerPlan, PodPlan
+from nsPod.store.podstate import Proc
 
 TERM, KILL = signal.SIGTERM, signal.SIGKILL
 
@@ -112,7 +113,7 @@ class Pod:
         self.m = Monitor(FakeDir(), plan, backoff=(10.0, 300.0), launcher=self.fake,
                          clock=self.clock)
         self.m.selector.close()    # the loop is not run: no fd kept
-        self.m.state["pause"] = {"pid": 1, "startTime": 1}
+        self.m.state.pause = Proc(pid=1, startTime=1)
         self.m.children[1] = ("pause",)
         self.fake.pids[1] = "pause"
 
@@ -138,15 +139,39 @@ class Pod:
         self.m.timers.run()
 
     def cstate(self, name):
-        return self.m.state["containers"][name]
+        return self.m.state.containers[name].to_json()  # a snapshot, as it is saved
 
     @property
     def phase(self):
-        return self.m.state["phase"]
+        return self.m.state.phase
 
 
 def starts(events):
     return [e[1] for e in events if e[0] == "start"]
+
+
+# --- the state the monitor keeps: store/podstate.py's records --------------------------------
+
+def test_the_monitors_state_is_typed_and_saved_as_state_json_was():
+    """The monitor's state is a PodState of records; what it saves round-trips through the
+    schema with no key the schema does not list (the state.json format is unchanged)."""
+    from nsPod.store.podstate import ContainerState, ContainerStatus, PodState
+    pod = Pod([container("app")], init=[container("setup", init=True)])
+    pod.start()
+    pod.exit("setup", 0)
+    pod.exit("app", 1)
+    pod.tick(0)
+    state = pod.m.state
+    assert isinstance(state, PodState) and isinstance(state.containers["app"], ContainerStatus)
+    assert isinstance(state.containers["app"].lastState, ContainerState)
+    saved = state.to_json()
+    assert saved["containers"]["app"]["lastState"]["terminated"]["exitCode"] == 1
+    assert saved["containers"]["app"]["state"] == {"running": {
+        "startedAt": "2026-01-01T00:00:00Z"}}
+    assert set(saved) <= set(PodState.fields)
+    assert PodState.from_json(saved).to_json() == saved
+    again = PodState.from_json(saved)
+    assert not again.extra and not any(c.extra for c in again.containers.values())
 
 
 # --- restart decisions: restartPolicy x exit code x backoff ----------------------------------
@@ -212,7 +237,7 @@ def test_init_containers_run_one_at_a_time_before_the_app_containers():
     assert starts(pod.fake.take()) == ["i2"]
     pod.exit("i2", 0)
     assert starts(pod.fake.take()) == ["app"]
-    assert pod.phase == "Running" and pod.m.state["initialized"]
+    assert pod.phase == "Running" and pod.m.state.initialized
 
 
 @pytest.mark.parametrize("policy, rerun", [("Always", True), ("OnFailure", True),
@@ -262,7 +287,7 @@ def test_the_startup_probe_gates_liveness_and_readiness():
     assert sorted(e[2] for e in pod.fake.take()) == ["livenessProbe", "readinessProbe"]
     pod.check_exit("app", "readinessProbe")
     assert pod.cstate("app")["ready"]
-    assert pod.m.state["conditions"]["Ready"]["status"] is True
+    assert pod.m.state.conditions["Ready"].status is True
 
 
 def test_liveness_failures_up_to_the_threshold_kill_and_the_policy_restarts():
@@ -458,4 +483,4 @@ def test_setup_and_both_teardowns_run_the_same_table(monkeypatch):
     undone.clear()
     pod.m.sandbox.teardown()
     assert undone == ["volumes", "cgroup", "sandbox"]
-    assert pod.m.state["phase"] == "Failed"     # app never ended: as if killed (137)
+    assert pod.m.state.phase == "Failed"     # app never ended: as if killed (137)

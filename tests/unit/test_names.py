@@ -399,7 +399,9 @@ def test_exec_and_debug_do_not_join_a_process_state_json_wrongly_names(tmp_path,
     doc = {"plan": {"containers": [{"name": "c"}], "init_containers": []}}
     pod_state = {"cgroup": "nspod/web", "pause": me.to_json(),
                  "containers": {"c": {"pid": me.pid, "pidStartTime": me.start_time}}}
-    monkeypatch.setattr(enter, "load", lambda config, name: (None, doc, pod_state))
+    from nsPod.store.podstate import PodState
+    monkeypatch.setattr(enter, "load",
+                        lambda config, name: (None, doc, PodState.from_json(pod_state)))
 
     def forbidden(*args, **kwargs):
         raise AssertionError("joined a process that is not the pod's")
