@@ -27,6 +27,7 @@ from nsPod.manifest.output import clean_manifest  # noqa: F401 (re-exported)
 from nsPod.manifest.rules_containers import validate_container
 from nsPod.manifest.rules_pod import validate_pod, validate_within_pod_limits
 from nsPod.manifest.schema import CAPABILITY_NAMES, FEATURES  # noqa: F401 (re-exported)
+from nsPod.manifest.sources import SOURCE_KINDS, Sources, add_source, read_source
 from nsPod.manifest.syntax import q
 
 
@@ -36,33 +37,116 @@ def load_pods(text, source="<stdin>", name_override=None, allowed_unsafe_sysctls
     Empty documents are skipped. With more than one document each line starts with
     "document N: " (N counts the non-empty documents). A sysctl outside the kubelet's safe set
     is refused unless allowed_unsafe_sysctls (sysctl_policy.parse_allowlist) allows it; None
-    leaves that check out (a pod admitted before, as `apply` reads it).
+    leaves that check out (a pod admitted before, as `apply` reads it). ConfigMap, Secret and
+    PersistentVolumeClaim documents are the pods' Sources (Pod.sources).
     """
-    documents, problems = load_yaml(text, source)
-    if not documents and not problems:
-        raise SpecError([f"{source}: no Pod in it (the manifest is empty)"])
-    if name_override is not None and len(documents) > 1:
+    return load_files([(text, source)], name_override, allowed_unsafe_sysctls)
+
+
+def load_files(texts, name_override=None, allowed_unsafe_sysctls=()):
+    """load_pods over several files [(text, source)]: the ConfigMaps, Secrets and claims of
+    any of them serve the pods of all of them (`nspod run a.yaml b.yaml`)."""
+    problems, warnings, pods, first_of = [], [], [], {}
+    sources = Sources()
+    loaded = []
+    for text, source in texts:
+        documents, duplicates = load_yaml(text, source)
+        problems += duplicates
+        if not documents and not duplicates:
+            raise SpecError([f"{source}: no Pod in it (the manifest is empty)"])
+        loaded.append((source, documents))
+    for source, documents in loaded:
+        prefix = f"{source}: " if len(texts) > 1 else ""
+        multiple = len(documents) > 1
+        sources = take_sources(documents, sources, prefix, multiple, problems, warnings)
+    count = sum(1 for _, documents in loaded for d in documents if not is_source(d))
+    if name_override is not None and count > 1:
         raise InputError(f"--name needs a manifest with one Pod; "
-                         f"{source} has {len(documents)} documents")
-    pods, warnings, first_of = [], [], {}
-    multiple = len(documents) > 1
+                         f"{', '.join(s for s, _ in loaded)} has {count} documents")
+    if count == 0 and not problems:
+        raise SpecError([f"{', '.join(s for s, _ in loaded)}: no Pod in it "
+                         "(only ConfigMaps, Secrets or PersistentVolumeClaims)"])
+    for source, documents in loaded:
+        prefix = f"{source}: " if len(texts) > 1 else ""
+        multiple = len(documents) > 1
+        for number, document in enumerate(documents, 1):
+            if is_source(document):
+                continue
+            report = Report(f"{prefix}document {number}: " if multiple else prefix)
+            pod = validate_pod(document, report, name_override, require_kind=True,
+                               need_containers=True, allowed_sysctls=allowed_unsafe_sysctls)
+            if pod is not None:
+                if pod.name in first_of:
+                    report.error("metadata.name",
+                                 f"{q(pod.name)} is also the name of {first_of[pod.name]}")
+                first_of.setdefault(pod.name, f"document {number}" +
+                                    (f" of {source}" if len(texts) > 1 else ""))
+                pods.append(pod)
+                check_references(pod, sources, report)
+            for line in report.problems:
+                add_line(problems, line, "", "problems")
+            for line in report.warnings:
+                add_line(warnings, line, "", "warnings")
+    if problems:
+        raise SpecError(problems)
+    import dataclasses
+    return [dataclasses.replace(p, sources=sources) for p in pods], warnings
+
+
+def is_source(document):
+    return isinstance(document, dict) and document.get("kind") in SOURCE_KINDS
+
+
+def take_sources(documents, sources, prefix, multiple, problems, warnings):
+    """The ConfigMap/Secret/PVC documents among `documents` added to `sources`; their
+    problems and warnings appended (the hook the other kinds' loader keeps)."""
     for number, document in enumerate(documents, 1):
-        report = Report(f"document {number}: " if multiple else "")
-        pod = validate_pod(document, report, name_override, require_kind=True,
-                           need_containers=True, allowed_sysctls=allowed_unsafe_sysctls)
-        if pod is not None:
-            if pod.name in first_of:
-                report.error("metadata.name",
-                             f"{q(pod.name)} is also the name of document {first_of[pod.name]}")
-            first_of.setdefault(pod.name, number)
-            pods.append(pod)
+        if not is_source(document):
+            continue
+        report = Report(f"{prefix}document {number}: " if multiple else prefix)
+        if document.get("apiVersion") not in ("v1", None):
+            report.error("apiVersion", f"{q(document.get('apiVersion'))} is not v1")
+        got = read_source(document, report)
+        if got is not None and not report.problems:
+            sources = add_source(sources, *got, report)
         for line in report.problems:
             add_line(problems, line, "", "problems")
         for line in report.warnings:
             add_line(warnings, line, "", "warnings")
-    if problems:
-        raise SpecError(problems)
-    return pods, warnings
+    return sources
+
+
+def check_references(pod, sources, report):
+    """Every ConfigMap/Secret/key the pod needs and is not optional exists in `sources`:
+    the kubelet's CreateContainerConfigError, found before anything is made."""
+    from nsPod.manifest.sources import missing_problem
+    for where, kind, name, key, optional in references(pod):
+        problem = missing_problem(sources, kind, name, key, optional)
+        if problem:
+            report.error(where, problem)
+
+
+def references(pod):
+    """(field, kind, name, key or None, optional) of every ConfigMap/Secret the pod reads."""
+    for i, v in enumerate(pod.volumes):
+        for j, p in enumerate(v.projections):
+            if p.kind == "downwardAPI":
+                continue
+            where = (f"spec.volumes[{i}].{p.kind}" if v.kind != "projected"
+                     else f"spec.volumes[{i}].projected.sources[{j}].{p.kind}")
+            if not p.items:
+                yield where, p.kind, p.name, None, p.optional
+            for k, item in enumerate(p.items):
+                yield f"{where}.items[{k}].key", p.kind, p.name, item.key, p.optional
+    for key, group in (("initContainers", pod.init_containers), ("containers", pod.containers)):
+        for i, c in enumerate(group):
+            for j, e in enumerate(c.env):
+                if e.source_kind:
+                    yield (f"spec.{key}[{i}].env[{j}].valueFrom.{e.source_kind}KeyRef",
+                           e.source_kind, e.source_name, e.key, e.optional)
+            for j, e in enumerate(c.env_from):
+                yield (f"spec.{key}[{i}].envFrom[{j}].{e.kind}Ref", e.kind, e.name, None,
+                       e.optional)
 
 
 def pod_from_dict(d, path_prefix="", name_override=None, allow_no_containers=False):
