@@ -146,12 +146,31 @@ def _is_named_fifo(file):
 
 
 def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
+    return load_manifests([file], name, allowed_unsafe_sysctls)
+
+
+def load_manifests(files, name=None, allowed_unsafe_sysctls=()):
+    """The pods of one or more files (a directory: its *.yaml, *.yml and *.json, sorted);
+    a ConfigMap or Secret in any of them serves the pods of all."""
     from nsPod.manifest import spec
-    text, source = read_manifest(file)
-    pods, warnings = spec.load_pods(text, source, name_override=name,
-                                    allowed_unsafe_sysctls=allowed_unsafe_sysctls)
+    texts = []
+    for file in files:
+        if file != "-" and os.path.isdir(file):
+            try:
+                names = sorted(n for n in os.listdir(file)
+                               if n.endswith((".yaml", ".yml", ".json")) and not n.startswith("."))
+            except OSError as e:
+                raise InputError(f"FILE: cannot read {file}: {e.strerror}") from None
+            if not names:
+                raise InputError(f"FILE: {file} is a directory without *.yaml, *.yml or *.json")
+            texts += [read_manifest(os.path.join(file, n)) for n in names]
+        else:
+            texts.append(read_manifest(file))
+    pods, warnings = spec.load_files(texts, name_override=name,
+                                     allowed_unsafe_sysctls=allowed_unsafe_sysctls)
     if name is not None and len(pods) > 1:
-        raise InputError(f"--name: {file} holds {len(pods)} pods; --name needs exactly one")
+        raise InputError(f"--name: {' '.join(files)} holds {len(pods)} pods; "
+                         "--name needs exactly one")
     for w in warnings:
         warn(w)
     return pods
@@ -160,14 +179,15 @@ def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
 # --- making pods ----------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("file")
+@click.argument("files", metavar="FILE...", nargs=-1, required=True)
 @click.option("--name", help="Pod name (overrides metadata.name; one-pod files only).")
 @click.option("--wait", is_flag=True, help="Return once every container runs, or the pod ended.")
 @pass_context
-def run(ctx, file, name, wait):
-    """Create and start the pod(s) of a Kubernetes Pod manifest (FILE, or - for stdin)."""
+def run(ctx, files, name, wait):
+    """Create and start the pod(s) of Kubernetes manifests (FILE..., a directory, or - for
+    stdin); ConfigMaps, Secrets and PersistentVolumeClaims in them serve the pods."""
     from nsPod.api import pods
-    for p in load_manifest(file, name, ctx.config.allowed_unsafe_sysctls):
+    for p in load_manifests(files, name, ctx.config.allowed_unsafe_sysctls):
         _pull_images(ctx.config, p)
         for w in pods.run(ctx.config, p):
             warn(w)
@@ -639,6 +659,39 @@ def generate(ctx, pod):
     from nsPod.manifest import spec
     _, doc, _ = query.load(ctx.config, pod)
     click.echo(spec.dump_yaml(spec.clean_manifest(doc["manifest"])), nl=False)
+
+
+# --- volumes (persistentVolumeClaims) ------------------------------------------------------
+
+@cli.group()
+def volume():
+    """The named volumes persistentVolumeClaims map to (they outlive their pods)."""
+
+
+@volume.command("ls")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@pass_context
+def volume_ls(ctx, output):
+    """List the claims' volumes: name, size, pods using it."""
+    from nsPod.api import volumes
+    items = volumes.list_volumes(ctx.config)
+    if output == "json":
+        click.echo(json.dumps(items, indent=2))
+        return
+    rows = [("NAME", "SIZE", "PODS")]
+    rows += [(i["name"], _size(i["size"]), ",".join(i["pods"]) or "-") for i in items]
+    click.echo(table(rows))
+
+
+@volume.command("rm")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@pass_context
+def volume_rm(ctx, names):
+    """Remove claims' volumes and their data (refused while a pod uses one)."""
+    from nsPod.api import volumes
+    for name in names:
+        volumes.remove_volume(ctx.config, name)
+        click.echo(name)
 
 
 # --- images ---------------------------------------------------------------------------------

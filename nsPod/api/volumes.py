@@ -1,0 +1,88 @@
+"""`nspod volume ls/rm`: the named local volumes persistentVolumeClaims map to, under
+<root>/volumes/<claimName> (as `podman kube play` maps claims to named volumes). They
+outlive their pods; `rm` of a pod never removes one, `volume rm` refuses one a pod uses."""
+import os
+import shutil
+import stat
+
+from nsPod.api.query import require_root
+from nsPod.errors import InputError, PodNotFound, StateError
+from nsPod.kernel import paths
+from nsPod.manifest.dns import dns_subdomain_problem
+from nsPod.plan.make import CLAIMS_DIR
+from nsPod.store import state
+
+
+def _claims_dir(config):
+    return os.path.join(config.root, CLAIMS_DIR)
+
+
+def users(config):
+    """claim name -> [pods whose plan mounts it], over every pod under the root (a pod that
+    has ended still holds its claim until it is removed, as Podman's containers do)."""
+    out = {}
+    prefix = _claims_dir(config) + "/"
+    for pod_dir in state.list_pods(config.root):
+        try:
+            plan = pod_dir.read_pod()["plan"]
+        except (PodNotFound, StateError, KeyError, TypeError):
+            continue
+        for v in plan.get("volumes", []):
+            if v.get("kind") == "claim" and v.get("path", "").startswith(prefix):
+                out.setdefault(v["path"][len(prefix):], []).append(pod_dir.name)
+    return out
+
+
+def list_volumes(config):
+    """[{name, size, pods}] of every claim volume."""
+    require_root()
+    if not paths.check_root(config.root):
+        return []
+    base = _claims_dir(config)
+    try:
+        names = sorted(os.listdir(base))
+    except FileNotFoundError:
+        return []
+    used = users(config)
+    return [{"name": n, "size": _size(os.path.join(base, n)), "pods": sorted(used.get(n, []))}
+            for n in names if not dns_subdomain_problem(n)]
+
+
+def remove_volume(config, name):
+    require_root()
+    problem = dns_subdomain_problem(name)
+    if problem:
+        raise InputError(f"NAME: {name!r}: {problem}")
+    paths.check_root(config.root)
+    path = os.path.join(_claims_dir(config), name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise InputError(f"NAME: no volume {name!r}") from None
+    using = users(config).get(name)
+    if using:
+        raise InputError(f"NAME: volume {name!r} is used by pod(s) {', '.join(sorted(using))}; "
+                         "remove them first")
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"NAME: {path} is not a directory")
+    # rmtree uses fds and never follows a symlink a container left in the volume.
+    shutil.rmtree(path)
+
+
+def _size(path):
+    """Bytes in files under path, without following symlinks or crossing a mount."""
+    total = 0
+    try:
+        dev = os.lstat(path).st_dev
+    except OSError:
+        return 0
+    for top, dirs, files in os.walk(path):
+        for n in files:
+            try:
+                st = os.lstat(os.path.join(top, n))
+            except OSError:
+                continue
+            if st.st_dev == dev:
+                total += st.st_blocks * 512
+        dirs[:] = [d for d in dirs if os.lstat(os.path.join(top, d)).st_dev == dev]
+    return total
