@@ -493,12 +493,15 @@ def restart(ctx, pod, container):
 @pass_context
 def apply(ctx, file):
     """Change a running pod to match FILE: only containers whose spec changed restart."""
-    from nsPod.api import pods
+    from nsPod.api import pods, volumes
     # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
     # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
     for p in load_manifest(file, allowed_unsafe_sysctls=None):
         changes = pods.apply(ctx.config, p)
-        if not changes:
+        refreshed = volumes.refresh_files(ctx.config, p)
+        for name in refreshed:
+            click.echo(f"pod {p.name}: volume {name} updated")
+        if not changes and not refreshed:
             click.echo(f"pod {p.name}: unchanged")
         for name, fields in changes:
             click.echo(f"pod {p.name}: container {name} restarted ({', '.join(fields)} changed)")

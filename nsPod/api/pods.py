@@ -250,7 +250,7 @@ def restart(config, pod_name, container_name):
 
 
 # Pod fields a running pod may change (Kubernetes lets little else change in place).
-MUTABLE_POD_FIELDS = {"containers", "manifest", "labels", "annotations"}
+MUTABLE_POD_FIELDS = {"containers", "manifest", "labels", "annotations", "sources"}
 
 
 def apply(config, pod):

@@ -86,3 +86,45 @@ def _size(path):
                 total += st.st_blocks * 512
         dirs[:] = [d for d in dirs if os.lstat(os.path.join(top, d)).st_dev == dev]
     return total
+
+
+def refresh_files(config, pod):
+    """A running pod's configMap/secret/downwardAPI/projected volumes brought to what
+    `pod.sources` now holds (`nspod apply` of a changed ConfigMap or Secret), each by the
+    kubelet's `..data` swap, so a container reading them sees the old set or the new one.
+    Returns the names of the volumes changed. Containers are not restarted, and env taken
+    from a ConfigMap keeps its old value, as in Kubernetes."""
+    from nsPod.api.query import host_facts, load
+    from nsPod.kernel.volumes import FILE_KINDS, write_layout
+    from nsPod.plan.make import volume_plan
+    from nsPod.store.state import TERMINAL_PHASES
+    pod_dir, doc, pod_state = load(config, pod.name)
+    if pod_state.get("phase") in TERMINAL_PHASES:
+        return []
+    plan = doc["plan"]
+    facts = host_facts(config, pod_dir, plan["uid"], plan.get("network", {}).get("ip", ""))
+    specs = {v.name: v for v in pod.volumes}
+    changed = []
+    for v in plan["volumes"]:
+        spec = specs.get(v["name"])
+        if v.get("kind") not in FILE_KINDS or spec is None:
+            continue
+        files = volume_plan(spec, facts, pod).files
+        if files == v.get("files"):
+            continue
+        if v["kind"] == "secret" and not _is_mount(v["path"]):
+            continue   # its tmpfs is gone with the pod's sandbox: never write a Secret to disk
+        write_layout(v["path"], files)
+        v["files"] = files
+        changed.append(v["name"])
+    if changed:
+        # The plan remembers the new files for a new sandbox (pod.json stays 0600).
+        pod_dir.write_pod(doc)
+    return changed
+
+
+def _is_mount(path):
+    try:
+        return os.lstat(path).st_dev != os.lstat(os.path.dirname(path)).st_dev
+    except OSError:
+        return False
