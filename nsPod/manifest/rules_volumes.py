@@ -140,6 +140,13 @@ def validate_file_volume(kind, value, path, name, ctx):
                 note.error(path, f"path {q(item.path)} is given twice "
                                  f"({seen[item.path]} and {p.kind} {q(p.name)})")
             seen.setdefault(item.path, f"{p.kind} {q(p.name)}")
+    # A file cannot also be a directory of another ("a" and "a/b"): the kubelet's writer fails.
+    for file_path in seen:
+        parts = file_path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                note.error(path, f"path {q('/'.join(parts[:i]))} is a file and the directory "
+                                 f"of {q(file_path)}")
     if name is None or (default_mode is None and v.get("defaultMode") is not None):
         return None
     return Volume(name, kind, projections=tuple(projections),

@@ -47,6 +47,12 @@ def volume_files(volume, pod, facts):
                     continue
                 raise InputError(f"{where}: {label} {p.name!r} has no key {item.key!r}")
             files[item.path] = [data[item.key], _mode(item.mode, volume)]
+    for path in files:   # keys of whole ConfigMaps/Secrets meet items' directories only now
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                raise InputError(f"volume {volume.name}: {'/'.join(parts[:i])!r} is a file and "
+                                 f"the directory of {path!r}")
     return [[path, base64.b64encode(content).decode(), mode]
             for path, (content, mode) in sorted(files.items())]
 

@@ -182,3 +182,17 @@ def test_claim_outlives_its_pod_and_volume_ls_rm(nspod):
     nspod("volume", "rm", "data")
     assert not os.path.exists(os.path.join(nspod.root, "volumes", "data"))
     assert nspod("volume", "rm", "data", check=False).returncode == 2
+
+
+def test_secret_values_never_in_trace_inspect_or_generate(nspod):
+    """Secret data stays out of what nspod prints (`--trace` narrates syscalls, not data) and
+    the pod's stored plan holding it is root-only."""
+    path = nspod.manifest(FILE.replace("NAME", "cv5").replace(
+        "sleep 1000", "sleep 1000").replace('echo "PASS=$PASS C_color=$C_color"; ', ""))
+    result = nspod("--trace", "run", path)
+    for shown in (result.stdout + result.stderr, nspod("inspect", "cv5").stdout,
+                  nspod("generate", "cv5").stdout, nspod("logs", "cv5").stdout):
+        assert "s3cr3t" not in shown and "czNjcjN0" not in shown
+    pod_json = os.path.join(nspod.root, "pods", "cv5", "pod.json")
+    assert os.stat(pod_json).st_mode & 0o077 == 0
+    assert sh(nspod, "cv5", "cat /sec/password") == "s3cr3t"

@@ -140,6 +140,9 @@ def test_keys_modes_and_duplicate_paths():
     lines = problems("  volumes:\n  - name: c\n    configMap:\n      name: cfg\n"
                      "      items: [{key: color, path: x}, {key: a.conf, path: x}]\n")
     assert any('path "x" is given twice' in line for line in lines), lines
+    lines = problems("  volumes:\n  - name: c\n    configMap:\n      name: cfg\n"
+                     "      items: [{key: color, path: x}, {key: a.conf, path: x/y}]\n")
+    assert any('path "x" is a file and the directory of "x/y"' in line for line in lines), lines
 
 
 def test_missing_not_optional_is_an_error_naming_the_field():
