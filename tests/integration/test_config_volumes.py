@@ -119,6 +119,14 @@ def test_configmap_and_pod_in_two_files(nspod):
     b = nspod.manifest(FILE.replace("NAME", "cv3").split("---\n", 1)[1], "b.yaml")
     assert nspod("run", a, b).stdout.split() == ["cv3"]
     assert sh(nspod, "cv3", "cat /cfg/color") == "blue"
+    # a directory: its manifests, sorted
+    directory = os.path.join(nspod.workdir, "dir")
+    os.mkdir(directory)
+    os.rename(a, os.path.join(directory, "1-config.yaml"))
+    with open(os.path.join(directory, "2-pod.yml"), "w") as f:
+        f.write(FILE.replace("NAME", "cv6").split("---\n", 1)[1])
+    assert nspod("run", directory).stdout.split() == ["cv6"]
+    assert sh(nspod, "cv6", "cat /cfg/app.conf") == "hello=1\n"
 
 
 def test_data_swap_seen_by_a_running_container(nspod):
