@@ -2,7 +2,6 @@
 <root>/volumes/<claimName> (as `podman kube play` maps claims to named volumes). They
 outlive their pods; `rm` of a pod never removes one, `volume rm` refuses one a pod uses."""
 import os
-import shutil
 import stat
 
 from nsPod.api.query import require_root
@@ -65,26 +64,34 @@ def remove_volume(config, name):
                          "remove them first")
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"NAME: {path} is not a directory")
-    # rmtree uses fds and never follows a symlink a container left in the volume.
-    shutil.rmtree(path)
+    # A container filled it: any depth, symlinks never followed (state.remove_tree).
+    state.remove_tree(path)
 
 
 def _size(path):
-    """Bytes in files under path, without following symlinks or crossing a mount."""
+    """Bytes used under path, without following symlinks or crossing a mount; iterative, as
+    a container may nest directories thousands deep."""
     total = 0
     try:
         dev = os.lstat(path).st_dev
     except OSError:
         return 0
-    for top, dirs, files in os.walk(path):
-        for n in files:
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
             try:
-                st = os.lstat(os.path.join(top, n))
+                st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if st.st_dev == dev:
-                total += st.st_blocks * 512
-        dirs[:] = [d for d in dirs if os.lstat(os.path.join(top, d)).st_dev == dev]
+            if st.st_dev != dev:
+                continue
+            total += st.st_blocks * 512
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
     return total
 
 

@@ -33,7 +33,7 @@ REGISTRY = "/var/lib/nspod-roots"
 REGISTRY_ENTRY_MAX = 4096
 # What nspod itself puts at the top of a state root: an existing non-empty directory with none
 # of these is not a state root (a mistyped --root /usr must not become one).
-ROOT_ENTRIES = frozenset(("pods", "network", "images", "admission.lock",
+ROOT_ENTRIES = frozenset(("pods", "network", "images", "volumes", "admission.lock",
                           "cgroup-parents.json", "cgroup-parents.lock"))
 
 

@@ -94,6 +94,8 @@ def validate_host_path(value, path, name, ctx):
 
 FILE_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")
 MODE_MAX = 0o777
+PATH_DEPTH_MAX = 64   # nspod's bound (Kubernetes has none): the files are written and removed
+                      # by walks that nest a call per level
 
 
 def validate_file_volume(kind, value, path, name, ctx):
@@ -246,6 +248,8 @@ def file_path_problem(path):
         return "must not hold empty or '.' parts"
     if len(path) > 4096 or any(len(part.encode()) > 255 for part in path.split("/")):
         return "is too long"
+    if path.count("/") >= PATH_DEPTH_MAX:
+        return f"must be at most {PATH_DEPTH_MAX} directories deep"
     return ""
 
 

@@ -120,6 +120,7 @@ def test_downward_api_and_projected():
     ("/abs", "must be a relative path"), ("a/../b", "must not contain '..'"),
     ("..data", "must not start with '..'"), ("", "must not be empty"),
     ("a//b", "must not hold empty or '.' parts"), ("./a", "must not hold empty or '.' parts"),
+    ("a/" * 64 + "b", "must be at most 64 directories deep"),
 ])
 def test_item_paths_follow_kubernetes_rules(path, problem):
     assert file_path_problem(path) == problem
