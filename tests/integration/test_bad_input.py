@@ -303,10 +303,16 @@ def test_manifest_that_is_a_directory_or_a_fifo(nspod):
     fifo = os.path.join(nspod.workdir, "fifo.yaml")
     os.mkfifo(fifo)
     for command in ("validate", "run"):
-        errors = error_lines(nspod(command, nspod.workdir, check=False, timeout=30), 2, 1)
-        assert_names(errors, nspod.workdir, "is a directory")
         errors = error_lines(nspod(command, fifo, check=False, timeout=30), 2, 1)
         assert_names(errors, fifo, "is a FIFO")
+    # a directory's manifests are read (`run DIR`): a FIFO among them is refused all the same
+    empty = os.path.join(nspod.workdir, "empty")
+    os.mkdir(empty)
+    for command in ("validate", "run"):
+        errors = error_lines(nspod(command, nspod.workdir, check=False, timeout=30), 2, 1)
+        assert_names(errors, fifo, "is a FIFO")
+        errors = error_lines(nspod(command, empty, check=False, timeout=30), 2, 1)
+        assert_names(errors, empty, "is a directory without *.yaml, *.yml or *.json")
     assert nspod.pods() == []
 
 

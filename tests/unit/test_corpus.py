@@ -17,7 +17,9 @@ SHARE = 0.90
 def validate(path):
     """None when the file validates, else its error lines (the CLI's `validate` path)."""
     try:
-        spec.load_pods(path.read_text(), path.name)
+        # as `nspod validate` reads it: a ConfigMap/Secret made apart from the pod (kubectl
+        # create configmap) is a warning there, not an error
+        spec.load_pods(path.read_text(), path.name, sources_required=False)
     except InputError as e:
         return str(e)
     return None
@@ -57,9 +59,6 @@ def test_at_least_90_percent_validate_but_for_the_volumes_part():
     assert good + len(pending) >= SHARE * len(FILES)
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 10's configMap/secret/projected/"
-                   "downwardAPI/PVC volumes and env sources (another branch); strict: when "
-                   "it passes, remove this mark")
 def test_at_least_90_percent_of_the_corpus_validates():
     good, _ = outcome()
     assert good >= SHARE * len(FILES), f"{good}/{len(FILES)} validate"
