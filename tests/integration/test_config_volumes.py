@@ -106,10 +106,17 @@ def test_missing_configmap_is_one_clear_line_and_nothing_made(nspod):
                                                                "configMap: {name: other}"))
     result = nspod("run", path, check=False)
     assert result.returncode == 2, result
-    assert result.stderr.strip().splitlines() == [
+    # the file's warnings (its serviceAccountToken projection) print beside the error
+    errors = [l for l in result.stderr.strip().splitlines() if not l.startswith("warning: ")]
+    assert errors == [
         "error: document 3: spec.volumes[0].configMap: ConfigMap \"other\" is not in the "
         "file(s) (give it beside the pod, or set optional: true)"], result.stderr
     assert nspod.pods() == []
+    # `validate` checks the manifest alone: the same line is a warning there, exit 0
+    result = nspod("validate", path)
+    assert ("warning: document 3: spec.volumes[0].configMap: ConfigMap \"other\" is not in "
+            "the file(s) (give it beside the pod, or set optional: true); `nspod run` refuses "
+            "the pod without it") in result.stderr.splitlines(), result.stderr
 
 
 def test_configmap_and_pod_in_two_files(nspod):
@@ -204,3 +211,57 @@ def test_secret_values_never_in_trace_inspect_or_generate(nspod):
     pod_json = os.path.join(nspod.root, "pods", "cv5", "pod.json")
     assert os.stat(pod_json).st_mode & 0o077 == 0
     assert sh(nspod, "cv5", "cat /sec/password") == "s3cr3t"
+
+
+STATEFULSET = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: greeting}
+data: {hello: world}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: sts}
+spec:
+  replicas: 2
+  serviceName: sts
+  selector: {matchLabels: {app: sts}}
+  template:
+    metadata:
+      labels: {app: sts}
+      annotations: {nspod.io/network: none}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: app
+        command: [sh, -c, 'hostname > /data/who; sleep 1000']
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        - {name: cfg, mountPath: /cfg}
+      volumes:
+      - name: cfg
+        configMap: {name: greeting}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+"""
+
+
+def test_statefulset_pods_get_their_claims_and_the_configmap_beside_them(nspod):
+    """The StatefulSet controller names each pod's claim <template>-<pod>
+    (pkg/controller/statefulset/stateful_set_utils.go getPersistentVolumeClaimName): each
+    pod mounts its own claim volume; the workload's pods read the ConfigMap of the file."""
+    path = nspod.manifest(STATEFULSET, "sts.yaml")
+    assert nspod("run", path).stdout.split() == ["sts-0", "sts-1"]
+    for pod in ("sts-0", "sts-1"):
+        assert sh(nspod, pod, "cat /cfg/hello") == "world"
+        wait_for(lambda: sh(nspod, pod, "cat /data/who 2>/dev/null") == f"{pod}\n",
+                 what=f"{pod}'s write to its claim")
+    listing = nspod("volume", "ls").stdout
+    assert "data-sts-0" in listing and "data-sts-1" in listing, listing
+    nspod("delete", "-f", path, "--timeout", "0")
+    for pod in ("sts-0", "sts-1"):
+        with open(os.path.join(nspod.root, "volumes", f"data-{pod}", "who")) as f:
+            assert f.read() == f"{pod}\n", "a claim outlives its pod"
+    nspod("volume", "rm", "data-sts-0", "data-sts-1")
+    assert not os.listdir(os.path.join(nspod.root, "volumes"))
