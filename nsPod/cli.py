@@ -8,7 +8,6 @@ run time.
 import json
 import os
 import sys
-import time
 
 import click
 
@@ -79,12 +78,12 @@ def warn(message):
     click.echo(f"warning: {message}", err=True)
 
 
-def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
-    """The pods of FILE (api.manifests reads it with care); its warnings go to stderr, even
-    beside errors."""
+def load_manifests(files, name=None, allowed_unsafe_sysctls=(), sources_required=True):
+    """The pods of FILE... (api.manifests reads them); warnings to stderr, even with errors."""
     from nsPod.api import manifests
     try:
-        pods, warnings = manifests.load_manifest(file, name, allowed_unsafe_sysctls)
+        pods, warnings = manifests.load_manifests(files, name, allowed_unsafe_sysctls,
+                                                  sources_required)
     except SpecError as e:
         for w in getattr(e, "warnings", ()):
             warn(w)
@@ -97,14 +96,15 @@ def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
 # --- making pods ----------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("file")
+@click.argument("files", metavar="FILE...", nargs=-1, required=True)
 @click.option("--name", help="Pod name (overrides metadata.name; one-pod files only).")
 @click.option("--wait", is_flag=True, help="Return once every container runs, or the pod ended.")
 @pass_context
-def run(ctx, file, name, wait):
-    """Create and start the pod(s) of a Kubernetes Pod manifest (FILE, or - for stdin)."""
+def run(ctx, files, name, wait):
+    """Create and start the pod(s) of Kubernetes manifests (FILE..., a directory, or - for
+    stdin); ConfigMaps, Secrets and PersistentVolumeClaims in them serve the pods."""
     from nsPod.api import pods, pulls
-    for p in load_manifest(file, name, ctx.config.allowed_unsafe_sysctls):
+    for p in load_manifests(files, name, ctx.config.allowed_unsafe_sysctls):
         pulls.pull_for_pod(ctx.config, p.manifest, _progress(False))
         for w in pods.run(ctx.config, p):
             warn(w)
@@ -274,15 +274,9 @@ def restart(ctx, pod, container):
 def apply(ctx, file):
     """Change a running pod to match FILE: only containers whose spec changed restart."""
     from nsPod.api import change
-    # Sysctls are admitted once, at run (the kubelet admits a pod once); apply refuses any
-    # change to them, so a pod run with --allowed-unsafe-sysctls is applied without it.
-    from nsPod.manifest.workloads import OWNER_ANNOTATION
-    for p in load_manifest(file, allowed_unsafe_sysctls=None):
-        if OWNER_ANNOTATION in p.annotations:   # a controller replaces its pods, never edits
-            raise InputError(f"FILE: {file} makes pods of {p.annotations[OWNER_ANNOTATION]}; "
-                             "a workload's pods are replaced, not changed: nspod delete -f, "
-                             "then nspod run")
-        click.echo(render.applied(p.name, change.apply(ctx.config, p)))
+    # Sysctls were admitted at run (the kubelet admits once) and apply refuses their change.
+    for p in load_manifests([file], allowed_unsafe_sysctls=None):
+        click.echo(render.applied(p.name, *change.apply_from_file(ctx.config, p, file)))
 
 
 @cli.command()
@@ -325,12 +319,16 @@ def stop(ctx, pod, timeout):
 def rm(ctx, pods_, force, timeout):
     """Remove pods; nothing of them remains on the host."""
     from nsPod.api import pods
-    removed, errors = pods.remove(ctx.config, pods_, force, timeout)
+    echo_removed(*pods.remove(ctx.config, pods_, force, timeout))
+
+
+def echo_removed(removed, errors):
+    """rm and delete: the names removed, then an error line each (the last one raised)."""
     for name in removed:
         click.echo(name)
+    for e in errors[:-1]:
+        click.echo(f"error: {e}", err=True)
     if errors:
-        for e in errors[:-1]:
-            click.echo(f"error: {e}", err=True)
         raise errors[-1]
 
 
@@ -341,18 +339,9 @@ def rm(ctx, pods_, force, timeout):
 @pass_context
 def delete(ctx, file, timeout):
     """Stop and remove every pod FILE made: its Pods, and its workloads' pods (by owner)."""
-    from nsPod.api import manifests, pods, workloads
-    from nsPod.manifest import spec
-    names = workloads.made_by(ctx.config, *spec.load_owners(*manifests.read_manifest(file)))
-    if not names:
-        raise NspodError(f"no pod made from {file} is here")
-    removed, errors = pods.remove(ctx.config, names, True, timeout)
-    for name in removed:
-        click.echo(name)
-    for e in errors[:-1]:
-        click.echo(f"error: {e}", err=True)
-    if errors:
-        raise errors[-1]
+    from nsPod.api import pods, workloads
+    echo_removed(*pods.remove(ctx.config, workloads.made_by_file(ctx.config, file), True,
+                              timeout))
 
 
 @cli.command()
@@ -369,8 +358,8 @@ def gc(ctx):
 @pass_context
 def validate(ctx, file):
     """Parse and check a manifest; touches nothing."""
-    click.echo(render.validated(load_manifest(file,
-                                              allowed_unsafe_sysctls=ctx.allowed_unsafe_sysctls())))
+    click.echo(render.validated(load_manifests(
+        [file], allowed_unsafe_sysctls=ctx.allowed_unsafe_sysctls(), sources_required=False)))
 
 
 @cli.command()
@@ -382,7 +371,32 @@ def generate(ctx, pod):
     click.echo(query.manifest_yaml(ctx.config, pod), nl=False)
 
 
-# --- images ---------------------------------------------------------------------------------
+# --- volumes (persistentVolumeClaims), then images -----------------------------------------
+
+@cli.group()
+def volume():
+    """The named volumes persistentVolumeClaims map to (they outlive their pods)."""
+
+
+@volume.command("ls")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@pass_context
+def volume_ls(ctx, output):
+    """List the claims' volumes: name, size, pods using it."""
+    from nsPod.api import volumes
+    click.echo(render.volumes(volumes.list_volumes(ctx.config), output))
+
+
+@volume.command("rm")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@pass_context
+def volume_rm(ctx, names):
+    """Remove claims' volumes and their data (refused while a pod uses one)."""
+    from nsPod.api import volumes
+    for name in names:
+        volumes.remove_volume(ctx.config, name)
+        click.echo(name)
+
 
 @cli.group()
 def image():
@@ -396,12 +410,8 @@ def image():
 def image_import(ctx, name, source):
     """Store a root filesystem as NAME[:TAG]: a tarball (docker export), a directory, or an
     OCI image layout (its Entrypoint, Cmd, Env, WorkingDir and User are kept)."""
-    from nsPod.store import images
-    from nsPod.kernel import paths
-    images.reference(name)  # bad input first: it must leave nothing, not even a root
-    # The root made here, as by `run`: 0700, checked and recorded.
-    paths.check_root(ctx.config.root, create=True)
-    click.echo(images.import_image(ctx.config, name, source)["name"])
+    from nsPod.api import pulls
+    click.echo(pulls.import_image(ctx.config, name, source)["name"])
 
 
 @image.command("ls")
@@ -435,21 +445,11 @@ def image_prune(ctx):
         click.echo(name)
 
 
-class _Progress:
-    """Bytes per layer on a terminal, one line rewritten in place; nothing otherwise."""
-
-    def __init__(self):
-        self.last = None
-
-    def __call__(self, digest, done, total):
-        line = f"{digest[7:19]}: {render.size(done)}" + (f" / {render.size(total)}" if total else "")
-        if done == total or self.last is None or time.monotonic() - self.last > 0.1:
-            self.last = time.monotonic()
-            click.echo(f"\r{line}\033[K" + ("\n" if done == total else ""), nl=False, err=True)
-
-
 def _progress(quiet):
-    return None if quiet or not sys.stderr.isatty() else _Progress()
+    """Bytes per layer on a terminal, one line rewritten in place; nothing otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    return render.Progress(lambda text: click.echo(text, nl=False, err=True))
 
 
 @image.command("rm")

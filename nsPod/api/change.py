@@ -51,7 +51,7 @@ def restart(config, pod_name, container_name):
 
 
 # Pod fields a running pod may change (Kubernetes lets little else change in place).
-MUTABLE_POD_FIELDS = {"containers", "manifest", "labels", "annotations"}
+MUTABLE_POD_FIELDS = {"containers", "manifest", "labels", "annotations", "sources"}
 
 
 def apply(config, pod):
@@ -92,6 +92,19 @@ def apply(config, pod):
     if plans or pod.manifest != doc["manifest"]:
         control.request(pod_dir, {"op": "apply", "containers": plans, "manifest": pod.manifest})
     return changes
+
+
+def apply_from_file(config, pod, file):
+    """`nspod apply FILE` for one of its pods: (apply's changes, the configMap/secret/projected
+    volumes refreshed by the ..data swap). A workload's pods are refused: a controller
+    replaces its pods, never edits them."""
+    from nsPod.api import volumes
+    from nsPod.manifest.workloads import OWNER_ANNOTATION
+    if OWNER_ANNOTATION in pod.annotations:
+        raise InputError(f"FILE: {file} makes pods of {pod.annotations[OWNER_ANNOTATION]}; "
+                         "a workload's pods are replaced, not changed: nspod delete -f, "
+                         "then nspod run")
+    return apply(config, pod), volumes.refresh_files(config, pod)
 
 
 def _camel(name):

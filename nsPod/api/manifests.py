@@ -1,5 +1,7 @@
-"""The manifests a user hands the CLI: FILE read with care, and the documents `create` and
-`add` stand for, built from their flags. Bad input is an InputError naming the argument.
+"""The manifests a user hands the CLI: FILE read with care (one file, a stream, several files
+or a directory, each refused in one line when it cannot be a manifest), and the documents
+`create` and `add` stand for, built from their flags. Bad input is an InputError naming the
+argument.
 
 No click here (cli.py parses the flags); these are plain functions so they are unit-tested.
 """
@@ -68,15 +70,35 @@ def _is_named_fifo(file):
         return False
 
 
-def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
-    """(the pods of FILE, the warnings to show) -- FILE as `run`, `apply`, `validate` take it."""
+def load_manifests(files, name=None, allowed_unsafe_sysctls=(), sources_required=True):
+    """(pods, warnings) of one or more files (a directory: its *.yaml, *.yml and *.json,
+    sorted); a ConfigMap or Secret in any of them serves the pods of all."""
     from nsPod.manifest import spec
-    text, source = read_manifest(file)
-    pods, warnings = spec.load_pods(text, source, name_override=name,
-                                    allowed_unsafe_sysctls=allowed_unsafe_sysctls)
+    texts = []
+    for file in files:
+        if file != "-" and os.path.isdir(file):
+            try:
+                names = sorted(n for n in os.listdir(file)
+                               if n.endswith((".yaml", ".yml", ".json")) and not n.startswith("."))
+            except OSError as e:
+                raise InputError(f"FILE: cannot read {file}: {e.strerror}") from None
+            if not names:
+                raise InputError(f"FILE: {file} is a directory without *.yaml, *.yml or *.json")
+            texts += [read_manifest(os.path.join(file, n)) for n in names]
+        else:
+            texts.append(read_manifest(file))
+    pods, warnings = spec.load_files(texts, name_override=name,
+                                     allowed_unsafe_sysctls=allowed_unsafe_sysctls,
+                                     sources_required=sources_required)
     if name is not None and len(pods) > 1:
-        raise InputError(f"--name: {file} holds {len(pods)} pods; --name needs exactly one")
+        raise InputError(f"--name: {' '.join(files)} holds {len(pods)} pods; "
+                         "--name needs exactly one")
     return pods, warnings
+
+
+def load_manifest(file, name=None, allowed_unsafe_sysctls=()):
+    """(the pods of FILE, the warnings to show) -- FILE as `apply` and `delete -f` take it."""
+    return load_manifests([file], name, allowed_unsafe_sysctls)
 
 
 def pod_for_create(name, memory, volumes, share, hostname, network):
@@ -168,3 +190,4 @@ def add_container_doc(name, memory, mounts, env, restart, workdir, image, comman
     if mount_docs:
         doc["volumeMounts"] = mount_docs
     return doc
+

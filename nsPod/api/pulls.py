@@ -1,9 +1,19 @@
-"""Image pulls as the CLI starts them: `nspod image pull`, and a pod's images before `run`
-makes it. Progress is the caller's (a callable, or None for none)."""
+"""Images brought in as the CLI starts it: `nspod image pull`, a pod's images before `run`
+makes it, and `nspod image import`. Progress is the caller's (a callable, or None for none)."""
 import contextlib
 import signal
 
 from nsPod.errors import InputError
+
+
+def import_image(config, name, source):
+    """`nspod image import NAME SOURCE`: returns the stored image's record."""
+    from nsPod.kernel import paths
+    from nsPod.store import images
+    images.reference(name)  # bad input first: it must leave nothing, not even a root
+    # The root made here, as by `run`: 0700, checked and recorded.
+    paths.check_root(config.root, create=True)
+    return images.import_image(config, name, source)
 
 
 def pull_image(config, ref, progress):

@@ -7,6 +7,20 @@ import time
 from nsPod.manifest.quantity import format_bytes
 
 
+class Progress:
+    """A pull's progress callback: bytes per layer as one line rewritten in place (at most
+    every 0.1 s, and each layer's last), handed to `write` (cli.py echoes it to stderr)."""
+
+    def __init__(self, write):
+        self.write, self.last = write, None
+
+    def __call__(self, digest, done, total):
+        line = f"{digest[7:19]}: {size(done)}" + (f" / {size(total)}" if total else "")
+        if done == total or self.last is None or time.monotonic() - self.last > 0.1:
+            self.last = time.monotonic()
+            self.write(f"\r{line}\033[K" + ("\n" if done == total else ""))
+
+
 def table(rows):
     """Columns padded to their widest cell, three spaces apart, as kubectl prints them."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -125,12 +139,22 @@ def images_table(items):
     return table(rows)
 
 
-def applied(pod_name, changes):
-    """`nspod apply`: a line per restarted container, or that the pod is unchanged."""
-    if not changes:
+def applied(pod_name, changes, refreshed=()):
+    """`nspod apply`: a line per updated ConfigMap/Secret volume and per restarted container,
+    or that the pod is unchanged."""
+    if not changes and not refreshed:
         return f"pod {pod_name}: unchanged"
-    return "\n".join(f"pod {pod_name}: container {name} restarted ({', '.join(fields)} changed)"
-                     for name, fields in changes)
+    return "\n".join([f"pod {pod_name}: volume {name} updated" for name in refreshed] +
+                     [f"pod {pod_name}: container {name} restarted ({', '.join(fields)} changed)"
+                      for name, fields in changes])
+
+
+def volumes(items, output):
+    """`nspod volume ls -o table|json`: name, size and the pods using each claim's volume."""
+    if output == "json":
+        return json.dumps(items, indent=2)
+    return table([("NAME", "SIZE", "PODS")] + [
+        (i["name"], size(i["size"]), ",".join(i["pods"]) or "-") for i in items])
 
 
 def validated(pods):

@@ -2,7 +2,19 @@
 the pods of its workloads (Deployment, Job, ...) by the owner annotation they were made
 with (manifest/workloads.py OWNER_ANNOTATION) and their namespace."""
 from nsPod.api.query import _enter, list_pods
+from nsPod.errors import NspodError
 from nsPod.manifest.workloads import OWNER_ANNOTATION
+
+
+def made_by_file(config, file):
+    """The names of the pods here that FILE (read as `run` reads it) made; NspodError when
+    there is none."""
+    from nsPod.api.manifests import read_manifest
+    from nsPod.manifest import spec
+    names = made_by(config, *spec.load_owners(*read_manifest(file)))
+    if not names:
+        raise NspodError(f"no pod made from {file} is here")
+    return names
 
 
 def made_by(config, pod_names, owners):

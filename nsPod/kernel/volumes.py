@@ -44,6 +44,25 @@ def check_host_path(volume, field):
 
 
 def create(volume):
+    if volume.kind == "claim":
+        # A claim's volume outlives its pods: made on first use, never removed by `rm`.
+        if not os.path.isdir(volume.path):
+            os.makedirs(os.path.dirname(volume.path), mode=0o700, exist_ok=True)
+            try:
+                os.mkdir(volume.path, 0o777)
+                os.chmod(volume.path, 0o777)
+            except FileExistsError:
+                pass
+        return
+    if volume.kind in FILE_KINDS:
+        os.makedirs(volume.path, mode=0o755, exist_ok=True)
+        os.chmod(volume.path, 0o755)
+        if volume.kind == "secret":
+            # A Secret's data is never written to disk: the volume is its own tmpfs.
+            mount_tmpfs(volume.path, "mode=0755",
+                        MountFlag.MS_NOSUID | MountFlag.MS_NODEV | MountFlag.MS_NOEXEC)
+        write_layout(volume.path, volume.files)
+        return
     if volume.kind == "host":
         if volume.host_type == "DirectoryOrCreate":
             os.makedirs(volume.path, mode=0o755, exist_ok=True)
@@ -59,11 +78,14 @@ def create(volume):
 
 def remove(volume):
     """Unmount a tmpfs volume; the directory goes with the pod's state directory."""
-    if volume.kind == "tmpfs":
+    if volume.kind in ("tmpfs", "secret"):
         detach(volume.path)
 
 
-EMPTY_DIR_KINDS = ("dir", "tmpfs")
+# nspod's own directories: opened without following a symlink, subPaths kept on their device.
+EMPTY_DIR_KINDS = ("dir", "tmpfs", "files", "secret", "claim")
+FILE_KINDS = ("files", "secret")
+DATA_LINK = "..data"
 # What a made subPath directory takes from its volume's: the permissions, and setgid (an
 # fsGroup emptyDir's, which a plain chmod would clear) and sticky; never setuid.
 SUBPATH_MODE = 0o3777
@@ -114,3 +136,111 @@ def open_source(kind, path, sub_path, name):
         return fd
     finally:
         os.close(root_fd)
+
+
+def write_layout(path, files, stamp=None):
+    """The kubelet's AtomicWriter: every file in a new `..<timestamp>` directory, then the
+    `..data` symlink swapped to it by rename(2) (a reader sees the old set or the new one,
+    never a mix), each top-level name a symlink `name -> ..data/name`, then the old
+    directory and the names no longer given removed. Used to make a volume and to update it
+    (`nspod apply` of a changed ConfigMap) while containers read it.
+
+    files: [[relative path, base64 content, mode]], already checked (plan/files.py). All of it
+    is done through a descriptor of `path` opened without following a symlink, each step
+    with dir_fd, never following one.
+    """
+    import base64
+    import time
+    root = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        old_target = _read_link(root, DATA_LINK)
+        stamp = stamp or time.strftime("%Y_%m_%d_%H_%M_%S.", time.gmtime()) + \
+            f"{time.time_ns() % 1_000_000_000:09d}"
+        new_dir = f"..{stamp}"
+        while new_dir == old_target or _exists(root, new_dir):
+            new_dir += "_"
+        os.mkdir(new_dir, 0o755, dir_fd=root)
+        base = os.open(new_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=root)
+        try:
+            for rel, content, mode in files:
+                _write_file(base, rel, base64.b64decode(content), mode)
+        finally:
+            os.close(base)
+        tmp = DATA_LINK + "_tmp"
+        if _exists(root, tmp):
+            os.unlink(tmp, dir_fd=root)
+        os.symlink(new_dir, tmp, dir_fd=root)
+        os.rename(tmp, DATA_LINK, src_dir_fd=root, dst_dir_fd=root)
+        tops = {rel.split("/")[0] for rel, _, _ in files}
+        for name in sorted(tops):
+            if not _exists(root, name):
+                os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=root)
+        for name in os.listdir(root):
+            if name.startswith("..") or name in tops:
+                continue
+            if _read_link(root, name) == f"{DATA_LINK}/{name}":
+                os.unlink(name, dir_fd=root)
+        if old_target and old_target.startswith("..") and "/" not in old_target:
+            _remove_tree(root, old_target)
+    finally:
+        os.close(root)
+
+
+def _exists(dir_fd, name):
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _read_link(dir_fd, name):
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _write_file(base, rel, data, mode):
+    parts = rel.split("/")
+    fd = os.dup(base)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                      os.O_CLOEXEC, 0o600, dir_fd=fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view):]
+            os.fchmod(out, mode)
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(dir_fd, name):
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
+    try:
+        for child in os.listdir(fd):
+            _remove_tree(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)

@@ -1,6 +1,8 @@
 """A validated Pod as frozen dataclasses: what plan/, store/ and the monitor read."""
 from dataclasses import dataclass, field
 
+from nsPod.manifest.sources import Sources
+
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
@@ -13,6 +15,38 @@ class EnvVar:
     resource: str | None = None         # valueFrom.resourceFieldRef.resource
     resource_container: str | None = None   # resourceFieldRef.containerName (None: this container)
     divisor: str = "1"                  # resourceFieldRef.divisor as given (a valid quantity)
+    source_kind: str = ""               # "configMap" | "secret": valueFrom.<kind>KeyRef
+    source_name: str = ""
+    key: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class EnvFrom:
+    kind: str                           # "configMap" | "secret"
+    name: str
+    prefix: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class KeyToPath:
+    """One file of a configMap/secret/downwardAPI volume. For downwardAPI, key is the fieldRef
+    path, or "" with resource set (resourceFieldRef)."""
+    path: str
+    key: str = ""
+    mode: int | None = None
+    resource: str = ""
+    resource_container: str = ""
+    divisor: str = "1"
+
+
+@dataclass(frozen=True)
+class Projection:
+    kind: str                           # "configMap" | "secret" | "downwardAPI"
+    name: str = ""                      # the ConfigMap's or Secret's
+    items: tuple = ()                   # tuple[KeyToPath]; () = every key
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +123,7 @@ class Container:
     env: tuple = ()                      # tuple[EnvVar]
     working_dir: str = ""
     volume_mounts: tuple = ()            # tuple[VolumeMount]
+    env_from: tuple = ()                 # tuple[EnvFrom]
     resources: Resources = field(default_factory=lambda: Resources({}, {}))
     restart_policy: str = ""             # init containers only ("Always" = native sidecar)
     init: bool = False
@@ -106,12 +141,18 @@ class Container:
 @dataclass(frozen=True)
 class Volume:
     name: str
-    kind: str                            # "emptyDir" | "hostPath"
+    # "emptyDir" | "hostPath" | "configMap" | "secret" | "downwardAPI" | "projected" |
+    # "persistentVolumeClaim"
+    kind: str
     medium: str = ""                     # emptyDir: "" or "Memory"
     size_limit: int | None = None        # bytes
     host_path: str = ""
     # "", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice
     host_path_type: str = ""
+    projections: tuple = ()              # tuple[Projection]: configMap/secret/downwardAPI/projected
+    default_mode: int = 0o644
+    claim_name: str = ""                 # persistentVolumeClaim
+    read_only: bool = False              # persistentVolumeClaim.readOnly
 
 
 @dataclass(frozen=True)
@@ -153,6 +194,8 @@ class Pod:
     dns_policy: str = "ClusterFirst"
     dns_config: DNSConfig | None = None
     security_context: SecurityContext = field(default_factory=SecurityContext)
+    # The ConfigMaps/Secrets/claims given beside the pod (manifest/sources.py)
+    sources: Sources = field(default_factory=Sources, compare=False)
 
     def container(self, name):
         """The init or app container called `name`, or None."""

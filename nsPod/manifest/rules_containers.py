@@ -6,15 +6,18 @@ import posixpath
 from nsPod.manifest import quantity
 from nsPod.manifest.check import empty, join_path, suggestion
 from nsPod.manifest.model import (
-    Container, ContainerPort, DEFAULT_TERMINATION_MESSAGE_PATH, EnvVar, Resources, VolumeMount)
+    Container, ContainerPort, DEFAULT_TERMINATION_MESSAGE_PATH, EnvFrom, EnvVar, Resources,
+    VolumeMount)
 from nsPod.manifest.naming import IMAGE_PULL_POLICIES, image_problem
 from nsPod.manifest.rules_handlers import validate_lifecycle, validate_probe
 from nsPod.manifest.rules_security import validate_security_context
 from nsPod.manifest.schema import (
-    APP_CONTAINER, CONTAINER, CPU_DIVISORS, ENV, ENV_RESOURCES, ENV_SOURCE, FIELD_REF, MOUNT, PORT,
-    RESOURCES, RESOURCE_REF, SIZE_DIVISORS)
+    APP_CONTAINER, CONTAINER, CPU_DIVISORS, ENV, ENV_FROM, ENV_FROM_REF, ENV_RESOURCES,
+    ENV_SOURCE, FIELD_REF, KEY_REF, MOUNT, PORT, RESOURCES, RESOURCE_REF, SIZE_DIVISORS)
+from nsPod.manifest.sources import key_problem
 from nsPod.manifest.syntax import (
-    absolute_path_problem, dns_label_problem, env_name_problem, field_path_problem,
+    absolute_path_problem, dns_label_problem, dns_subdomain_problem, env_name_problem,
+    field_path_problem,
     port_name_problem, q, relative_path_problem)
 
 
@@ -63,6 +66,7 @@ def validate_container(raw, path, init, ctx):
         if problem:
             note.error(f"{path}.workingDir", f"{q(working_dir)}: {problem}")
     mounts = validate_volume_mounts(c.get("volumeMounts"), f"{path}.volumeMounts", ctx)
+    env_from = validate_env_from(c.get("envFrom"), f"{path}.envFrom", ctx)
     resources = validate_resources(c.get("resources"), f"{path}.resources", ctx)
     restart = ""
     if init and c.get("restartPolicy") is not None:
@@ -100,7 +104,7 @@ def validate_container(raw, path, init, ctx):
         return None
     return Container(
         name=name, image=image, command=command or (), args=args or (), env=env,
-        working_dir=working_dir, volume_mounts=mounts, resources=resources,
+        working_dir=working_dir, volume_mounts=mounts, env_from=env_from, resources=resources,
         restart_policy=restart, init=init, ports=ports, security_context=security,
         liveness_probe=probes["livenessProbe"], readiness_probe=probes["readinessProbe"],
         startup_probe=probes["startupProbe"], post_start=post_start, pre_stop=pre_stop,
@@ -147,8 +151,25 @@ def validate_env_source(value, path, name, ctx):
     given = [k for k in ENV_SOURCE if source.get(k) is not None]
     if len(given) != 1:
         got = f", got {', '.join(given)}" if given else ""
-        note.error(path, f"exactly one source is needed (fieldRef or resourceFieldRef){got}")
+        note.error(path, "exactly one source is needed (fieldRef, resourceFieldRef, "
+                         f"configMapKeyRef or secretKeyRef){got}")
         return None
+    if given[0] in ("configMapKeyRef", "secretKeyRef"):
+        kind = given[0][:-len("KeyRef")]
+        where = f"{path}.{given[0]}"
+        ref = note.fields(source[given[0]], where, KEY_REF)
+        if ref is None:
+            return None
+        source_name = note.name(ref.get("name"), f"{where}.name", dns_subdomain_problem)
+        key = note.string(ref.get("key"), f"{where}.key", required=True)
+        if key is not None and key_problem(key):
+            note.error(f"{where}.key", f"{q(key)}: {key_problem(key)}")
+            key = None
+        optional = bool(note.boolean(ref.get("optional"), f"{where}.optional"))
+        if source_name is None or key is None:
+            return None
+        return EnvVar(name, source_kind=kind, source_name=source_name, key=key,
+                      optional=optional)
     if given[0] == "fieldRef":
         return validate_field_ref(source["fieldRef"], f"{path}.fieldRef", name, ctx)
     if given[0] == "resourceFieldRef":
@@ -204,6 +225,37 @@ def validate_resource_ref(value, path, name, ctx):
         return None
     return EnvVar(name, resource=resource, resource_container=target,
                   divisor=text if isinstance(text, str) else repr(text))
+
+
+def validate_env_from(value, path, ctx):
+    """envFrom: [{configMapRef|secretRef: {name, optional}, prefix}] (Kubernetes' rules: the
+    prefix must itself be a valid start of a variable name)."""
+    note = ctx.report
+    out = []
+    for i, raw in enumerate(note.items(value, path)):
+        where = f"{path}[{i}]"
+        e = note.fields(raw, where, ENV_FROM)
+        if e is None:
+            continue
+        given = [k for k in ("configMapRef", "secretRef") if e.get(k) is not None]
+        if len(given) != 1:
+            note.error(where, "exactly one of configMapRef or secretRef is needed" +
+                       (f", got {', '.join(given)}" if given else ""))
+            continue
+        prefix = note.string(e.get("prefix"), f"{where}.prefix") or ""
+        if prefix and env_name_problem(prefix):
+            note.error(f"{where}.prefix", f"{q(prefix)}: {env_name_problem(prefix)}")
+            prefix = None
+        ref = note.fields(e[given[0]], f"{where}.{given[0]}", ENV_FROM_REF)
+        if ref is None:
+            continue
+        source_name = note.name(ref.get("name"), f"{where}.{given[0]}.name",
+                                dns_subdomain_problem)
+        optional = bool(note.boolean(ref.get("optional"), f"{where}.{given[0]}.optional"))
+        if source_name is None or prefix is None:
+            continue
+        out.append(EnvFrom(given[0][:-len("Ref")], source_name, prefix, optional))
+    return tuple(out)
 
 
 def validate_volume_mounts(value, path, ctx):

@@ -37,6 +37,14 @@ FEATURES = {
     "spec.securityContext": True,
     "volume.emptyDir": True,
     "volume.hostPath": True,
+    "volume.configMap": True,
+    "volume.secret": True,
+    "volume.downwardAPI": True,
+    "volume.projected": True,
+    "volume.persistentVolumeClaim": True,
+    "container.envFrom": True,
+    "env.configMapKeyRef": True,
+    "env.secretKeyRef": True,
     "container.image": True,
     "container.command": True,
     "container.args": True,
@@ -82,7 +90,8 @@ NOT_YET_MESSAGES = {}
 IGNORED_HERE = ("warn", "ignored on a single host")
 SERVER_SET = ("warn", "ignored (set by the API server)")
 UNSUPPORTED = ("error", "not supported")
-VOLUME_TYPE = ("error", "volume type not supported (supported: emptyDir, hostPath)")
+VOLUME_TYPE = ("error", "volume type not supported (supported: emptyDir, hostPath, configMap, "
+                       "secret, downwardAPI, projected, persistentVolumeClaim)")
 
 
 def default(*values, otherwise=UNSUPPORTED):
@@ -131,12 +140,12 @@ SPEC = {
 }
 CONTAINER = {
     **dict.fromkeys((
-        "name", "image", "command", "args", "env", "workingDir", "volumeMounts", "resources",
-        "securityContext", "ports", "livenessProbe", "readinessProbe", "startupProbe",
+        "name", "image", "command", "args", "env", "envFrom", "workingDir", "volumeMounts",
+        "resources", "securityContext", "ports", "livenessProbe", "readinessProbe", "startupProbe",
         "lifecycle", "terminationMessagePath", "terminationMessagePolicy", "restartPolicy")),
     "imagePullPolicy": None,        # honoured by `run` (nsPod/registry/pull.py ensure)
     **dict.fromkeys((
-        "envFrom", "volumeDevices", "resizePolicy", "restartPolicyRules"), UNSUPPORTED),
+        "volumeDevices", "resizePolicy", "restartPolicyRules"), UNSUPPORTED),
     **dict.fromkeys(("stdin", "stdinOnce", "tty"), default(False)),
 }
 APP_CONTAINER = {
@@ -144,9 +153,10 @@ APP_CONTAINER = {
     "restartPolicy": ("error", "only init containers may set restartPolicy (native sidecars)"),
 }
 VOLUME = {
-    "name": None, "emptyDir": None, "hostPath": None,
+    "name": None, "emptyDir": None, "hostPath": None, "configMap": None, "secret": None,
+    "persistentVolumeClaim": None, "projected": None, "downwardAPI": None,
     **dict.fromkeys((
-        "configMap", "secret", "persistentVolumeClaim", "projected", "downwardAPI", "ephemeral",
+        "ephemeral",
         "csi", "image", "nfs", "iscsi", "glusterfs", "rbd", "flexVolume", "cinder", "cephfs",
         "flocker", "fc", "azureFile", "azureDisk", "vsphereVolume", "quobyte",
         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "gcePersistentDisk",
@@ -158,10 +168,23 @@ MOUNT = {"name": None, "mountPath": None, "readOnly": None, "subPath": None,
           "subPathExpr": None, "mountPropagation": default("None"),
           "recursiveReadOnly": UNSUPPORTED}
 ENV = {"name": None, "value": None, "valueFrom": None}
-ENV_SOURCE = {"fieldRef": None, "resourceFieldRef": None,
-               "configMapKeyRef": ("error", "not supported yet"),
-               "secretKeyRef": ("error", "not supported yet"),
-               "fileKeyRef": UNSUPPORTED}
+ENV_SOURCE = {"fieldRef": None, "resourceFieldRef": None, "configMapKeyRef": None,
+               "secretKeyRef": None, "fileKeyRef": UNSUPPORTED}
+KEY_REF = {"name": None, "key": None, "optional": None}
+ENV_FROM = {"configMapRef": None, "secretRef": None, "prefix": None}
+ENV_FROM_REF = {"name": None, "optional": None}
+CONFIG_MAP_VOLUME = {"name": None, "items": None, "defaultMode": None, "optional": None}
+SECRET_VOLUME = {"secretName": None, "items": None, "defaultMode": None, "optional": None}
+DOWNWARD_VOLUME = {"items": None, "defaultMode": None}
+PROJECTED_VOLUME = {"sources": None, "defaultMode": None}
+PROJECTION = {"configMap": None, "secret": None, "downwardAPI": None,
+               "serviceAccountToken": None,
+               "clusterTrustBundle": UNSUPPORTED, "podCertificate": UNSUPPORTED}
+PROJECTED_REF = {"name": None, "items": None, "optional": None}
+PROJECTED_DOWNWARD = {"items": None}
+KEY_TO_PATH = {"key": None, "path": None, "mode": None}
+DOWNWARD_FILE = {"path": None, "fieldRef": None, "resourceFieldRef": None, "mode": None}
+CLAIM_VOLUME = {"claimName": None, "readOnly": None}
 FIELD_REF = {"apiVersion": None, "fieldPath": None}
 RESOURCE_REF = {"containerName": None, "resource": None, "divisor": None}
 RESOURCES = {"limits": None, "requests": None, "claims": UNSUPPORTED}

@@ -49,6 +49,8 @@ class Documents:
     configmaps: {(namespace, name): {"data": {...}, "binaryData": {...}}}
     secrets:    {(namespace, name): {"data": {...}, "stringData": {...}, "type": str}}
     claims:     {(namespace, name): the PersistentVolumeClaim's spec (a dict)}
+    source_docs: [(prefix, namespace, document)] of the ConfigMaps, Secrets and claims, for
+                spec's Sources (manifest/sources.py reads and checks their data)
     owners:     {(namespace, "<Kind>/<name>")} of the workloads (for `delete -f`)
     pod_names:  the metadata.name of each kind: Pod document (for `delete -f`)
     """
@@ -57,6 +59,7 @@ class Documents:
     configmaps: dict = field(default_factory=dict)
     secrets: dict = field(default_factory=dict)
     claims: dict = field(default_factory=dict)
+    source_docs: list = field(default_factory=list)
     owners: set = field(default_factory=set)
     pod_names: set = field(default_factory=set)  # of the kind: Pod documents (delete -f)
     ignored: list = field(default_factory=list)   # the kinds warned about as ignored
@@ -73,8 +76,9 @@ class _TemplateReport(Report):
         return super()._line(path, message)
 
 
-def sort_documents(documents, rng=None):
-    """Documents for the parsed YAML documents (kind: List flattened into its items)."""
+def sort_documents(documents, rng=None, file_prefix=""):
+    """Documents for the parsed YAML documents (kind: List flattened into its items); every
+    line about them starts with file_prefix (the file's name when several are read)."""
     rng = rng or random.SystemRandom()
     out = Documents()
     flat = []
@@ -82,7 +86,7 @@ def sort_documents(documents, rng=None):
         if isinstance(doc, dict) and doc.get("kind") == "List" and "items" in doc:
             items = doc.get("items")
             if not isinstance(items, list):
-                out.problems.append(f"document {number}: items: must be a list, "
+                out.problems.append(f"{file_prefix}document {number}: items: must be a list, "
                                     f"got {kind_of(items)}")
                 continue
             flat.extend((f"{number}.items[{i}]", item) for i, item in enumerate(items)
@@ -91,7 +95,7 @@ def sort_documents(documents, rng=None):
             flat.append((str(number), doc))
     multiple = len(flat) > 1
     for label, doc in flat:
-        prefix = f"document {label}: " if multiple or "." in label else ""
+        prefix = file_prefix + (f"document {label}: " if multiple or "." in label else "")
         _sort_one(doc, prefix, out, rng)
     out.pod_docs = [(p, r, default_volumes(d)) for p, r, d in out.pod_docs]
     return out
@@ -129,6 +133,7 @@ def _sort_one(doc, prefix, out, rng):
             out.problems.append(f"{prefix}metadata.name: required")
             return
         key = (namespace, name) if isinstance(namespace, str) else ("default", name)
+        out.source_docs.append((prefix, key[0], doc))
         if kind == "ConfigMap":
             out.configmaps[key] = {k: doc.get(k) or {} for k in ("data", "binaryData")}
         elif kind == "Secret":

@@ -54,7 +54,7 @@ class Sandbox:
     def make_volumes(self):
         plan = self.m.plan
         for v in plan.volumes:
-            if v.kind == "tmpfs":
+            if v.kind in ("tmpfs", "secret"):   # a Secret's volume is a tmpfs too
                 self.record_mount(v.path)
             volumes.create(v)
         if plan.shm_path:

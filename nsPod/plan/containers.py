@@ -14,6 +14,7 @@ def container_plan(container, pod, volumes, facts, etc=None):
     values = dict(env)
     argv = command_line(container, pod, values, image)
     sources = {v.name: v.path for v in volumes}
+    read_only_volumes = {v.name for v in volumes if v.kind in ("files", "secret") or v.read_only}
     mounts = []
     env_error = ""
     for i, m in enumerate(container.volume_mounts):
@@ -25,7 +26,10 @@ def container_plan(container, pod, volumes, facts, etc=None):
                 env_error = (f"volumeMount {m.name} at {m.mount_path}: subPathExpr "
                              f"{m.sub_path_expr!r} expands to {sub_path!r}, not a relative path "
                              "inside the volume")
-        mounts.append(MountPlan(m.name, sources[m.name], m.mount_path, sub_path, m.read_only))
+        # configMap, secret, downwardAPI and projected volumes are read-only, as the kubelet
+        # mounts them; a claim as its readOnly says.
+        read_only = m.read_only or m.name in read_only_volumes
+        mounts.append(MountPlan(m.name, sources[m.name], m.mount_path, sub_path, read_only))
     if container.termination_message_path:
         mounts.append(MountPlan("termination-log", termination_log(facts.pod_dir, container.name),
                                 container.termination_message_path))
@@ -245,8 +249,16 @@ def container_env(container, pod, facts):
     env.setdefault("HOME", "/root")
     path = container_path(container, pod)
     budget = [ARGS_TOTAL_MAX]
+    if container.env_from:
+        from nsPod.plan.env_sources import env_from_sources
+        env.update(env_from_sources(container, pod, path)[0])
     for i, var in enumerate(container.env):
-        if var.value is not None:
+        if var.source_kind:
+            from nsPod.plan.env_sources import key_ref_value
+            value = key_ref_value(var, pod, f"{path}.env[{i}]")
+            if value is not None:
+                env[var.name] = value
+        elif var.value is not None:
             env[var.name] = expand(var.value, env, f"{path}.env[{i}].value", budget)
         elif var.field_path:
             env[var.name] = field_value(var.field_path, pod, facts)

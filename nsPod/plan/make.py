@@ -22,7 +22,7 @@ def make_plan(pod, facts):
         "ipc": "host" if pod.host_ipc else "pod",
         "pid": "host" if pod.host_pid else "pod" if pod.share_process_namespace else "container",
     }
-    volumes = [volume_plan(v, facts) for v in pod.volumes]
+    volumes = [volume_plan(v, facts, pod) for v in pod.volumes]
     etc = etc_files(pod, facts)
     need, asks = memory_need(pod)
     return PodPlan(
@@ -179,9 +179,24 @@ def qos_class(pod):
                     for c in pod.init_containers + pod.containers])
 
 
-def volume_plan(volume, facts):
+# Where a persistentVolumeClaim's volume lives: under the state root, outliving its pods.
+CLAIMS_DIR = "volumes"
+
+
+def volume_plan(volume, facts, pod=None):
     if volume.kind == "hostPath":
         return VolumePlan(volume.name, "host", volume.host_path, host_type=volume.host_path_type)
+    if volume.kind == "persistentVolumeClaim":
+        return VolumePlan(volume.name, "claim",
+                          os.path.join(facts.state_root, CLAIMS_DIR, volume.claim_name),
+                          read_only=volume.read_only)
+    if volume.projections or volume.kind in ("configMap", "secret", "downwardAPI", "projected"):
+        from nsPod.plan.files import volume_files
+        # A Secret's data is never written to disk: its volume is a tmpfs.
+        secret = any(p.kind == "secret" for p in volume.projections)
+        return VolumePlan(volume.name, "secret" if secret else "files",
+                          os.path.join(facts.pod_dir, "volumes", volume.name),
+                          files=volume_files(volume, pod, facts))
     path = os.path.join(facts.pod_dir, "volumes", volume.name)
     kind = "tmpfs" if volume.medium == "Memory" else "dir"
     return VolumePlan(volume.name, kind, path, size=volume.size_limit)

@@ -12,10 +12,14 @@ SHM_SIZE = 64 * 1024 * 1024  # Docker's and the kubelet's default /dev/shm size
 @record
 class VolumePlan:
     name: str
-    kind: str             # "dir" (emptyDir on disk), "tmpfs" (emptyDir Memory), "host"
+    # "dir" (emptyDir on disk), "tmpfs" (emptyDir Memory), "host", "files" (configMap,
+    # downwardAPI, projected: on disk), "secret" (any with a Secret: a tmpfs), "claim"
+    kind: str
     path: str             # where it lives on the host
     size: int | None = None
     host_type: str = ""   # hostPath.type
+    files: list = Factory(list)   # "files", "secret": [[path, base64 content, mode]]
+    read_only: bool = False       # a claim's readOnly
 
 
 @record
