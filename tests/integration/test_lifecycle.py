@@ -186,9 +186,11 @@ def test_pause_death(nspod, policy):
     def rebuilt():
         obj = nspod.inspect("p")
         a = container_status(obj, "a")
+        # The phase is recomputed right after the container's start is recorded: a reader
+        # may see the one before the other, so both are waited for.
         return obj["runtime"].get("pausePid") and "running" in a["state"] and \
-            a["restartCount"] == 1 and obj
-    after = wait_for(rebuilt, timeout=15, what="a new sandbox")
+            a["restartCount"] == 1 and obj["status"]["phase"] == "Running" and obj
+    after = wait_for(rebuilt, timeout=15, what="a new sandbox, Running")
     assert after["runtime"]["pausePid"] != before["runtime"]["pausePid"]
     assert after["status"]["podIP"] == before["status"]["podIP"]
     assert after["status"]["phase"] == "Running"
