@@ -74,7 +74,26 @@ def load_manifests(files, name=None, allowed_unsafe_sysctls=(), sources_required
     """(pods, warnings) of one or more files (a directory: its *.yaml, *.yml and *.json,
     sorted); a ConfigMap or Secret in any of them serves the pods of all."""
     from nsPod.manifest import spec
-    texts = []
+    texts, total = [], 0
+    for path in _manifest_paths(files):
+        texts.append(read_manifest(path))
+        # Together as one: a directory of thousands of 4 MiB files (or a shell glob of them)
+        # must not be read into memory whole.
+        total += len(texts[-1][0])
+        if total > spec.MANIFEST_MAX_BYTES:
+            raise InputError(f"FILE: {' '.join(files)}: manifests larger than "
+                             f"{spec.MANIFEST_MAX_BYTES >> 20} MiB together")
+    pods, warnings = spec.load_files(texts, name_override=name,
+                                     allowed_unsafe_sysctls=allowed_unsafe_sysctls,
+                                     sources_required=sources_required)
+    if name is not None and len(pods) > 1:
+        raise InputError(f"--name: {' '.join(files)} holds {len(pods)} pods; "
+                         "--name needs exactly one")
+    return pods, warnings
+
+
+def _manifest_paths(files):
+    """Each FILE, or a directory's *.yaml, *.yml and *.json (sorted, no hidden ones)."""
     for file in files:
         if file != "-" and os.path.isdir(file):
             try:
@@ -84,16 +103,9 @@ def load_manifests(files, name=None, allowed_unsafe_sysctls=(), sources_required
                 raise InputError(f"FILE: cannot read {file}: {e.strerror}") from None
             if not names:
                 raise InputError(f"FILE: {file} is a directory without *.yaml, *.yml or *.json")
-            texts += [read_manifest(os.path.join(file, n)) for n in names]
+            yield from (os.path.join(file, n) for n in names)
         else:
-            texts.append(read_manifest(file))
-    pods, warnings = spec.load_files(texts, name_override=name,
-                                     allowed_unsafe_sysctls=allowed_unsafe_sysctls,
-                                     sources_required=sources_required)
-    if name is not None and len(pods) > 1:
-        raise InputError(f"--name: {' '.join(files)} holds {len(pods)} pods; "
-                         "--name needs exactly one")
-    return pods, warnings
+            yield file
 
 
 def load_manifest(file, name=None, allowed_unsafe_sysctls=()):

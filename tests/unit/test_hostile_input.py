@@ -236,3 +236,16 @@ def test_image_argv_counts_toward_execve_total():
     assert str(info.value) == (
         "spec.containers[0].image: the container's command, args and env expand to more than "
         "6 MiB, Linux's limit for a program's arguments and environment together")
+
+
+def test_manifests_of_a_directory_are_capped_together(tmp_path):
+    """Each file may be up to 4 MiB; a directory (or several FILEs) is one request: the
+    files are not read into memory past 4 MiB together."""
+    import pytest
+    from nsPod.api import manifests
+    from nsPod.errors import InputError
+    for i in range(3):
+        (tmp_path / f"f{i}.yaml").write_text("#" * (3 << 20))
+    with pytest.raises(InputError) as info:
+        manifests.load_manifests([str(tmp_path)])
+    assert str(info.value) == f"FILE: {tmp_path}: manifests larger than 4 MiB together"
