@@ -8,6 +8,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
+from nsPod.manifest.check import key_text
 from nsPod.manifest.syntax import q
 
 SOURCE_KINDS = ("ConfigMap", "Secret", "PersistentVolumeClaim")
@@ -58,7 +59,7 @@ def read_source(document, report):
             report.error(key_field, "must be a mapping of key: value")
             continue
         for key, value in values.items():
-            where = f"{key_field}.{key}"
+            where = f"{key_field}[{key_text(key)}]"
             problem = key_problem(key) if isinstance(key, str) else "must be text"
             if problem:
                 report.error(where, f"key {q(key)}: {problem}")

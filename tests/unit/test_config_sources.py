@@ -66,12 +66,12 @@ def test_sources_read_data_binary_data_and_string_data():
 
 
 @pytest.mark.parametrize("doc,expected", [
-    ("kind: Secret\nmetadata: {name: s}\ndata: {k: '%%%'}", "document 1: data.k: is not valid base64"),
+    ("kind: Secret\nmetadata: {name: s}\ndata: {k: '%%%'}", "document 1: data[k]: is not valid base64"),
     ("kind: ConfigMap\nmetadata: {name: c}\ndata: {'a/b': x}",
-     "document 1: data.a/b: key \"a/b\": must consist of alphanumerics, '-', '_' or '.'"),
+     "document 1: data[a/b]: key \"a/b\": must consist of alphanumerics, '-', '_' or '.'"),
     ("kind: ConfigMap\nmetadata: {name: c}\ndata: {'..x': x}",
-     "document 1: data...x: key \"..x\": must not be '.' or '..' nor start with '..'"),
-    ("kind: ConfigMap\nmetadata: {name: c}\ndata: {k: 3}", "document 1: data.k: must be text"),
+     "document 1: data[..x]: key \"..x\": must not be '.' or '..' nor start with '..'"),
+    ("kind: ConfigMap\nmetadata: {name: c}\ndata: {k: 3}", "document 1: data[k]: must be text"),
 ])
 def test_bad_source_documents(doc, expected):
     with pytest.raises(SpecError) as info:
