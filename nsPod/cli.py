@@ -43,7 +43,14 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    def parse_args(self, ctx, args):
+        from nsPod.api.session import trace_format_option
+        return super().parse_args(ctx, trace_format_option(args, {
+            o for p in self.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts}))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", metavar="DIR", help="State directory [env NSPOD_ROOT; default /run/nspod].")
 @click.option("--cgroup-parent", metavar="PATH",
               help="Where pod cgroups are made [env NSPOD_CGROUP_PARENT; default nspod].")
@@ -57,12 +64,16 @@ pass_context = click.make_pass_decorator(Context)
                    "[env NSPOD_ALLOWED_UNSAFE_SYSCTLS; default none].")
 @click.option("-v", "--verbose", is_flag=True, help="Say more.")
 @click.option("--trace", is_flag=True, default=None,
-              help="Narrate every kernel-level step to stderr [env NSPOD_TRACE=1].")
+              help="Narrate every kernel-level step to stderr; --trace=json: one JSON object "
+                   "per step [env NSPOD_TRACE=1 or json].")
+@click.option("--trace-format", hidden=True)
 @click.version_option(__version__, "--version", prog_name="nspod")
 @click.pass_context
 def cli(ctx, root, cgroup_parent, bridge, subnet, restart_backoff, allowed_unsafe_sysctls,
-        verbose, trace):
+        verbose, trace, trace_format):
     """Kubernetes' pod model on one Linux host, straight on the kernel."""
+    if trace_format is not None:
+        trace = trace_format
     ctx.obj = Context(root=root, cgroup_parent=cgroup_parent, bridge=bridge, subnet=subnet,
                       restart_backoff=restart_backoff, trace=trace,
                       allowed_unsafe_sysctls=allowed_unsafe_sysctls)

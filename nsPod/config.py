@@ -23,7 +23,7 @@ class Config:
     subnet: str = DEFAULT_SUBNET
     backoff_base: float = 10.0
     backoff_max: float = 300.0
-    trace: bool = False
+    trace: str = ""                      # "" (off), "text" or "json" (--trace=json)
     allowed_unsafe_sysctls: tuple = ()   # names and patterns ('*' last) beyond the safe set
 
 
@@ -55,10 +55,25 @@ def load(root=None, cgroup_parent=None, bridge=None, subnet=None, restart_backof
                          "(1-15 letters, digits, _ . -)")
     net = parse_subnet(pick(subnet, "NSPOD_SUBNET", DEFAULT_SUBNET))
     base, maximum = parse_backoff(pick(restart_backoff, "NSPOD_RESTART_BACKOFF", DEFAULT_BACKOFF))
-    if trace is None:
-        trace = env.get("NSPOD_TRACE") == "1"
-    return Config(root, parent, bridge, str(net), base, maximum, bool(trace),
+    return Config(root, parent, bridge, str(net), base, maximum, trace_mode(trace, env),
                   unsafe_sysctls(allowed_unsafe_sysctls, env))
+
+
+def trace_mode(flag, environ):
+    """--trace (True), --trace=text|json, or NSPOD_TRACE (1 or json; anything else is off, as
+    it always was): "", "text" or "json"."""
+    if flag is None:
+        value = environ.get("NSPOD_TRACE", "")
+        if value == "json" or (value == "1" and environ.get("NSPOD_TRACE_FORMAT") == "json"):
+            return "json"
+        return "text" if value in ("1", "text") else ""
+    if flag is True or flag == "text":
+        return "text"
+    if flag is False or flag == "":
+        return ""
+    if flag == "json":
+        return "json"
+    raise InputError(f"--trace: {_show(flag)} is not a trace format (--trace or --trace=json)")
 
 
 def unsafe_sysctls(flag=None, environ=None):

@@ -46,8 +46,17 @@ def restart(config, pod_name, container_name):
     _enter(config, [pod_name], [container_name])
     pod_dir, doc, _ = load(config, pod_name)
     name = pick_container(doc, pod_name, container_name)["name"]
-    control.request(pod_dir, {"op": "restart", "container": name})
+    control.request(pod_dir, {"op": "restart", "container": name}, timeout=_answer_timeout(doc))
     return name
+
+
+def _answer_timeout(doc):
+    """Under --trace, restart and apply are answered once the containers have started
+    again: after their grace period at worst."""
+    from nsPod.kernel import tracing
+    if not tracing.enabled():
+        return 30.0
+    return min(doc["plan"].get("grace_seconds", 30), 2**31) + 60
 
 
 # Pod fields a running pod may change (Kubernetes lets little else change in place).
@@ -90,7 +99,8 @@ def apply(config, pod):
             changes.append((after.name, fields))
             plans.append(_asdict(container_plan(after, pod, plan.volumes, facts, plan.etc_files)))
     if plans or pod.manifest != doc["manifest"]:
-        control.request(pod_dir, {"op": "apply", "containers": plans, "manifest": pod.manifest})
+        control.request(pod_dir, {"op": "apply", "containers": plans, "manifest": pod.manifest},
+                        timeout=_answer_timeout(doc))
     return changes
 
 

@@ -11,8 +11,9 @@ import os
 import stat
 
 from nsPod.errors import SetupError
+from nsPod.kernel import tracing
 from nsPod.kernel.syscalls import (MNT_DETACH, MountFlag, ResolveFlag, flag_names, mount, openat2,
-                                   trace, umount2)
+                                   umount2)
 
 MAX_SYMLINKS = 40
 # openat2's RESOLVE_BENEATH/IN_ROOT answer EAGAIN when a rename ran anywhere while they
@@ -212,7 +213,9 @@ def _make(parent_fd, name, kind, mode):
                              dir_fd=parent_fd))
     except FileExistsError:
         return
-    trace(f"made {kind} {name} (mode {'default' if mode is None else oct(mode)})")
+    shown = "default" if mode is None else oct(mode)
+    tracing.note("mkdirat" if kind == "dir" else "openat", [name, f"mode={shown}"], result=0,
+                 text=f"made {kind} {name} (mode {shown})")
     if mode is not None:
         # The mode without the umask: opened anew without following, so a symlink swapped
         # in for what was just made cannot redirect the chmod.

@@ -5,7 +5,8 @@ path): "pod" (pause's, made new), "host", or "container" (each container makes i
 """
 import os
 
-from nsPod.kernel.syscalls import CloneFlag, setns, trace
+from nsPod.kernel import tracing
+from nsPod.kernel.syscalls import CloneFlag, setns
 
 # /proc/<pid>/ns/<name> -> clone flag
 FLAGS = {
@@ -67,7 +68,8 @@ def join_all(fds, source="?"):
 
 def join(pid, kinds):
     """setns into pid's namespaces of the given kinds (pid takes effect for children)."""
-    trace(f"join namespaces {','.join(kinds)} of pid {pid}")
+    tracing.note("join namespaces", [",".join(kinds), f"pid={pid}"],
+                 text=f"join namespaces {','.join(kinds)} of pid {pid}")
     fds = open_all(pid, kinds)
     try:
         join_all(fds, pid)

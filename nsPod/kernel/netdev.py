@@ -8,7 +8,7 @@ import socket
 import struct
 
 from nsPod.errors import os_error
-from nsPod.kernel.syscalls import trace
+from nsPod.kernel.tracing import traced
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -17,8 +17,8 @@ _IFREQ = "16sH14x"
 
 
 def link_up(name="lo"):
-    trace(f"ioctl(SIOCSIFFLAGS, {name}, IFF_UP)")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with traced("ioctl", ["SIOCSIFFLAGS", name, "IFF_UP"]), \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
             request = struct.pack(_IFREQ, name.encode(), 0)
             flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]

@@ -3,7 +3,8 @@ import os
 
 from nsPod.kernel import netdev, process
 from nsPod.kernel.process import step
-from nsPod.kernel.syscalls import CloneFlag, sethostname, trace, unshare
+from nsPod.kernel.syscalls import CloneFlag, sethostname, unshare
+from nsPod.kernel.tracing import traced
 
 NEW_FLAGS = {"net": CloneFlag.CLONE_NEWNET, "ipc": CloneFlag.CLONE_NEWIPC,
              "uts": CloneFlag.CLONE_NEWUTS, "pid": CloneFlag.CLONE_NEWPID}
@@ -18,8 +19,7 @@ def set_sysctl(name, value):
     """net.ipv4.ip_local_port_range -> /proc/sys/net/ipv4/ip_local_port_range; a '/' in a
     Kubernetes sysctl name stands for a '.' inside one component (an interface name)."""
     path = "/proc/sys/" + name.translate(str.maketrans("./", "/."))
-    trace(f"write {path} {value}")
-    with open(path, "w") as f:
+    with traced("write", [path, value], text=f"write {path} {value}"), open(path, "w") as f:
         f.write(value)
 
 

@@ -19,7 +19,7 @@ import errno
 
 import pyseccomp
 
-from nsPod.kernel.syscalls import trace
+from nsPod.kernel.tracing import traced
 
 # (syscalls, capabilities any one of which allows them, errno). Names this libseccomp or this
 # architecture does not know are skipped.
@@ -103,9 +103,10 @@ def runtime_default(capabilities):
 
 def load(f):
     """Install the filter on this thread (inherited by children, kept across execve)."""
-    trace(f"seccomp(SECCOMP_SET_MODE_FILTER, RuntimeDefault: EPERM for {len(f.denied)} "
-          f"syscalls: {' '.join(f.denied)})")
-    f.load()
+    with traced("seccomp", ["SECCOMP_SET_MODE_FILTER",
+                            f"RuntimeDefault: EPERM for {len(f.denied)} syscalls: "
+                            f"{' '.join(f.denied)}"]):
+        f.load()
 
 
 def _resolve(name):

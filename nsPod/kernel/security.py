@@ -4,24 +4,24 @@ import os
 
 import prctl
 
-from nsPod.kernel.syscalls import trace
+from nsPod.kernel.tracing import traced
 
 
 def become_subreaper():
     """Orphans of our children (a pid namespace's second fork) are re-parented to us."""
-    trace("prctl(PR_SET_CHILD_SUBREAPER, 1)")
-    prctl.set_child_subreaper(1)
+    with traced("prctl", ["PR_SET_CHILD_SUBREAPER", "1"]):
+        prctl.set_child_subreaper(1)
 
 
 def set_parent_death_signal(sig):
     """Die with the parent; survives execve, which makes it a chain pause -> monitor."""
-    trace(f"prctl(PR_SET_PDEATHSIG, {int(sig)})")
-    prctl.set_pdeathsig(int(sig))
+    with traced("prctl", ["PR_SET_PDEATHSIG", int(sig)]):
+        prctl.set_pdeathsig(int(sig))
 
 
 def clear_parent_death_signal():
-    trace("prctl(PR_SET_PDEATHSIG, 0)")
-    prctl.set_pdeathsig(0)
+    with traced("prctl", ["PR_SET_PDEATHSIG", "0"]):
+        prctl.set_pdeathsig(0)
 
 
 # --- a container's privileges (container.apply_security decides the order) -------------------
@@ -51,25 +51,28 @@ def limit_bounding_set(keep):
     """Drop every capability not in `keep` from the bounding set, for good: no later execve
     (of a setuid-root or file-capability program) can bring them back. Needs CAP_SETPCAP."""
     dropped = [cap for cap in range(last_capability() + 1) if cap not in keep]
-    trace(f"prctl(PR_CAPBSET_DROP, {dropped})")
-    for cap in dropped:
-        prctl.capbset_drop(cap)
+    with traced("prctl", ["PR_CAPBSET_DROP", dropped]):
+        for cap in dropped:
+            prctl.capbset_drop(cap)
 
 
 def set_keep_capabilities(keep):
     """PR_SET_KEEPCAPS: whether setuid() away from root keeps the permitted set."""
-    trace(f"prctl(PR_SET_KEEPCAPS, {int(keep)})")
-    prctl.set_keepcaps(bool(keep))
+    with traced("prctl", ["PR_SET_KEEPCAPS", int(keep)]):
+        prctl.set_keepcaps(bool(keep))
 
 
 def set_identity(uid, gid, groups):
     """setgroups, then setresgid, then setresuid (each needs a capability the next one takes
     away), keeping the permitted set across the uid change (KEEPCAPS) for the capset after."""
     set_keep_capabilities(True)
-    trace(f"setgroups({groups}); setresgid({gid}); setresuid({uid})")
-    os.setgroups(groups)
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    with traced("setgroups", [groups],
+                text=f"setgroups({groups}); setresgid({gid}); setresuid({uid})"):
+        os.setgroups(groups)
+    with traced("setresgid", [gid, gid, gid], text=""):
+        os.setresgid(gid, gid, gid)
+    with traced("setresuid", [uid, uid, uid], text=""):
+        os.setresuid(uid, uid, uid)
     set_keep_capabilities(False)
 
 
@@ -82,17 +85,17 @@ def set_capabilities(keep):
     keep = set(keep) & permitted_capabilities()
     known = set(prctl.ALL_CAPS)
     flags = [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED]
-    trace(f"capset(effective=permitted={sorted(keep)}, inheritable=[])")
-    prctl.set_caps((sorted(keep & known), flags, True),
-                   (sorted(known - keep), flags, False),
-                   (sorted(known), [prctl.CAP_INHERITABLE], False))
+    with traced("capset", [f"effective=permitted={sorted(keep)}", "inheritable=[]"]):
+        prctl.set_caps((sorted(keep & known), flags, True),
+                       (sorted(known - keep), flags, False),
+                       (sorted(known), [prctl.CAP_INHERITABLE], False))
 
 
 def set_no_new_privs():
     """No execve may grant privileges again (setuid bits, file capabilities): inherited by
     every descendant and irreversible."""
-    trace("prctl(PR_SET_NO_NEW_PRIVS, 1)")
-    prctl.set_no_new_privs(1)
+    with traced("prctl", ["PR_SET_NO_NEW_PRIVS", "1"]):
+        prctl.set_no_new_privs(1)
 
 
 def permitted_capabilities():

@@ -2,13 +2,15 @@
 
 Every failure becomes an OSError built from errno (so callers can catch PermissionError,
 FileNotFoundError...) whose message names the call, its flags by their kernel names, and the
-path it acted on. With tracing on, each call is narrated to stderr before it is made.
+path it acted on. With --trace, each call is narrated (kernel/tracing.py).
 """
 import enum
 import os
 
 from nsPod._syscalls import ffi, lib
 from nsPod.errors import os_error
+from nsPod.kernel import tracing
+from nsPod.kernel.tracing import traced
 
 ABI = "nspod-syscalls-2"
 if ffi.string(lib.nspod_abi()).decode() != ABI:
@@ -56,22 +58,14 @@ def flag_names(flags, kind):
     return "|".join(names) or "0"
 
 
-_trace = os.environ.get("NSPOD_TRACE") == "1"
-
-
 def set_trace(enabled):
-    global _trace
-    _trace = bool(enabled)
-    os.environ["NSPOD_TRACE"] = "1" if enabled else "0"
+    """--trace on ("text"/True, "json") or off: kernel/tracing.py does the narrating."""
+    tracing.set_trace(enabled)
 
 
 def trace(message):
-    """Narrate one kernel-level step to stderr (--trace); used by every module doing one."""
-    if _trace:
-        try:
-            os.write(2, f"nspod[{os.getpid()}]: {message}\n".encode())
-        except OSError:
-            pass
+    """Narrate one kernel-level step that is not a single call (a summary, a fact)."""
+    tracing.note(message)
 
 
 def _cstr(value):
@@ -79,46 +73,46 @@ def _cstr(value):
 
 
 def unshare(flags):
-    trace(f"unshare({flag_names(flags, CloneFlag)})")
-    if lib.unshare(int(flags)) != 0:
-        raise os_error(ffi.errno, "unshare", detail=flag_names(flags, CloneFlag))
+    with traced("unshare", [flag_names(flags, CloneFlag)]):
+        if lib.unshare(int(flags)) != 0:
+            raise os_error(ffi.errno, "unshare", detail=flag_names(flags, CloneFlag))
 
 
 def setns(fd, nstype, what=None):
     """Join the namespace open as `fd`; `what` (e.g. '/proc/42/ns/net') is for messages."""
-    trace(f"setns({what or fd}, {flag_names(nstype, CloneFlag)})")
-    if lib.setns(fd, int(nstype)) != 0:
-        raise os_error(ffi.errno, "setns", what, flag_names(nstype, CloneFlag))
+    with traced("setns", [what or fd, flag_names(nstype, CloneFlag)]):
+        if lib.setns(fd, int(nstype)) != 0:
+            raise os_error(ffi.errno, "setns", what, flag_names(nstype, CloneFlag))
 
 
 def mount(source, target, fstype=None, flags=0, data=None):
-    detail = f"src={source}, flags={flag_names(flags, MountFlag)}"
+    details = [f"src={source}", f"flags={flag_names(flags, MountFlag)}"]
     if fstype:
-        detail = f"type={fstype}, {detail}"
+        details.insert(0, f"type={fstype}")
     if data:
-        detail += f", data={data}"
-    trace(f"mount({target}, {detail})")
-    if lib.mount(_cstr(source), _cstr(target), _cstr(fstype), int(flags), _cstr(data)) != 0:
-        raise os_error(ffi.errno, "mount", target, detail)
+        details.append(f"data={data}")
+    with traced("mount", [target, *details]):
+        if lib.mount(_cstr(source), _cstr(target), _cstr(fstype), int(flags), _cstr(data)) != 0:
+            raise os_error(ffi.errno, "mount", target, ", ".join(details))
 
 
 def umount2(target, flags=0):
-    trace(f"umount2({target}, {'MNT_DETACH' if flags & MNT_DETACH else flags})")
-    if lib.umount2(_cstr(target), flags) != 0:
-        raise os_error(ffi.errno, "umount2", target)
+    with traced("umount2", [target, "MNT_DETACH" if flags & MNT_DETACH else flags]):
+        if lib.umount2(_cstr(target), flags) != 0:
+            raise os_error(ffi.errno, "umount2", target)
 
 
 def pivot_root(new_root, put_old):
-    trace(f"pivot_root({new_root}, {put_old})")
-    if lib.nspod_pivot_root(_cstr(new_root), _cstr(put_old)) != 0:
-        raise os_error(ffi.errno, "pivot_root", new_root)
+    with traced("pivot_root", [new_root, put_old]):
+        if lib.nspod_pivot_root(_cstr(new_root), _cstr(put_old)) != 0:
+            raise os_error(ffi.errno, "pivot_root", new_root)
 
 
 def sethostname(name):
     data = name.encode()
-    trace(f"sethostname({name})")
-    if lib.sethostname(data, len(data)) != 0:
-        raise os_error(ffi.errno, "sethostname", detail=name)
+    with traced("sethostname", [name]):
+        if lib.sethostname(data, len(data)) != 0:
+            raise os_error(ffi.errno, "sethostname", detail=name)
 
 
 class ResolveFlag(enum.IntFlag):
@@ -135,11 +129,12 @@ def openat2(dirfd, path, flags, resolve, mode=0):
     ENOSYS (kernel < 5.6) is raised like any other error: callers fall back to an
     O_NOFOLLOW walk. EXDEV/ELOOP mean the path tried to leave `dirfd` or met a symlink.
     """
-    detail = f"flags={oct(flags)}, resolve={flag_names(resolve, ResolveFlag)}"
-    trace(f"openat2({dirfd}, {path}, {detail})")
-    fd = lib.nspod_openat2(dirfd, _cstr(path), flags, mode, int(resolve))
-    if fd < 0:
-        raise os_error(ffi.errno, "openat2", path, detail)
+    details = [f"flags={oct(flags)}", f"resolve={flag_names(resolve, ResolveFlag)}"]
+    with traced("openat2", [dirfd, path, *details]) as step:
+        fd = lib.nspod_openat2(dirfd, _cstr(path), flags, mode, int(resolve))
+        if fd < 0:
+            raise os_error(ffi.errno, "openat2", path, ", ".join(details))
+        step.result = fd
     return fd
 
 
@@ -147,8 +142,9 @@ def bpf(cmd, attr, what="bpf"):
     """bpf(2) with `attr` a bytearray laid out as the kernel's union bpf_attr; returns the
     syscall's non-negative result (an fd for BPF_PROG_LOAD)."""
     buf = ffi.from_buffer(attr)
-    trace(f"bpf({what})")
-    result = lib.nspod_bpf(cmd, buf, len(attr))
-    if result < 0:
-        raise os_error(ffi.errno, "bpf", detail=what)
+    with traced("bpf", [what]) as step:
+        result = lib.nspod_bpf(cmd, buf, len(attr))
+        if result < 0:
+            raise os_error(ffi.errno, "bpf", detail=what)
+        step.result = result
     return result

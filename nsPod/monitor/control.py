@@ -3,7 +3,8 @@
 One JSON line per connection, root only (SO_PEERCRED), read as it arrives: a client that
 connects and then sends nothing, or slowly, never holds up the loop (CONTROL_TIMEOUT to
 send it, MAX_REQUESTS pending at most). A bad request is its sender's error, answered,
-never the pod's end.
+never the pod's end. A request with "trace": true is answered through a Relay (relay.py):
+the steps taken for it first, one {"trace": record} line each, then the answer.
 """
 import contextlib
 import json
@@ -17,6 +18,7 @@ from nsPod import jsonline
 from nsPod.errors import NspodError, describe
 from nsPod.kernel.cgroups import Limits
 from nsPod.monitor import phase
+from nsPod.monitor.relay import Relay, Relays
 from nsPod.plan.lifecycle import INIT
 from nsPod.plan.make import container_from_json
 from nsPod.store import state
@@ -32,6 +34,7 @@ class Control:
         self.requests = {}         # control connection -> [bytes so far, timeout timer]
         self.stop_waiters = []     # connections to answer when the pod is down
         self.init_waiters = {}     # container name -> connections waiting for it to end
+        self.relays = Relays(monitor)
 
     def open(self):
         m = self.m
@@ -109,50 +112,63 @@ class Control:
             conn.close()
 
     def handle_request(self, conn, line):
+        caller = conn   # the connection, or its Relay when the request is traced
         try:
             if len(line) > jsonline.MAX_LINE:
                 raise NspodError("request too long")
             request = json.loads(line)
             if not isinstance(request, dict):
                 raise NspodError("a request is a JSON object")
+            if request.get("trace") is True:
+                caller = self.relays.open(conn)
             op = request.get("op")
             if op == "stop":
                 timeout = request.get("timeout")
                 if timeout is not None and (isinstance(timeout, bool)
                                             or not isinstance(timeout, (int, float))):
                     raise NspodError(f"stop: timeout {timeout!r} is not a number of seconds")
-                self.stop_waiters.append(conn)
+                self.stop_waiters.append(caller)
                 self.m.stopper.begin_stop(self.m.plan.grace_seconds if timeout is None
                                           else timeout)
                 return
             if op == "add":
-                reply = self.add_container(request, conn)
+                reply = self.add_container(request, caller)
                 if reply is None:
                     return  # an init container: answered when it has ended
-            elif op == "restart":
-                reply = self.restart_container(request["container"])
-            elif op == "apply":
-                reply = self.apply(request)
+            elif op in ("restart", "apply"):
+                if isinstance(caller, Relay):
+                    # Narrated until the containers have started again: set before, as a
+                    # container not running starts within the request.
+                    caller.waiting = {request["container"]} if op == "restart" else {
+                        c.get("name") for c in request.get("containers", [])
+                        if isinstance(c, dict)}
+                reply = self.restart_container(request["container"]) if op == "restart" \
+                    else self.apply(request)
+                if isinstance(caller, Relay):
+                    self.relays.answer_after_starts(caller, reply,
+                                                    self.m.plan.grace_seconds + 30)
+                    return
             elif op == "ping":
                 reply = {"ok": True}
             else:
                 raise NspodError(f"unknown request {op!r}")
         except Exception as e:  # a bad request is its sender's error, never the pod's end
             reply = {"error": describe(e)}
-        send(conn, reply)
-        conn.close()
+        answer(caller, reply)
 
     def init_container_ended(self, name, code, reason):
         """`nspod add --init` waits for this: its answer."""
-        for conn in self.init_waiters.pop(name, []):
-            send(conn, {"ok": code == 0, "exitCode": code, "reason": reason})
-            conn.close()
+        for caller in self.init_waiters.pop(name, []):
+            answer(caller, {"ok": code == 0, "exitCode": code, "reason": reason})
 
     def pod_down(self):
         """The pod is down: answer `nspod stop`; requests still coming are for a pod gone."""
-        for conn in self.stop_waiters:
-            send(conn, {"ok": True, "phase": self.m.state.phase})
-            conn.close()
+        down = {"ok": True, "phase": self.m.state.phase}
+        for caller in self.stop_waiters:
+            if not isinstance(caller, Relay):
+                answer(caller, down)
+        self.relays.pod_down(lambda relay: down if relay in self.stop_waiters else
+                             relay.reply or {"error": f"pod {self.m.plan.name} ended"})
         for conn in list(self.requests):
             conn.close()
         with contextlib.suppress(OSError):
@@ -167,7 +183,7 @@ class Control:
         if m.sandbox_down:
             raise NspodError(f"pod {m.plan.name} is making a new sandbox; try again")
 
-    def add_container(self, request, conn):
+    def add_container(self, request, caller):
         m = self.m
         self.check_running()
         plan = container_from_json(request["container"])
@@ -180,7 +196,7 @@ class Control:
             # `nspod add --init`: runs now, to completion, beside whatever else runs; the
             # answer comes when it has ended.
             run.adhoc = True
-            self.init_waiters.setdefault(plan.name, []).append(conn)
+            self.init_waiters.setdefault(plan.name, []).append(caller)
             m.scheduler.start(run)
             return None if plan.name in self.init_waiters else {"ok": True}
         warnings = m.scheduler.start(run)
@@ -253,6 +269,15 @@ class Control:
                     print(f"nspod monitor: apply: putting back the limits of {rel}: "
                           f"{describe(e)}", file=sys.stderr)
             raise
+
+
+def answer(caller, reply):
+    """The last word to a caller: its Relay's, or one line on its connection, closed."""
+    if isinstance(caller, Relay):
+        caller.answer(reply)
+    else:
+        send(caller, reply)
+        caller.close()
 
 
 def send(conn, reply):

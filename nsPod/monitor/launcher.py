@@ -12,7 +12,7 @@ import signal
 import stat
 import sys
 
-from nsPod.kernel import container, namespaces, sandbox, security
+from nsPod.kernel import container, namespaces, sandbox, security, tracing
 from nsPod.kernel.cgroups import Limits
 from nsPod.kernel.cgroups.devices import allowlist as device_allowlist
 from nsPod.kernel.process import ChildFailed
@@ -192,7 +192,8 @@ class Launcher:
 
 def kill(pid, sig):
     try:
-        os.kill(pid, sig)
+        with tracing.traced("kill", [pid, signal.Signals(sig).name]):
+            os.kill(pid, sig)
     except ProcessLookupError:
         pass
     return True

@@ -98,6 +98,12 @@ class Scheduler:
     def start(self, run):
         """Start one container run; a failure to start is that run's end (StartError).
         Returns the warnings of this start and of what its failure set going."""
+        try:
+            return self._start(run)
+        finally:
+            self.m.control.relays.started(run.name)   # `nspod --trace restart` waits for it
+
+    def _start(self, run):
         m = self.m
         cstate = m.cstate(run)
         if cstate.get("everStarted"):

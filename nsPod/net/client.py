@@ -189,8 +189,8 @@ def call(root, request, timeout=DEFAULT_TIMEOUT):
     Raises NetworkError with netd's message when it answers {"error": ...}, or when no
     answer comes within `timeout` seconds.
     """
-    tracing = os.environ.get("NSPOD_TRACE") == "1"
-    if tracing and "trace" not in request:
+    from nsPod.kernel import tracing
+    if tracing.enabled() and "trace" not in request:
         request = dict(request, trace=True)
     deadline = time.monotonic() + timeout
     starts = 0
@@ -212,11 +212,14 @@ def call(root, request, timeout=DEFAULT_TIMEOUT):
             raise NetworkError(f"the network helper of {root} does not start "
                                f"({problem}){_log_tail(root)}")
         _wait(ready, deadline)
-    lines = reply.pop("trace", None)
-    if lines:
-        from nsPod.kernel.syscalls import trace
-        for line in lines:
-            trace(f"netd: {line}")
+    records = reply.pop("trace", None)
+    if isinstance(records, list):
+        # netd's steps, as if taken here; plain lines say they are netd's.
+        for obj in records:
+            record = tracing.record_from_wire(obj) if isinstance(obj, dict) \
+                else tracing.legacy_record(obj)
+            if record is not None:
+                tracing.emit(dict(record, text=f"netd: {record['text']}"))
     if "error" in reply:
         raise NetworkError(reply["error"])
     return reply

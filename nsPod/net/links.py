@@ -29,7 +29,7 @@ import sys
 
 from nsPod.errors import NetworkError
 from nsPod.net import client as netclient
-from nsPod.kernel import syscalls
+from nsPod.kernel import tracing
 
 NETNS_DIR = netclient.NETNS_DIR
 NETNS_PREFIX = netclient.NETNS_PREFIX
@@ -58,7 +58,7 @@ def _load_pyroute2():
     global _IPRoute, _NetlinkError
     if _IPRoute is not None:
         return
-    syscalls.trace("import pyroute2")
+    tracing.note("import pyroute2")
     if "pyroute2" not in sys.modules:
         import importlib.util
         import types
@@ -116,12 +116,14 @@ class _Step:
 
     def __init__(self, what):
         self.what = what
+        self.step = None
 
     def __enter__(self):
-        syscalls.trace(f"netlink: {self.what}")
+        self.step = tracing.begin("netlink", [self.what], text=f"netlink: {self.what}")
         return self
 
     def __exit__(self, kind, exc, tb):
+        tracing.end(self.step, None if exc is None else _errno_of(exc) or "error")
         if exc is None or isinstance(exc, NetworkError):
             return False
         code = _errno_of(exc)

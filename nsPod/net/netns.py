@@ -5,7 +5,7 @@ import errno
 import os
 
 from nsPod.errors import NetworkError
-from nsPod.kernel import syscalls
+from nsPod.kernel import syscalls, tracing
 from nsPod.kernel.syscalls import MNT_DETACH, MountFlag
 from nsPod.net.links import NETNS_DIR, netns_path
 
@@ -69,7 +69,8 @@ def netns_attach(root, pod_name, pause_pid, netns_fd=None, replace=()):
     try:
         # Onto the file just made, through its fd: a name swapped for a symlink meanwhile
         # is not followed.
-        syscalls.trace(f"bind netns {wanted} at {path} (fd {fd})")
+        tracing.note("bind netns", [wanted, path, f"fd={fd}"],
+                     text=f"bind netns {wanted} at {path} (fd {fd})")
         syscalls.mount(source, f"/proc/self/fd/{fd}", None, MountFlag.MS_BIND)
     except OSError as e:
         _unlink(path)

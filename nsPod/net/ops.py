@@ -12,7 +12,7 @@ import traceback
 
 from nsPod.net import ipam, client as netclient
 from nsPod import jsonline
-from nsPod.kernel import syscalls
+from nsPod.kernel import tracing
 from nsPod.errors import InputError, NetworkError, NspodError
 from nsPod.net import links, netns, veth
 
@@ -258,26 +258,28 @@ class Netd:
                 _log(f"after reply: {e}")
 
     def answer(self, data):
-        lines = None
-        saved_trace = syscalls.trace
         try:
             request = json.loads(data)
-            if isinstance(request, dict) and request.get("trace"):
-                lines = []
-                syscalls.trace = lines.append
-            reply = self.handle(request)
         except ValueError as e:
-            reply = {"error": f"netd: bad request: {e}"}
+            return {"error": f"netd: bad request: {e}"}
+        if not (isinstance(request, dict) and request.get("trace")):
+            return self._handle_logged(request)
+        # The steps taken for this request go back in its reply, for the client to narrate.
+        with tracing.captured() as records:
+            reply = self._handle_logged(request)
+        reply["trace"] = records
+        return reply
+
+    def _handle_logged(self, request):
+        try:
+            return self.handle(request)
+        except ValueError as e:
+            return {"error": f"netd: bad request: {e}"}
         except NspodError as e:
-            reply = {"error": str(e)}
+            return {"error": str(e)}
         except Exception as e:
             _log("internal error:\n" + traceback.format_exc())
-            reply = {"error": f"netd: internal error: {type(e).__name__}: {e}"}
-        finally:
-            syscalls.trace = saved_trace
-        if lines is not None:
-            reply["trace"] = lines
-        return reply
+            return {"error": f"netd: internal error: {type(e).__name__}: {e}"}
 
 
 class _Teardown:

@@ -463,8 +463,8 @@ def test_gc_removes_what_dead_pods_left(world):
 
 
 def test_trace_narrates_the_netlink_steps(world, monkeypatch, capfd):
-    from nsPod.kernel import syscalls
-    monkeypatch.setattr(syscalls, "_trace", True)
+    from nsPod.kernel import tracing
+    monkeypatch.setattr(tracing, "_mode", "text")
     monkeypatch.setenv("NSPOD_TRACE", "1")
     world.attach("traced", world.sandbox())
     err = capfd.readouterr().err

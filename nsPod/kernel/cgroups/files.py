@@ -12,6 +12,7 @@ import os
 import time
 
 from nsPod.errors import CgroupError
+from nsPod.kernel import tracing
 
 RMDIR_BUSY_TIMEOUT = 2.0
 _RETRY_PAUSE = 0.01
@@ -60,7 +61,8 @@ def read_optional(path):
 def write(path, value):
     data = str(value)
     try:
-        _write(path, data)
+        with tracing.traced("write", [path, data], text=f"write {path} {data}"):
+            _write(path, data)
     except OSError as e:
         raise CgroupError(f'write "{data}" to {path}: {e.strerror}') from e
 
@@ -93,7 +95,8 @@ def mkdir_new(path):
     ENOENT (a level above vanished) is raised as is, for the caller to walk the chain again.
     """
     try:
-        _mkdir(path)
+        with tracing.traced("mkdir", [path, "0755"]):
+            _mkdir(path)
         return True
     except FileExistsError:
         if not os.path.isdir(path):  # e.g. v1's `tasks` file: never a cgroup to write into
@@ -113,14 +116,18 @@ def rmdir(path):
     counts a cgroup as populated until that task is fully released.
     """
     deadline = time.monotonic() + RMDIR_BUSY_TIMEOUT
+    step = tracing.begin("rmdir", [path])
     while True:
         try:
             _rmdir(path)
+            tracing.end(step)
             return
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            tracing.end(step, e.errno)
             return
         except OSError as e:
             if e.errno != errno.EBUSY or time.monotonic() >= deadline:
+                tracing.end(step, e.errno)
                 raise CgroupError(f"rmdir {path}: {e.strerror}") from e
         time.sleep(_RETRY_PAUSE)
 
