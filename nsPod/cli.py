@@ -203,6 +203,19 @@ def ns(ctx, pod):
 
 @cli.command()
 @click.argument("pod")
+@click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree")
+@pass_context
+def explain(ctx, pod, output):
+    """The pod as the kernel has it: pause's namespaces, each container's (shared or its
+    own), mounts, cgroup limits, the veth to the bridge and the pod IP."""
+    from nsPod.api import explain as pictures
+    picture = pictures.explain(ctx.config, pod)
+    click.echo(json.dumps(picture, indent=2) if output == "json" else pictures.render_tree(picture),
+               nl=output == "json")
+
+
+@cli.command()
+@click.argument("pod")
 @pass_context
 def stats(ctx, pod):
     """Memory use against limits, peak and OOM kills, per container and for the pod."""

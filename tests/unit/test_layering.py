@@ -203,9 +203,9 @@ def test_monitor_loads_nothing_heavy_at_all():
 MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
 OVERSIZED = {
     # Every command's click declaration lives here (the only click importer); the image
-    # pull commands and `delete -f` (issue 10) brought it over, `--trace=json` (issue 14)
+    # pull commands and `delete -f` (issue 10) brought it over, `--trace=json` and `explain` (issue 14)
     # a few lines: the next to move out.
-    "cli.py": 532,
+    "cli.py": 545,
 }
 
 
