@@ -186,3 +186,29 @@ def test_explain_bad_input(nspod):
     missing = nspod("explain", "nope", check=False)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert nspod("explain", "-o", "yaml", "nope", check=False).returncode == 2
+
+
+def test_trace_json_run_and_add_init_and_stop(nspod):
+    """`run` (its monitor narrates straight to the caller while the pod is made), `add --init`
+    (answered when the init container has ended) and `stop`, all as JSON records only."""
+    result = nspod("--trace=json", "run",
+                   nspod.manifest(pod_yaml("p", container("app", "exec sleep 1000"), grace=0)))
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("{") for line in lines), result.stderr
+    calls = {json.loads(line)["syscall"] for line in lines}
+    assert {"unshare", "setns", "pivot_root", "sethostname", "netlink"} <= calls
+    result = nspod("--trace=json", "add", "--init", "p", "once", "--", "true")
+    steps = _json_steps(result.stderr)
+    assert any(s["syscall"] == "pivot_root" for s in steps)
+    result = nspod("--trace=json", "stop", "--timeout", "0", "p")
+    steps = _json_steps(result.stderr)
+    assert any(s["syscall"] == "umount2" for s in steps)
+    assert any(s["syscall"] == "rmdir" and s["errno"] is None for s in steps)
+
+
+def test_trace_format_bad_input(nspod):
+    result = nspod("--trace=xml", "ps", check=False)
+    assert result.returncode == 2
+    assert result.stderr == "error: --trace: 'xml' is not a trace format (--trace or --trace=json)\n"
+    assert "Traceback" not in result.stderr
+    assert nspod("--trace=text", "ps").returncode == 0
