@@ -212,7 +212,8 @@ def _network(config, pod_state, pause, pause_ns, problems):
         problems.append(f"network: host veth {record.get('hostVeth')} is not there")
     try:
         from nsPod.net import links
-        kernel["bridgePorts"] = links.bridge_ports(record.get("bridge"))
+        kernel["bridgePorts"] = links.bridge_ports(record.get("bridge")) \
+            if isinstance(record.get("bridge"), str) else []
         if record.get("hostVeth") not in kernel["bridgePorts"]:
             problems.append(f"network: {record.get('hostVeth')} is not a port of bridge "
                             f"{record.get('bridge')}")
