@@ -212,3 +212,17 @@ def test_trace_format_bad_input(nspod):
     assert result.stderr == "error: --trace: 'xml' is not a trace format (--trace or --trace=json)\n"
     assert "Traceback" not in result.stderr
     assert nspod("--trace=text", "ps").returncode == 0
+
+
+def test_trace_apply_narrates_the_changed_containers_new_start(nspod):
+    nspod("run", nspod.manifest(pod_yaml("p", container("app", "exec sleep 1000")
+                                         + container("other"), grace=0)))
+    pids = {k: v["pid"] for k, v in nspod.inspect("p")["runtime"]["containers"].items()}
+    changed = nspod.manifest(pod_yaml("p", container("app", "exec sleep 999")
+                                      + container("other"), grace=0), name="changed.yaml")
+    result = nspod("--trace", "apply", changed)
+    now = {k: v["pid"] for k, v in nspod.inspect("p")["runtime"]["containers"].items()}
+    assert now["other"] == pids["other"] and now["app"] != pids["app"]
+    assert f"kill({pids['app']}, SIGKILL)" in result.stderr
+    assert f"nspod[{now['app']}]: pivot_root(" in result.stderr
+    assert f"nspod[{pids['other']}]" not in result.stderr
