@@ -43,6 +43,13 @@ _dropped = 0
 _host_pid = None
 
 
+def reload_from_environment():
+    """The mode NSPOD_TRACE (and NSPOD_TRACE_FORMAT) say now: for a process that was forked
+    from a long-lived one (whose import read the environment) and then given its own."""
+    global _mode
+    _mode = _mode_from_env()
+
+
 def parse_mode(value):
     """--trace / NSPOD_TRACE values: "", "text" or "json"; None for anything else."""
     if value in (None, False, "", "0"):

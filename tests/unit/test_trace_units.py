@@ -283,3 +283,13 @@ def test_the_tree_shows_sharing_inodes_and_what_is_down():
     down = dict(_picture(), pause={"pid": None, "running": False, "namespaces": {}},
                 network=None)
     assert "├─ pause  not running (the sandbox is down)" in explain.render_tree(down)
+
+
+def test_a_forked_process_takes_its_mode_from_its_environment(monkeypatch):
+    monkeypatch.setattr(tracing, "_mode", "")
+    monkeypatch.setenv("NSPOD_TRACE", "json")
+    tracing.reload_from_environment()
+    assert tracing.mode() == "json"
+    monkeypatch.setenv("NSPOD_TRACE", "0")
+    tracing.reload_from_environment()
+    assert tracing.mode() == "" and not tracing.enabled()
