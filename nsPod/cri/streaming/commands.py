@@ -138,8 +138,12 @@ class Command:
         if not isinstance(size, dict):
             return
         w, h = size.get("Width"), size.get("Height")
-        if type(w) is int and type(h) is int and 0 <= w < 1 << 16 and 0 <= h < 1 << 16:
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+        if type(w) is int and type(h) is int and 0 <= w < 1 << 16 and 0 <= h < 1 << 16 \
+                and self.master is not None:
+            try:
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+            except OSError:
+                pass  # the session is ending
 
     def wait(self, gone):
         """The runner's result once it ends, or once `gone` (an Event: the client left) is

@@ -119,7 +119,6 @@ def _write_all(fd, data):
 def _dial(spec):
     from nsPod.api import query
     from nsPod.api.pods import _is_pause
-    from nsPod.errors import StateError
     from nsPod.kernel import namespaces
     config = _config(spec)
     query._enter(config, [spec["pod"]])
