@@ -101,6 +101,15 @@ def test_exec_of_a_missing_command_is_127_with_a_reason(nspod, server, client):
     assert b"/no/such/thing" in done.stderr
 
 
+def test_exec_inherits_no_descriptor_of_the_server(nspod, server, client):
+    running_pod(nspod)
+    for tty in (False, True):
+        url = server.exec_url("p", "a", ["ls", "/proc/self/fd"], tty, tty, True, not tty)
+        done = stream(client, "exec", "-transport", "spdy", *(["-tty", "-stdin"] if tty else []),
+                      url, input=b"")
+        assert set(done.stdout.split()) <= {b"0", b"1", b"2", b"3"}, done.stdout  # 3: ls's
+
+
 @pytest.mark.parametrize("transport", ["spdy", "websocket"])
 def test_tty_exec_is_a_terminal_and_resizes(nspod, server, client, transport):
     running_pod(nspod)

@@ -22,6 +22,7 @@ import sys
 def main(argv):
     spec = json.loads(argv[1])
     status_fd = spec["status_fd"]
+    os.set_inheritable(status_fd, False)   # ours: a command left running must not hold it
     try:
         result = MODES[spec["mode"]](spec)
     except Exception as e:  # the client gets one line; nothing reaches the client's stderr
