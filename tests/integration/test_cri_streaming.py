@@ -274,3 +274,77 @@ def test_a_silent_client_holds_up_nobody_and_is_dropped(nspod, server, client):
     assert silent.recv(1) == b""   # handshake timeout (2 s here): dropped without a reply
     silent.close()
     slow.close()
+
+
+# --- crictl itself, through `nspod cri` (issue 13's gRPC server) ------------------------------
+
+CRICTL = os.environ.get("CRICTL") or shutil.which("crictl") or os.path.join(GO_CACHE, "bin",
+                                                                             "crictl")
+
+
+@pytest.fixture
+def crictl(nspod):
+    """crictl v1.34.0 against `nspod cri` on this test's state root (pods made by `nspod run`
+    are listed by CRI too, so no image registry is needed)."""
+    import importlib.util
+    import sys
+    if importlib.util.find_spec("nsPod.cri.server") is None:
+        pytest.skip("nsPod/cri/server.py (`nspod cri`, issue 13's gRPC server) is not in "
+                    "this tree yet")
+    if not os.path.exists(CRICTL):
+        pytest.skip(f"{CRICTL} missing: go install sigs.k8s.io/cri-tools/cmd/crictl@v1.34.0")
+    sock = os.path.join(nspod.workdir, "cri.sock")
+    key, value = nspod.marker.split("=")
+    log = open(os.path.join(nspod.workdir, "cri.log"), "wb")
+    server = subprocess.Popen([sys.executable, "-P", "-m", "nsPod", *nspod.global_args(), "cri",
+                               "--listen", f"unix://{sock}"], env=dict(os.environ, **{key: value}),
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: os.path.exists(sock) or server.poll() is not None, timeout=30,
+                 what="the CRI socket")
+        assert server.poll() is None, open(log.name).read()
+
+        def run(*args, **kwargs):
+            return subprocess.run([CRICTL, "--config", "/dev/null", "-r", f"unix://{sock}",
+                                   "-t", "60s", *args], capture_output=True, timeout=120,
+                                  **kwargs)
+        run.command = [CRICTL, "--config", "/dev/null", "-r", f"unix://{sock}", "-t", "60s"]
+        yield run
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+def test_crictl_exec_and_port_forward(nspod, crictl):
+    program = base64.b64encode(ECHO_SERVER.encode()).decode()
+    running_pod(nspod, f"echo started; exec python3 -c "
+                       f"\"import base64; exec(base64.b64decode('{program}'))\"")
+    ctr = crictl("ps", "--name", "a", "-q").stdout.split()[0].decode()
+    pod = crictl("pods", "--name", "p", "-q").stdout.split()[0].decode()
+    # exec over SPDY (crictl's default) and WebSocket; crictl says the exit code itself.
+    done = crictl("exec", ctr, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert done.stdout == b"out\n" and b"err\n" in done.stderr
+    assert done.returncode == 1 and b"command terminated with exit code 3" in done.stderr
+    done = crictl("exec", "-i", "--transport", "websocket", ctr, "wc", "-c", input=b"12345")
+    assert done.stdout.split() == [b"5"] and done.returncode == 0, done.stderr
+    # port-forward: a random local port to 8080 in the pod, over both transports.
+    wait_for(lambda: nspod("exec", "p", "--", "python3", "-c",
+                           "import socket; socket.create_connection(('127.0.0.1', 8080))",
+                           check=False).returncode == 0, what="the echo server")
+    for transport in ("spdy", "websocket"):
+        forward = subprocess.Popen(crictl.command + ["port-forward", "--transport", transport,
+                                                     pod, "0:8080"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            line = forward.stdout.readline().decode()   # Forwarding from 127.0.0.1:N -> 8080
+            assert line.startswith("Forwarding from 127.0.0.1:"), line + \
+                forward.stderr.read().decode()
+            local = int(line.split(":")[1].split()[0])
+            with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+                conn.sendall(b"hi")
+                conn.shutdown(socket.SHUT_WR)
+                assert read_all(conn) == b"echo:hi"
+        finally:
+            forward.kill()
+            forward.wait()
