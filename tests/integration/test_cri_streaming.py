@@ -4,6 +4,7 @@ the port forwarder over SPDY and the SPDY-in-WebSocket tunnel), on a real pod; a
 clients speaking raw bytes."""
 import base64
 import io
+import json
 import os
 import shutil
 import socket
@@ -16,6 +17,9 @@ from helpers import container, pod_yaml, wait_for
 from nsPod.cri.streaming import StreamingServer
 from nsPod.cri.streaming import websocket
 
+# A thread of the server that dies of an exception fails the test (it would print a
+# traceback on the server's stderr).
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 CLIENT_DIR = os.path.join(os.path.dirname(__file__), "..", "cri", "streamclient")
 GO_CACHE = "/var/cache/nspod-go"
 CLIENT = os.path.join(GO_CACHE, "bin", "nspod-streamclient")
@@ -99,6 +103,16 @@ def test_exec_of_a_missing_command_is_127_with_a_reason(nspod, server, client):
     done = stream(client, "exec", "-transport", "spdy", url)
     assert done.returncode == 127
     assert b"/no/such/thing" in done.stderr
+
+
+def test_exec_into_a_stopped_container_is_an_internal_error_naming_it(nspod, server, client):
+    running_pod(nspod)
+    nspod("stop", "p", "--timeout", "0")
+    for transport in ("spdy", "websocket"):
+        url = server.exec_url("p", "a", ["true"], False, False, True, True)
+        done = stream(client, "exec", "-transport", transport, url)
+        assert done.returncode == 1
+        assert b"Internal error occurred: container a of pod p is not running" in done.stderr
 
 
 def test_exec_inherits_no_descriptor_of_the_server(nspod, server, client):
@@ -260,6 +274,35 @@ def test_an_oversized_or_malformed_frame_ends_only_that_session(nspod, server, c
     wait_for(lambda: not nspod("exec", "p", "--", "sh", "-c", "ps | grep -v grep | "
                                "grep -q 'sleep 30'", check=False).returncode == 0,
              what="no 'sleep 30' left in the container")
+
+
+def ws_messages(sock):
+    """Every message the server sends until it closes: [(opcode, payload)]."""
+    sock.settimeout(30)
+    data = read_all(sock)
+    stream, out = io.BytesIO(data), []
+    while stream.tell() < len(data):
+        _, opcode, payload = websocket.read_frame(stream.read, masked=False)
+        out.append((opcode, payload))
+    return out
+
+
+def test_garbage_on_the_resize_channel_ends_resizing_not_the_session(nspod, server):
+    running_pod(nspod)
+    sock = ws_handshake(server, server.exec_url("p", "a", ["sh", "-c", "read x; echo got$x"],
+                                                True, True, True, False))
+    mask = b"\x0a\x0b\x0c\x0d"
+    for garbage in (b"[" * 3000, b'{"Width": "x"}', b'{"Width": 1e999, "Height": -1}',
+                    b"\xff\xfe"):
+        sock.sendall(websocket.encode_frame(websocket.BINARY, b"\x04" + garbage, mask=mask))
+    sock.sendall(websocket.encode_frame(websocket.BINARY, b"\x00hi\n", mask=mask))
+    messages = ws_messages(sock)
+    output = b"".join(p[1:] for op, p in messages if op == websocket.BINARY and p[:1] == b"\x01")
+    assert b"gothi" in output
+    status = [json.loads(p[1:]) for op, p in messages if op == websocket.BINARY and
+              p[:1] == b"\x03"]
+    assert status == [{"metadata": {}, "status": "Success"}]
+    assert messages[-1][0] == websocket.CLOSE
 
 
 def test_a_silent_client_holds_up_nobody_and_is_dropped(nspod, server, client):

@@ -129,7 +129,7 @@ class Command:
             while text.strip():
                 try:
                     size, end = decoder.raw_decode(text.lstrip())
-                except ValueError:
+                except (ValueError, RecursionError):   # incomplete, or not a size at all
                     break
                 text = text.lstrip()[end:]
                 self.resize(size)
