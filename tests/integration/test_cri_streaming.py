@@ -152,14 +152,18 @@ def test_tty_exec_passes_the_exit_code_and_input(nspod, server, client):
 def test_attach_streams_the_container_output(nspod, server, client):
     running_pod(nspod, "i=0; while true; do echo tick$i; echo tock$i >&2; "
                        "i=$((i+1)); sleep 0.2; done")
-    url = server.attach_url("p", "a", tty=False, stdin=False, stdout=True, stderr=True)
-    proc = subprocess.Popen([client, "exec", "-transport", "spdy", url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # stdin too: nspod keeps none of a running container, so what is sent is dropped.
+    url = server.attach_url("p", "a", tty=False, stdin=True, stdout=True, stderr=True)
+    proc = subprocess.Popen([client, "exec", "-transport", "spdy", "-stdin", url],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"dropped\n" * 300000)   # 2.4 MB: more than the buffers hold
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         assert all(line.startswith(b"tick") for line in lines), lines
         nspod("stop", "p", "--timeout", "0")
-        out, err = proc.communicate(timeout=60)
+        proc.stdin.close()
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()

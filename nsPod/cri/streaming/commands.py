@@ -57,7 +57,7 @@ class Command:
         self._stop = threading.Event()
         self._threads = []
         if tty:
-            self.stdin_fd = self.master
+            self.stdin_fd = self.master if stdin else None
             self.outputs = {1: self.master}
         else:
             self.stdin_fd = self.proc.stdin.fileno() if stdin else None
@@ -68,8 +68,11 @@ class Command:
         resize_pipe (JSON {"Width","Height"} objects) -> the terminal's size."""
         for channel, fd in self.outputs.items():
             self._spawn("out", self._pump_out, fd, channel, write_out)
-        if stdin_pipe is not None and self.stdin_fd is not None:
-            self._spawn("in", self._pump_in, stdin_pipe)
+        if stdin_pipe is not None:
+            # No stdin to give it to (attach): drained, so the client's input cannot fill
+            # the buffer and stall its connection's reader.
+            self._spawn("in", self._pump_in if self.stdin_fd is not None else self._drain,
+                        stdin_pipe)
         if resize_pipe is not None and self.master is not None:
             self._spawn("resize", self._pump_resize, resize_pipe)
 
@@ -114,6 +117,10 @@ class Command:
                 self.proc.stdin.close()
         except (OSError, ValueError):
             pass  # the command closed its stdin or ended
+
+    def _drain(self, pipe):
+        while not self._stop.is_set() and pipe.read(0.2) != b"":
+            pass
 
     def _pump_resize(self, pipe):
         decoder, text = json.JSONDecoder(), ""

@@ -204,7 +204,7 @@ def run(channels, spec, options, log):
 
 def _run_command(channels, spec, options, log):
     try:
-        command = Command(spec, options["tty"], bool(options["stdin"]))
+        command = Command(spec, options["tty"], options["stdin"] and spec["mode"] == "exec")
     except OSError as e:
         log.error("streaming: cannot start the session's process: %s", e)
         return {"error": f"cannot start the session's process: {e.strerror or e}"}
