@@ -395,3 +395,20 @@ def test_crictl_exec_and_port_forward(nspod, crictl):
         finally:
             forward.kill()
             forward.wait()
+
+
+def test_stopping_the_server_ends_its_sessions_and_their_commands(nspod, client):
+    running_pod(nspod)
+    srv = StreamingServer(nspod.root)
+    srv.start()
+    try:
+        url = srv.exec_url("p", "a", ["sh", "-c", "echo up; exec sleep 999"], False, False, True,
+                           True)
+        proc = subprocess.Popen([client, "exec", "-transport", "websocket", url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout.readline() == b"up\n"
+    finally:
+        srv.stop()
+    proc.wait(30)
+    assert proc.returncode != 0
+    assert "sleep 999" not in nspod("exec", "p", "--", "ps").stdout
