@@ -176,6 +176,10 @@ class StreamingServer:
         finally:
             with self._live_lock:
                 self._live.discard((sock, threading.current_thread()))
+            try:   # wakes a reader thread still in recv before its fd is closed
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
             self._slots.release()
 
