@@ -74,8 +74,9 @@ def stream(client, *args, input=None, timeout=60):
 
 
 @pytest.mark.parametrize("transport", ["spdy", "websocket", "fallback"])
-def test_exec_stdout_stderr_and_exit_code(nspod, server, client, transport):
+def test_exec_stdout_stderr_and_exit_code(nspod, server, client, transport, monkeypatch):
     running_pod(nspod)
+    monkeypatch.setenv("NSPOD_TRACE", "1")   # the server's --trace is not the client's stderr
     url = server.exec_url("p", "a", ["sh", "-c", "echo out; echo err >&2; exit 3"],
                           tty=False, stdin=False, stdout=True, stderr=True)
     done = stream(client, "exec", "-transport", transport, url)

@@ -22,6 +22,11 @@ RUNNER = [sys.executable, "-P", "-m", "nsPod.cri.streaming.runner"]
 DRAIN_AFTER_EXIT = 2.0   # seconds output may still come from what the command left behind
 
 
+def runner_env():
+    """The server's environment but --trace's: a runner's stderr is the client's."""
+    return {k: v for k, v in os.environ.items() if k != "NSPOD_TRACE"}
+
+
 class DialError(NspodError):
     pass
 
@@ -44,7 +49,7 @@ class Command:
         try:
             self.proc = subprocess.Popen(
                 RUNNER + [json.dumps(dict(spec, status_fd=status_w))], **stdio,
-                pass_fds=(status_w,), start_new_session=True, close_fds=True)
+                pass_fds=(status_w,), start_new_session=True, close_fds=True, env=runner_env())
         except BaseException:
             os.close(status_r)
             if self.master is not None:
@@ -227,7 +232,8 @@ def dial(state_root, pod_name, port, timeout=10):
         try:
             proc = subprocess.Popen(RUNNER + [json.dumps(spec)], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    pass_fds=(theirs.fileno(),), close_fds=True)
+                                    pass_fds=(theirs.fileno(),), close_fds=True,
+                                    env=runner_env())
         finally:
             theirs.close()
         ours.settimeout(timeout)
