@@ -222,9 +222,23 @@ class Command:
             self.master = None
 
 
+# Runners making sockets at once, over all sessions: each forwarded connection starts one, and
+# 32 sessions of 32 connections must not become a thousand Python processes.
+DIALS = threading.BoundedSemaphore(8)
+
+
 def dial(state_root, pod_name, port, timeout=10):
     """A connected TCP socket to 127.0.0.1:port in the pod's network namespace; DialError
     with the runner's reason otherwise."""
+    if not DIALS.acquire(timeout=timeout):
+        raise DialError(f"dial port {port} in pod {pod_name}: too many connections being made")
+    try:
+        return _dial(state_root, pod_name, port, timeout)
+    finally:
+        DIALS.release()
+
+
+def _dial(state_root, pod_name, port, timeout):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     spec = {"mode": "dial", "root": state_root, "pod": pod_name, "port": port,
             "status_fd": theirs.fileno()}
