@@ -10,7 +10,8 @@ import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "nsPod"
 # Top to bottom: a module imports only from its own package and the ones below it.
-LAYERS = ("cli", "api", "monitor", "net", "registry", "store", "kernel", "plan", "manifest")
+LAYERS = ("cli", "cri", "api", "monitor", "net", "registry", "store", "kernel", "plan",
+          "manifest")
 # Usable by every layer (they sit beside the stack, not in it).
 BASE = {"nsPod", "nsPod.errors", "nsPod.config", "nsPod.jsonline"}
 # What the base modules themselves may import: the global options check the state root's
