@@ -18,123 +18,22 @@ The order of things, each step checked before the next:
 import hashlib
 import json
 import os
-import platform
 import shutil
 import tarfile
 import uuid
 import zlib
 
-from nsPod.store import images, layers as store, state
-from nsPod.errors import InputError, NspodError, describe
+from nsPod.store import images, layers as store, state, unpack_limits
+from nsPod.errors import InputError, describe
 from nsPod.manifest import image_reference as reference
 from nsPod.registry import auth, client, conf
+from nsPod.registry.manifests import (  # noqa: F401 (the pull's vocabulary, tests use it)
+    _GZIP_LAYERS, _TAR_LAYERS, _ZSTD_LAYERS, PullError, _descriptor_digest, host_platform,
+    parse_manifest, select_platform, sha256, verify_manifest)
 from nsPod.registry.client import RegistryError
 
 CHUNK = 1 << 16
-_GZIP_LAYERS = ("application/vnd.oci.image.layer.v1.tar+gzip",
-                "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
-_TAR_LAYERS = ("application/vnd.oci.image.layer.v1.tar",
-               "application/vnd.oci.image.layer.nondistributable.v1.tar")
-_ZSTD_LAYERS = ("application/vnd.oci.image.layer.v1.tar+zstd",)
-_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json",
-                 "application/vnd.docker.container.image.v1+json")
-_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-           "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
 POLICIES = ("Always", "IfNotPresent", "Never")
-
-
-class PullError(NspodError):
-    """A pull failed: the registry, the network, or what the registry sent (exit 1)."""
-
-
-def host_platform():
-    machine = platform.machine()
-    arch = _ARCHES.get(machine, machine)
-    variant = "v8" if arch == "arm64" else ("v7" if machine == "armv7l" else "")
-    return "linux", arch, variant
-
-
-# --- manifests --------------------------------------------------------------------------------
-
-def sha256(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def verify_manifest(data, expected, what):
-    """The digest of a manifest's bytes, checked against `expected` (when there is one)."""
-    digest = sha256(data)
-    if expected and expected.startswith("sha512:"):
-        actual = "sha512:" + hashlib.sha512(data).hexdigest()
-        if actual != expected:
-            raise PullError(f"{what}: digest mismatch: expected {expected}, got {actual}")
-        return expected
-    if expected and digest != expected:
-        raise PullError(f"{what}: digest mismatch: expected {expected}, got {digest} "
-                        "(refused: the registry or a proxy changed it)")
-    return digest
-
-
-def parse_manifest(data, media_type, what):
-    """The manifest as a dict, with its media type settled (the body's mediaType wins over
-    the Content-Type when present)."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise PullError(f"{what}: not JSON") from None
-    if not isinstance(doc, dict):
-        raise PullError(f"{what}: not a JSON object")
-    kind = doc.get("mediaType") or media_type
-    if kind in client.DOCKER_V1 or doc.get("schemaVersion") == 1:
-        raise PullError(f"{what}: Docker schema 1 manifests are not supported (deprecated; "
-                        "push the image again with a current tool)")
-    if not kind:
-        kind = client.OCI_INDEX if "manifests" in doc else client.OCI_MANIFEST
-    if kind not in (client.OCI_INDEX, client.DOCKER_LIST, client.OCI_MANIFEST,
-                    client.DOCKER_MANIFEST):
-        raise PullError(f"{what}: unsupported manifest type {kind!r} (not an image)")
-    return kind, doc
-
-
-def select_platform(index, want=None, what="index"):
-    """The descriptor of the image for linux/<arch>[/variant] in an index or manifest list.
-    A matching variant is preferred; an entry without a variant matches any."""
-    os_name, arch, variant = want or host_platform()
-    best = None
-    for d in index.get("manifests") or ():
-        if not isinstance(d, dict):
-            continue
-        p = d.get("platform") or {}
-        if p.get("os") != os_name or p.get("architecture") != arch:
-            continue  # another platform, or an attestation ("unknown/unknown")
-        if variant and p.get("variant") == variant:
-            return d
-        if best is None and (not p.get("variant") or not variant):
-            best = d
-    if best is None:
-        have = sorted({f"{(d.get('platform') or {}).get('os')}/"
-                       f"{(d.get('platform') or {}).get('architecture')}"
-                       for d in index.get("manifests") or () if isinstance(d, dict)})
-        raise PullError(f"{what}: no image for {os_name}/{arch} (it has: "
-                        f"{', '.join(have) or 'nothing'})")
-    return best
-
-
-def _descriptor_digest(d, what):
-    if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
-        raise PullError(f"{what}: no digest")
-    try:
-        reference.check_digest(d["digest"])
-    except InputError as e:
-        raise PullError(f"{what}: {e}") from None
-    if not d["digest"].startswith("sha256:"):
-        raise PullError(f"{what}: {d['digest']}: only sha256 digests are supported")
-    size = d.get("size")
-    # The size is required (OCI image spec): it bounds what a registry may send.
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise PullError(f"{what}: bad or missing size {size!r}")
-    return d["digest"]
 
 
 def api_host(host):
@@ -165,6 +64,7 @@ class Pull:
         `explicit` (`nspod image pull`): a name an import holds is refused, not kept."""
         if policy not in POLICIES:
             raise InputError(f"imagePullPolicy: {policy!r}: must be one of {', '.join(POLICIES)}")
+        self.limits = unpack_limits.limits()     # a bad knob is bad input before any transfer
         if self.ref.digest and not self.ref.digest.startswith("sha256:"):
             raise PullError(f"pull {self.ref}: only sha256 digests are supported")
         present = self._stored()
@@ -281,37 +181,50 @@ class Pull:
         store.put_blob(self.store, config_digest, config_data, self.work)
         for digest, data in manifests:
             store.put_blob(self.store, digest, data, self.work)
+        # New layers are unpacked into the work directory first and moved into .layers/
+        # only once every layer is in: a refused layer (a digest mismatch, a tar bomb past
+        # NSPOD_UNPACK_LIMITS) leaves no layer of the image behind.
+        budget = unpack_limits.Budget(self.limits)
+        where, new = [], []
         for i, (d, digest) in enumerate(zip(layers, digests)):
             final = store.layer_dir(self.store, digest)
             if os.path.isdir(final):
-                continue      # unpacked already, for this image or another
-            path = self._download(c, d, f"{what}: layer {i}", None, progress=True)
+                # Unpacked already, for this image or another: it counts toward this image.
+                try:
+                    budget.charge_existing(*unpack_limits.count_tree(final))
+                except images.ImageError as e:
+                    raise PullError(f"{what}: {e}") from None
+                where.append(final)
+                continue
             unpacked = os.path.join(self.work, "layer-" + store.digest_id(digest))
-            os.mkdir(unpacked, 0o755)
-            try:
-                with tarfile.open(path, "r:*") as tar:
-                    images._extract(tar, unpacked)
-            except (tarfile.TarError, EOFError, zlib.error, OSError, images.ImageError) as e:
-                raise PullError(f"{what}: layer {i} ({digest}): cannot unpack it: "
-                                f"{describe(e)}") from None
-            os.unlink(path)
+            if not os.path.isdir(unpacked):     # a layer listed twice is unpacked once
+                path = self._download(c, d, f"{what}: layer {i}", None, progress=True)
+                os.mkdir(unpacked, 0o755)
+                self._unpack(path, d.get("mediaType", ""), unpacked, budget.layer("it"),
+                             f"{what}: layer {i} ({digest})")
+                os.unlink(path)
+                new.append((unpacked, final))
+            where.append(unpacked)
+        root = store.root_dir(self.store, manifest_digest)
+        making = None
+        if not os.path.isdir(os.path.join(root, "rootfs")):
+            making = os.path.join(self.work, "root")
+            os.mkdir(making, 0o700)
+            rootfs = os.path.join(making, "rootfs")
+            os.mkdir(rootfs, 0o755)
+            store.compose(where, rootfs)
+            state.write_json(os.path.join(making, "root.json"), {
+                "layers": digests,
+                "blobs": sorted({config_digest, manifest_digest, top}),
+                "size": store.tree_size(rootfs)})
+        for unpacked, final in new:
             try:
                 os.rename(unpacked, final)
             except OSError:
                 if not os.path.isdir(final):
                     raise
                 # Another pull unpacked it meanwhile: theirs is as good.
-        root = store.root_dir(self.store, manifest_digest)
-        if not os.path.isdir(os.path.join(root, "rootfs")):
-            making = os.path.join(self.work, "root")
-            os.mkdir(making, 0o700)
-            rootfs = os.path.join(making, "rootfs")
-            os.mkdir(rootfs, 0o755)
-            store.compose([store.layer_dir(self.store, d) for d in digests], rootfs)
-            state.write_json(os.path.join(making, "root.json"), {
-                "layers": digests,
-                "blobs": sorted({config_digest, manifest_digest, top}),
-                "size": store.tree_size(rootfs)})
+        if making is not None:
             try:
                 os.rename(making, root)
             except OSError:
@@ -336,6 +249,14 @@ class Pull:
         }
         self._record(stored)
         return stored
+
+    def _unpack(self, path, media_type, dest, budget, what):
+        """A downloaded layer's files into dest, bounded by `budget`."""
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                images._extract(tar, dest, budget=budget)
+        except (tarfile.TarError, EOFError, zlib.error, OSError, images.ImageError) as e:
+            raise PullError(f"{what}: cannot unpack it: {describe(e)}") from None
 
     def _record(self, stored):
         """The image's name, written last: a reader sees the old image or the new one."""

@@ -9,6 +9,7 @@ import os
 import platform
 
 from nsPod.errors import ImageError, describe
+from nsPod.store import unpack_limits
 from nsPod.store.unpack import _apply_whiteouts, _extract, _open_regular, _open_tar
 
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -31,6 +32,7 @@ def _import_oci(layout, rootfs):
         layers = manifest.get("layers") or []
         if not isinstance(layers, list):
             raise ImageError("OCI layout: the image manifest's layers are not a list")
+        budget = unpack_limits.Budget()
         for i, layer in enumerate(layers):
             if not isinstance(layer, dict):
                 raise ImageError(f"OCI layout: layer {i} is not a descriptor")
@@ -40,9 +42,9 @@ def _import_oci(layout, rootfs):
                                  "nspod cannot unpack; export the image with gzip layers")
             with oci.blob(layer, f"layer {i}") as blob:
                 with _open_tar(blob) as tar:
-                    _apply_whiteouts(tar, rootfs)
+                    _apply_whiteouts(tar, rootfs, budget.layer(f"layer {i}"))
                 with _open_tar(blob) as tar:
-                    _extract(tar, rootfs, layer=True)
+                    _extract(tar, rootfs, layer=True, budget=budget.layer(f"layer {i}"))
     return _container_config(config)
 
 

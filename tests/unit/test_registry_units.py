@@ -363,3 +363,25 @@ def test_registries_conf_drop_ins_merge_in_name_order(tmp_path):
     (d / "30-bad.conf").write_text("[[registry]]\nlocation = 1\n")
     with pytest.raises(conf.ConfError, match="30-bad.conf"):
         conf.load(str(main), str(d))
+
+
+def test_unpack_limits_knob_and_budget():
+    import tarfile
+    from nsPod.errors import ImageError, InputError
+    from nsPod.store import unpack_limits as ul
+    assert ul.limits({}) == ul.DEFAULTS
+    got = ul.limits({"NSPOD_UNPACK_LIMITS": "layer-bytes=2Ki, image-entries=3,layer-links=7"})
+    assert (got["layer-bytes"], got["image-entries"], got["layer-links"]) == (2048, 3, 7)
+    assert ul.limits({"NSPOD_UNPACK_LIMITS": "image-bytes=1G"})["image-bytes"] == 1 << 30
+    for bad in ("layer-bytes", "bytes=1", "layer-entries=1K", "layer-bytes=0", "layer-bytes=x"):
+        with pytest.raises(InputError, match="NSPOD_UNPACK_LIMITS"):
+            ul.limits({"NSPOD_UNPACK_LIMITS": bad})
+    budget = ul.Budget(dict(ul.DEFAULTS, **{"layer-bytes": 10, "image-entries": 3}))
+    member = tarfile.TarInfo("f")
+    member.size = 6
+    budget.layer("layer 0").charge(member)
+    with pytest.raises(ImageError, match=r"layer 0 unpacks to more than 10 bytes \(at 'f'\)"):
+        budget.charge(member)
+    budget.layer("layer 1").charge(tarfile.TarInfo("d"))     # entry 3 of 3
+    with pytest.raises(ImageError, match="the image unpacks to more than 3 entries"):
+        budget.charge(tarfile.TarInfo("d"))
