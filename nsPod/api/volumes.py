@@ -121,7 +121,7 @@ def refresh_files(config, pod):
             continue
         if v["kind"] == "secret" and not _is_mount(v["path"]):
             continue   # its tmpfs is gone with the pod's sandbox: never write a Secret to disk
-        write_layout(v["path"], files)
+        write_layout(v["path"], files, group=v.get("group"))
         v["files"] = files
         changed.append(v["name"])
     if changed:

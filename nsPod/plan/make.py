@@ -196,7 +196,8 @@ def volume_plan(volume, facts, pod=None):
         secret = any(p.kind == "secret" for p in volume.projections)
         return VolumePlan(volume.name, "secret" if secret else "files",
                           os.path.join(facts.pod_dir, "volumes", volume.name),
-                          files=volume_files(volume, pod, facts))
+                          files=volume_files(volume, pod, facts),
+                          group=pod.security_context.fs_group if pod is not None else None)
     path = os.path.join(facts.pod_dir, "volumes", volume.name)
     kind = "tmpfs" if volume.medium == "Memory" else "dir"
     return VolumePlan(volume.name, kind, path, size=volume.size_limit)

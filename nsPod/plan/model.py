@@ -20,6 +20,9 @@ class VolumePlan:
     host_type: str = ""   # hostPath.type
     files: list = Factory(list)   # "files", "secret": [[path, base64 content, mode]]
     read_only: bool = False       # a claim's readOnly
+    # "files", "secret": the pod's fsGroup, which the files are group-owned by (the kubelet's
+    # SetVolumeOwnership, read-only: group r on files, r-x and setgid on directories).
+    group: int | None = None
 
 
 @record
