@@ -88,3 +88,59 @@ def test_without_fsgroup_files_stay_root_owned(nspod):
         "runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000", "runAsUser: 0")))
     assert sh(nspod, "fg2", "stat -L -c '%g %a' /sec/password /cfg/color").split() == \
         ["0", "400", "0", "644"]
+
+
+CLAIMS = """\
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: NS}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: NAME
+  namespace: NS
+  annotations: {nspod.io/network: none}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    command: [sh, -c, 'echo NS >> /data/who; sleep 1000']
+    volumeMounts: [{name: d, mountPath: /data}]
+  volumes:
+  - name: d
+    persistentVolumeClaim: {claimName: data}
+"""
+
+
+def test_claims_of_one_name_in_two_namespaces_are_two_volumes(nspod):
+    """A claim is namespaced as in Kubernetes: `data` of team-a is not `data` of default.
+    The default namespace's claim keeps <root>/volumes/data (no migration); another's is
+    <root>/volumes/_ns/<namespace>/data, listed and removed as namespace/data."""
+    for pod, ns in (("pa", "default"), ("pb", "team-a"), ("pc", "team-b")):
+        nspod("run", nspod.manifest(CLAIMS.replace("NAME", pod).replace("NS", ns),
+                                    f"{pod}.yaml"))
+    for pod, ns in (("pa", "default"), ("pb", "team-a"), ("pc", "team-b")):
+        wait_for(lambda: sh(nspod, pod, "cat /data/who 2>/dev/null") == f"{ns}\n",
+                 what=f"{pod}'s write")
+    base = os.path.join(nspod.root, "volumes")
+    assert open(os.path.join(base, "data", "who")).read() == "default\n"
+    assert open(os.path.join(base, "_ns", "team-a", "data", "who")).read() == "team-a\n"
+    listing = {line.split()[0]: line.split()[-1]
+               for line in nspod("volume", "ls").stdout.splitlines()[1:]}
+    assert listing == {"data": "pa", "team-a/data": "pb", "team-b/data": "pc"}, listing
+    refused = nspod("volume", "rm", "team-a/data", check=False)
+    assert refused.returncode == 2 and "pb" in refused.stderr and "pa" not in refused.stderr
+    nspod("rm", "-f", "--timeout", "0", "pb")
+    assert nspod("volume", "rm", "team-a/data").stdout.split() == ["team-a/data"]
+    assert not os.path.exists(os.path.join(base, "_ns", "team-a"))
+    assert open(os.path.join(base, "_ns", "team-b", "data", "who")).read() == "team-b\n"
+    assert os.path.exists(os.path.join(base, "data", "who"))
+    for bad in ("Team/data", "a/b/c", "team-a/", "_ns"):
+        result = nspod("volume", "rm", bad, check=False)
+        assert result.returncode == 2 and result.stderr.startswith("error: NAME:"), result
+    nspod("rm", "-f", "--timeout", "0", "pa", "pc")
+    nspod("volume", "rm", "default/data")      # the default namespace by its full name
+    nspod("volume", "rm", "team-b/data")
+    assert os.listdir(base) in ([], ["_ns"]) and not os.listdir(os.path.join(base, "_ns"))
