@@ -19,7 +19,6 @@ _GZIP_LAYERS = ("application/vnd.oci.image.layer.v1.tar+gzip",
                 "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
 _TAR_LAYERS = ("application/vnd.oci.image.layer.v1.tar",
                "application/vnd.oci.image.layer.nondistributable.v1.tar")
-_ZSTD_LAYERS = ("application/vnd.oci.image.layer.v1.tar+zstd",)
 _CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json",
                  "application/vnd.docker.container.image.v1+json")
 _ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",

@@ -23,12 +23,12 @@ import tarfile
 import uuid
 import zlib
 
-from nsPod.store import images, layers as store, state, unpack_limits
+from nsPod.store import images, layers as store, state, unpack_limits, zstd_layers
 from nsPod.errors import InputError, describe
 from nsPod.manifest import image_reference as reference
 from nsPod.registry import auth, client, conf
 from nsPod.registry.manifests import (  # noqa: F401 (the pull's vocabulary, tests use it)
-    _GZIP_LAYERS, _TAR_LAYERS, _ZSTD_LAYERS, PullError, _descriptor_digest, host_platform,
+    _GZIP_LAYERS, _TAR_LAYERS, PullError, _descriptor_digest, host_platform,
     parse_manifest, select_platform, sha256, verify_manifest)
 from nsPod.registry.client import RegistryError
 
@@ -145,10 +145,12 @@ class Pull:
         digests = [_descriptor_digest(d, f"{what}: layer {i}") for i, d in enumerate(layers)]
         for i, d in enumerate(layers):
             kind = d.get("mediaType", "")
-            if kind in _ZSTD_LAYERS:
-                raise PullError(f"{what}: layer {i} ({d['digest']}) is zstd-compressed: zstd "
-                                "layers are not supported (nspod unpacks gzip and plain tar)")
-            if kind not in _GZIP_LAYERS + _TAR_LAYERS:
+            if kind in zstd_layers.MEDIA_TYPES:
+                try:
+                    zstd_layers.require(f"{what}: layer {i} ({d['digest']})")
+                except images.ImageError as e:
+                    raise PullError(str(e)) from None
+            elif kind not in _GZIP_LAYERS + _TAR_LAYERS:
                 raise PullError(f"{what}: layer {i} has unsupported media type {kind!r}")
         store.ensure_dirs(self.store)
         with store.locked(self.store, exclusive=False):
@@ -253,8 +255,10 @@ class Pull:
     def _unpack(self, path, media_type, dest, budget, what):
         """A downloaded layer's files into dest, bounded by `budget`."""
         try:
-            with tarfile.open(path, "r:*") as tar:
-                images._extract(tar, dest, budget=budget)
+            with open(path, "rb") as f:
+                with (zstd_layers.open_tar(f, what) if media_type in zstd_layers.MEDIA_TYPES
+                      else tarfile.open(fileobj=f, mode="r:*")) as tar:
+                    images._extract(tar, dest, budget=budget)
         except (tarfile.TarError, EOFError, zlib.error, OSError, images.ImageError) as e:
             raise PullError(f"{what}: cannot unpack it: {describe(e)}") from None
 

@@ -307,13 +307,15 @@ def test_compose_applies_whiteouts_and_links_files(tmp_path):
     assert store.tree_size(str(rootfs)) == len("keep") + len("b") + len("now a file")
 
 
-def test_zstd_layers_are_refused_clearly(tmp_path):
+def test_zstd_layers_without_zstandard_are_refused_clearly(tmp_path, monkeypatch):
+    from nsPod.store import zstd_layers
+    monkeypatch.setattr(zstd_layers, "_module", lambda: None)
     p = pull.Pull(str(tmp_path), "example.com/app:1", registries=conf.Conf())
     desc = {"digest": "sha256:" + "1" * 64, "size": 1}
     manifest = {"config": dict(desc, mediaType="application/vnd.oci.image.config.v1+json"),
                 "layers": [dict(desc, mediaType="application/vnd.oci.image.layer.v1.tar+zstd")]}
-    with pytest.raises(pull.PullError, match=r"layer 0 \(sha256:1+\) is zstd-compressed: zstd "
-                                             r"layers are not supported"):
+    with pytest.raises(pull.PullError, match=r"layer 0 \(sha256:1+\): zstd layers need "
+                                             r"python package zstandard \(pip install"):
         p._image(None, manifest, "sha256:" + "2" * 64, [], "sha256:" + "2" * 64)
     manifest["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
     del manifest["layers"][0]["size"]
