@@ -58,6 +58,7 @@ class Pull:
         self.auth_files = auth_files
         self.transferred = 0
         self.work = None
+        self.source = self.ref
 
     def run(self, policy="Always", explicit=False):
         """The stored image's config (images.configs' shape); pulls as `policy` says.
@@ -81,16 +82,22 @@ class Pull:
                             f"{self.name}, or import it: nspod image import {self.name} FILE|DIR)")
         if self._conf is None:
             self._conf = conf.load()
-        endpoints = self._conf.endpoints(self.ref)
+        candidates = self._conf.candidates(self.ref, reference.is_short(self.text))
         errors = []
-        for endpoint in endpoints:
-            try:
-                return self._from(endpoint, present)
-            except RegistryError as e:
-                errors.append(str(e))
-                if not endpoint.mirror:
-                    break
-        raise PullError(f"pull {self.ref}: " + "; then ".join(errors))
+        for candidate in candidates:
+            # A short name on a search registry: the store keeps the name as written (the
+            # pod's spec finds it by it); its reference records where it came from.
+            self.source = candidate
+            for endpoint in self._conf.endpoints(candidate):
+                try:
+                    return self._from(endpoint, present)
+                except RegistryError as e:
+                    errors.append(str(e))
+                    if not endpoint.mirror:
+                        break
+        shown = self.ref if len(candidates) == 1 else (
+            f"{self.text} (searched {', '.join(self._conf.search)})")
+        raise PullError(f"pull {shown}: " + "; then ".join(errors))
 
     def _stored(self):
         path = os.path.join(images.image_dir(self.root, self.name), images.CONFIG_FILE)
@@ -111,7 +118,7 @@ class Pull:
 
     def _from(self, endpoint, present):
         c = self._client(endpoint)
-        what = f"{self.ref}"
+        what = f"{self.source}"
         data, media_type, header_digest = c.manifest(self.ref.selector)
         self.transferred += len(data)
         top = verify_manifest(data, self.ref.digest or header_digest, f"{what}: manifest")
@@ -136,7 +143,7 @@ class Pull:
         return self._image(c, doc, manifest_digest, manifests, top)
 
     def _image(self, c, manifest, manifest_digest, manifests, top):
-        what = f"{self.ref}"
+        what = f"{self.source}"
         config_d = manifest.get("config")
         config_digest = _descriptor_digest(config_d, f"{what}: config")
         layers = manifest.get("layers")
@@ -168,7 +175,7 @@ class Pull:
 
     def _make(self, c, manifest, manifest_digest, manifests, top, config_d, config_digest,
               layers, digests):
-        what = f"{self.ref}"
+        what = f"{self.source}"
         config_data = store.read_blob(self.store, config_digest)
         if config_data is None:
             path = self._download(c, config_d, f"{what}: config", 1 << 20, progress=False)
@@ -241,8 +248,8 @@ class Pull:
         meta = state.read_json(os.path.join(root, "root.json"))
         c_ = config.get("config") or {}
         stored = {
-            "name": self.name, "format": "registry", "source": str(self.ref),
-            "reference": str(self.ref), "digest": top, "manifest": manifest_digest,
+            "name": self.name, "format": "registry", "source": str(self.source),
+            "reference": str(self.source), "digest": top, "manifest": manifest_digest,
             "root": store.digest_id(manifest_digest), "layers": digests,
             "created": state.now_rfc3339(), "size": meta.get("size", 0),
             "entrypoint": c_.get("Entrypoint"), "cmd": c_.get("Cmd"),

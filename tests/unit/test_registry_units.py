@@ -387,3 +387,21 @@ def test_unpack_limits_knob_and_budget():
     budget.layer("layer 1").charge(tarfile.TarInfo("d"))     # entry 3 of 3
     with pytest.raises(ImageError, match="the image unpacks to more than 3 entries"):
         budget.charge(tarfile.TarInfo("d"))
+
+
+def test_short_names_and_search_registries():
+    from nsPod.manifest import image_reference as r
+    assert r.is_short("busybox") and r.is_short("team/app:1") and r.is_short("a@sha256:" + "1" * 64)
+    assert not r.is_short("docker.io/busybox") and not r.is_short("localhost/x")
+    assert not r.is_short("127.0.0.1:5000/x:1")
+    c = conf.parse({"unqualified-search-registries": ["quay.io", "docker.io", "r.example/ns"]})
+    got = [str(x) for x in c.candidates(r.parse("busybox:1"), True)]
+    assert got == ["quay.io/busybox:1", "docker.io/library/busybox:1", "r.example/ns/busybox:1"]
+    assert [str(x) for x in c.candidates(r.parse("team/app"), True)][:2] == [
+        "quay.io/team/app:latest", "docker.io/team/app:latest"]
+    assert [str(x) for x in c.candidates(r.parse("quay.io/busybox:1"), False)] == \
+        ["quay.io/busybox:1"]
+    assert [str(x) for x in conf.parse({}).candidates(r.parse("busybox"), True)] == \
+        ["docker.io/library/busybox:latest"]
+    with pytest.raises(conf.ConfError, match="unqualified-search-registries"):
+        conf.parse({"unqualified-search-registries": ["https://quay.io"]})
