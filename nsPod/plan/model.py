@@ -50,6 +50,8 @@ class ContainerPlan:
     rootfs: str = ""      # the overlay's lower layer: an image's root filesystem; "" is the host's /
     # who the process is and what it may do: see security_plan()
     security: dict = Factory(dict)
+    # stdin: true: the process's stdin is a pipe that never ends (kernel/container.py)
+    stdin_open: bool = False
 
     def env_dict(self):
         return dict(self.env)

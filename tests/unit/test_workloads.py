@@ -197,11 +197,12 @@ def test_fields_off_their_defaults_are_still_refused_or_warned():
     import json
     with pytest.raises(SpecError) as info:
         load(json.dumps(doc))
-    assert info.value.problems == ["spec.hostUsers: not supported",
-                                   "spec.containers[0].tty: not supported"]
+    assert info.value.problems == ["spec.hostUsers: not supported"]
     assert info.value.warnings == [
         "spec.automountServiceAccountToken: ignored: there is no API server, so no service "
         "account token",
+        "spec.containers[0].tty: no terminal is allocated (nspod has no attach; output goes to "
+        "the logs); for one: nspod exec -it POD -- sh",
         "spec.containers[0].resources.limits.nvidia.com/gpu: ignored (nspod limits only memory "
         "and cpu)"]
 
