@@ -26,6 +26,8 @@ OWNER_KIND_LABEL = "nspod.io/owner-kind"     # "Deployment"
 WORKLOADS = {  # kind: the apiVersions Kubernetes serves it at
     "Deployment": ("apps/v1",), "ReplicaSet": ("apps/v1",), "StatefulSet": ("apps/v1",),
     "DaemonSet": ("apps/v1",), "Job": ("batch/v1",),
+    # legacy, still served (core v1): its pods are named as a ReplicaSet's, <rc>-<5 chars>
+    "ReplicationController": ("v1",),
 }
 KEPT = {"ConfigMap": "v1", "Secret": "v1", "PersistentVolumeClaim": "v1"}
 # Kinds a manifest file commonly carries beside its pods; nspod has nothing to make of them.

@@ -138,7 +138,8 @@ def test_other_api_kinds_warn_once_each_and_unknown_kinds_fail_once():
         load(text)
     assert info.value.problems == [
         'document 3: kind: "Frobnicator" is not a kind nspod runs (Pod, List, Deployment, '
-        'ReplicaSet, StatefulSet, DaemonSet, Job, ConfigMap, Secret, PersistentVolumeClaim)']
+        'ReplicaSet, StatefulSet, DaemonSet, Job, ReplicationController, ConfigMap, Secret, '
+        'PersistentVolumeClaim)']
     assert info.value.warnings == ["document 2: ignored: kind Service"]
 
 
@@ -284,3 +285,27 @@ def test_apply_refuses_a_workload_file(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "makes pods of Deployment/web" in result.stderr
     assert not (tmp_path / "root").exists()
+
+
+def test_a_replication_controller_is_a_replicaset_by_another_name():
+    """core v1 ReplicationController (kubernetes/examples' guestbook legacy files): its
+    `replicas` pods <rc>-<5 chars>, owned by it."""
+    text = """\
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: redis-master}
+spec:
+  replicas: 2
+  selector: {app: redis}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers: [{name: m, image: redis}]
+"""
+    docs = workloads.sort_documents(spec.load_yaml(text, "f")[0], random.Random(1))
+    names = [d["metadata"]["name"] for _, _, d in docs.pod_docs]
+    assert len(names) == 2 and all(n.startswith("redis-master-") and len(n) == 18
+                                   for n in names)
+    assert docs.owners == {("default", "ReplicationController/redis-master")}
+    assert docs.pod_docs[0][2]["metadata"]["annotations"][workloads.OWNER_ANNOTATION] == \
+        "ReplicationController/redis-master"
