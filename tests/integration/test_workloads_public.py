@@ -159,3 +159,20 @@ def test_downward_api_volume_and_a_job(nspod, mirror):
     assert set(pods(nspod)) == {pod}, "delete -f removes only what its file made"
     delete(nspod, dapi)
     assert pods(nspod) == {}
+
+
+def test_the_readme_example(nspod, mirror):
+    """examples/deployment-configmap.yaml, as README.md runs it: one file, a ConfigMap and a
+    Deployment; `nspod run` pulls alpine:3 (here through registries.conf to the local
+    registry), three pods print the ConfigMap's value, `delete -f` removes them."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                        "deployment-configmap.yaml")
+    env = conf(nspod, mirror.conf)
+    names = nspod("run", path, env=env).stdout.split()
+    assert len(names) == 3 and all(n.startswith("configmap-volume-") for n in names)
+    for name in names:
+        wait_for(lambda: "My preferred sport is football" in logs(nspod, name),
+                 what=f"{name}'s output")
+    assert images(nspod)["alpine:3"]["reference"] == "docker.io/library/alpine:3"
+    delete(nspod, path)
+    assert pods(nspod) == {}
