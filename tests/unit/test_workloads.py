@@ -309,3 +309,13 @@ spec:
     assert docs.owners == {("default", "ReplicationController/redis-master")}
     assert docs.pod_docs[0][2]["metadata"]["annotations"][workloads.OWNER_ANNOTATION] == \
         "ReplicationController/redis-master"
+
+
+def test_a_template_with_non_string_keys_is_an_input_error_not_a_crash():
+    """Its pod-template-hash is computed before the pod validator runs: a YAML key `null:`
+    or `1:` (None, 1) must not break the canonical JSON's key sort (a fuzz mutant did)."""
+    text = workload("Deployment", "web") .replace(
+        "      containers:", "      volumes: [{configMap: {name: c}, null: v, 1: x}]\n"
+        "      containers:")
+    with pytest.raises(SpecError):
+        load(text)
