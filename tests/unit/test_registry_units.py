@@ -405,3 +405,18 @@ def test_short_names_and_search_registries():
         ["docker.io/library/busybox:latest"]
     with pytest.raises(conf.ConfError, match="unqualified-search-registries"):
         conf.parse({"unqualified-search-registries": ["https://quay.io"]})
+
+
+def test_credential_file_helper_fields_are_checked(tmp_path):
+    from nsPod.registry import auth as registry_auth
+    path = tmp_path / "auth.json"
+    for bad, word in (({"credHelpers": ["x"]}, "credHelpers"),
+                      ({"credHelpers": {"h": 5}}, "credHelpers"),
+                      ({"credsStore": 5}, "credsStore"),
+                      ({"credHelpers": {"example.com": "../evil"}}, "not a credential helper name")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(registry_auth.AuthError, match=word):
+            registry_auth.credentials("example.com", "app", [str(path)])
+    # a helper for another registry is not asked
+    path.write_text(json.dumps({"credHelpers": {"other.io": "absent-helper"}}))
+    assert registry_auth.credentials("example.com", "app", [str(path)]) is None
