@@ -1,14 +1,17 @@
 """`nspod volume ls/rm`: the named local volumes persistentVolumeClaims map to, under
-<root>/volumes/<claimName> (as `podman kube play` maps claims to named volumes). They
-outlive their pods; `rm` of a pod never removes one, `volume rm` refuses one a pod uses."""
+<root>/volumes/<claimName> for the default namespace and <root>/volumes/_ns/<namespace>/
+<claimName> for others (plan/make.py's claim_rel; as `podman kube play` maps claims to named
+volumes). A volume's name is `claimName`, or `namespace/claimName` outside the default
+namespace. They outlive their pods; `rm` of a pod never removes one, `volume rm` refuses one
+a pod uses."""
 import os
 import stat
 
 from nsPod.api.query import require_root
 from nsPod.errors import InputError, PodNotFound, StateError
 from nsPod.kernel import paths
-from nsPod.manifest.dns import dns_subdomain_problem
-from nsPod.plan.make import CLAIMS_DIR
+from nsPod.manifest.dns import dns_label_problem, dns_subdomain_problem
+from nsPod.plan.make import CLAIMS_DIR, NAMESPACED_CLAIMS, claim_rel
 from nsPod.store import state
 
 
@@ -28,8 +31,46 @@ def users(config):
             continue
         for v in plan.get("volumes", []):
             if v.get("kind") == "claim" and v.get("path", "").startswith(prefix):
-                out.setdefault(v["path"][len(prefix):], []).append(pod_dir.name)
+                out.setdefault(_display(v["path"][len(prefix):]), []).append(pod_dir.name)
     return out
+
+
+def _display(rel):
+    """volumes/<rel> -> the volume's name: claim, or namespace/claim."""
+    return rel[len(NAMESPACED_CLAIMS) + 1:] if rel.startswith(NAMESPACED_CLAIMS + "/") else rel
+
+
+def _names(base):
+    """The volume names under base: claims of the default namespace, then the others'."""
+    names = [n for n in _listdir(base) if not dns_subdomain_problem(n)]
+    spaces = os.path.join(base, NAMESPACED_CLAIMS)
+    if os.path.isdir(spaces) and not os.path.islink(spaces):
+        for ns in _listdir(spaces):
+            if dns_label_problem(ns) or os.path.islink(os.path.join(spaces, ns)):
+                continue
+            names += [f"{ns}/{n}" for n in _listdir(os.path.join(spaces, ns))
+                      if not dns_subdomain_problem(n)]
+    return sorted(names)
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _parse(name):
+    """NAME (claim, or namespace/claim) -> its directory relative to the claims' dir."""
+    namespace, slash, claim = name.rpartition("/")
+    if slash:
+        problem = dns_label_problem(namespace)
+        if problem:
+            raise InputError(f"NAME: {name!r}: namespace {namespace!r} {problem}")
+    problem = dns_subdomain_problem(claim)
+    if problem:
+        raise InputError(f"NAME: {name!r}: {problem}")
+    return claim_rel(namespace, claim)
 
 
 def list_volumes(config):
@@ -38,22 +79,17 @@ def list_volumes(config):
     if not paths.check_root(config.root):
         return []
     base = _claims_dir(config)
-    try:
-        names = sorted(os.listdir(base))
-    except FileNotFoundError:
-        return []
     used = users(config)
-    return [{"name": n, "size": _size(os.path.join(base, n)), "pods": sorted(used.get(n, []))}
-            for n in names if not dns_subdomain_problem(n)]
+    return [{"name": n, "size": _size(os.path.join(base, _parse(n))),
+             "pods": sorted(used.get(n, []))} for n in _names(base)]
 
 
 def remove_volume(config, name):
     require_root()
-    problem = dns_subdomain_problem(name)
-    if problem:
-        raise InputError(f"NAME: {name!r}: {problem}")
+    rel = _parse(name)
+    name = _display(rel)          # default/x is x
     paths.check_root(config.root)
-    path = os.path.join(_claims_dir(config), name)
+    path = os.path.join(_claims_dir(config), rel)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -66,6 +102,11 @@ def remove_volume(config, name):
         raise InputError(f"NAME: {path} is not a directory")
     # A container filled it: any depth, symlinks never followed (state.remove_tree).
     state.remove_tree(path)
+    if "/" in rel:
+        try:
+            os.rmdir(os.path.dirname(path))     # its namespace's directory, once empty
+        except OSError:
+            pass
 
 
 def _size(path):
@@ -121,7 +162,7 @@ def refresh_files(config, pod):
             continue
         if v["kind"] == "secret" and not _is_mount(v["path"]):
             continue   # its tmpfs is gone with the pod's sandbox: never write a Secret to disk
-        write_layout(v["path"], files)
+        write_layout(v["path"], files, group=v.get("group"))
         v["files"] = files
         changed.append(v["name"])
     if changed:

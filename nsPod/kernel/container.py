@@ -150,6 +150,9 @@ def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, s
         os.chdir(container.cwd)
     # While stderr is still the monitor's: --trace narrates these steps there, not into the
     # container's log.
+    if stdin_fd is None and container.stdin_open:
+        with step("stdin: a pipe that never ends (stdin: true)"):
+            stdin_fd = _endless_stdin()   # before the security context: it may drop dumpable
     apply_security(container, prepared)
     with step("standard streams"):
         os.dup2(os.open("/dev/null", os.O_RDONLY) if stdin_fd is None else stdin_fd, 0)
@@ -253,6 +256,18 @@ def _copy_host_devices(source, target):
             os.mknod(path, st.st_mode, st.st_rdev)
             os.chown(path, st.st_uid, st.st_gid)
             os.chmod(path, stat.S_IMODE(st.st_mode))
+
+
+def _endless_stdin():
+    """A pipe opened read-write through /proc/self/fd: the one fd is its reader and a writer,
+    so reads block and never see end of file (a container with `stdin: true` waits for
+    input, as in Kubernetes before anyone attaches), with no other fd left open."""
+    read_end, write_end = os.pipe()
+    try:
+        return os.open(f"/proc/self/fd/{read_end}", os.O_RDWR)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def _chown_empty_dirs(plan, container, fs_group):

@@ -61,7 +61,7 @@ def create(volume):
             # A Secret's data is never written to disk: the volume is its own tmpfs.
             mount_tmpfs(volume.path, "mode=0755",
                         MountFlag.MS_NOSUID | MountFlag.MS_NODEV | MountFlag.MS_NOEXEC)
-        write_layout(volume.path, volume.files)
+        write_layout(volume.path, volume.files, group=volume.group)
         return
     if volume.kind == "host":
         if volume.host_type == "DirectoryOrCreate":
@@ -138,7 +138,7 @@ def open_source(kind, path, sub_path, name):
         os.close(root_fd)
 
 
-def write_layout(path, files, stamp=None):
+def write_layout(path, files, stamp=None, group=None):
     """The kubelet's AtomicWriter: every file in a new `..<timestamp>` directory, then the
     `..data` symlink swapped to it by rename(2) (a reader sees the old set or the new one,
     never a mix), each top-level name a symlink `name -> ..data/name`, then the old
@@ -147,7 +147,9 @@ def write_layout(path, files, stamp=None):
 
     files: [[relative path, base64 content, mode]], already checked (plan/files.py). All of it
     is done through a descriptor of `path` opened without following a symlink, each step
-    with dir_fd, never following one.
+    with dir_fd, never following one. `group` (the pod's fsGroup): every file, directory and
+    link is group-owned by it, files get group read and directories group r-x and setgid, as
+    the kubelet's SetVolumeOwnership does for these read-only volumes.
     """
     import base64
     import time
@@ -163,19 +165,23 @@ def write_layout(path, files, stamp=None):
         base = os.open(new_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                        dir_fd=root)
         try:
+            _own_dir(base, group)
             for rel, content, mode in files:
-                _write_file(base, rel, base64.b64decode(content), mode)
+                _write_file(base, rel, base64.b64decode(content), mode, group)
         finally:
             os.close(base)
+        _own_dir(root, group)
         tmp = DATA_LINK + "_tmp"
         if _exists(root, tmp):
             os.unlink(tmp, dir_fd=root)
         os.symlink(new_dir, tmp, dir_fd=root)
+        _own_link(root, tmp, group)
         os.rename(tmp, DATA_LINK, src_dir_fd=root, dst_dir_fd=root)
         tops = {rel.split("/")[0] for rel, _, _ in files}
         for name in sorted(tops):
             if not _exists(root, name):
                 os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=root)
+                _own_link(root, name, group)
         for name in os.listdir(root):
             if name.startswith("..") or name in tops:
                 continue
@@ -202,25 +208,44 @@ def _read_link(dir_fd, name):
         return None
 
 
-def _write_file(base, rel, data, mode):
+def _own_dir(fd, group):
+    """An fsGroup volume's directory: group-owned, group r-x, setgid (kubelet: 0o2550 mask)."""
+    if group is not None:
+        os.fchown(fd, -1, group)
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o2550)
+
+
+def _own_link(dir_fd, name, group):
+    if group is not None:
+        os.chown(name, -1, group, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _write_file(base, rel, data, mode, group=None):
     parts = rel.split("/")
     fd = os.dup(base)
     try:
         for part in parts[:-1]:
             try:
                 os.mkdir(part, 0o755, dir_fd=fd)
+                made = True
             except FileExistsError:
-                pass
+                made = False
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                           dir_fd=fd)
             os.close(fd)
             fd = nxt
+            if made:
+                _own_dir(fd, group)
         out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
                       os.O_CLOEXEC, 0o600, dir_fd=fd)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(out, view):]
+            if group is not None:
+                # The kubelet's read-only mask: defaultMode/mode plus group read.
+                os.fchown(out, -1, group)
+                mode |= 0o440
             os.fchmod(out, mode)
         finally:
             os.close(out)

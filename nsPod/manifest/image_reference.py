@@ -129,6 +129,29 @@ def _split_domain(name):
     return domain, path
 
 
+def is_short(text):
+    """True when `text` names no registry (busybox, team/app:1): a short name, which
+    registries.conf's unqualified-search-registries may resolve (registry/conf.py)."""
+    name = text.partition("@")[0]
+    first, slash, _ = name.partition("/")
+    return not (slash and ("." in first or ":" in first or first == "localhost"))
+
+
+def qualify(ref, registry):
+    """The Reference `ref` (parsed from a short name) would be on search registry
+    `registry` (host[:port][/namespace]): docker.io adds library/ to one-component names,
+    others take the name as written."""
+    domain, _, namespace = registry.partition("/")
+    path = ref.path[len(_OFFICIAL):] if ref.path.startswith(_OFFICIAL) else ref.path
+    if domain in _LEGACY_DOMAINS:
+        domain = DEFAULT_DOMAIN
+    if namespace:
+        path = f"{namespace.strip('/')}/{path}"
+    elif domain == DEFAULT_DOMAIN and "/" not in path:
+        path = _OFFICIAL + path
+    return Reference(domain, path, ref.tag, ref.digest)
+
+
 def _check_digest(digest):
     algorithm, colon, hex_digest = digest.partition(":")
     if not colon or algorithm not in _DIGESTS:

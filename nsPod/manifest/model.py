@@ -136,6 +136,7 @@ class Container:
     pre_stop: Handler | None = None
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
     termination_message_policy: str = "File"   # or FallbackToLogsOnError
+    stdin: bool = False                  # stdin: true, kept open with no writer (no attach)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ def validate_container(raw, path, init, ctx):
     message_policy = note.choice(c.get("terminationMessagePolicy"),
                                  f"{path}.terminationMessagePolicy",
                                  ("File", "FallbackToLogsOnError")) or "File"
+    for flag in ("stdin", "stdinOnce", "tty"):
+        note.boolean(c.get(flag), f"{path}.{flag}")
     if name is None:
         return None
     return Container(
@@ -108,7 +110,8 @@ def validate_container(raw, path, init, ctx):
         restart_policy=restart, init=init, ports=ports, security_context=security,
         liveness_probe=probes["livenessProbe"], readiness_probe=probes["readinessProbe"],
         startup_probe=probes["startupProbe"], post_start=post_start, pre_stop=pre_stop,
-        termination_message_path=message_path, termination_message_policy=message_policy)
+        termination_message_path=message_path, termination_message_policy=message_policy,
+        stdin=c.get("stdin") is True)
 
 
 def validate_env(value, path, ctx):

@@ -146,7 +146,16 @@ CONTAINER = {
     "imagePullPolicy": None,        # honoured by `run` (nsPod/registry/pull.py ensure)
     **dict.fromkeys((
         "volumeDevices", "resizePolicy", "restartPolicyRules"), UNSUPPORTED),
-    **dict.fromkeys(("stdin", "stdinOnce", "tty"), default(False)),
+    # nspod has no attach (docs/interface.md): stdin true keeps the container's stdin open
+    # with no writer, as before a kubectl attach; a tty is never allocated.
+    "stdin": default(False, otherwise=("warn", "nspod has no attach; the container's "
+                                       "stdin is kept open with nothing written to it (reads "
+                                       "block, as before `kubectl attach`); for a shell: "
+                                       "nspod exec -it POD -- sh")),
+    "stdinOnce": default(False, otherwise=("warn", "ignored (nspod has no attach to end)")),
+    "tty": default(False, otherwise=("warn", "no terminal is allocated (nspod has no "
+                                     "attach; output goes to the logs); for one: nspod exec "
+                                     "-it POD -- sh")),
 }
 APP_CONTAINER = {
     **CONTAINER,

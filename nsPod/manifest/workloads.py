@@ -26,6 +26,8 @@ OWNER_KIND_LABEL = "nspod.io/owner-kind"     # "Deployment"
 WORKLOADS = {  # kind: the apiVersions Kubernetes serves it at
     "Deployment": ("apps/v1",), "ReplicaSet": ("apps/v1",), "StatefulSet": ("apps/v1",),
     "DaemonSet": ("apps/v1",), "Job": ("batch/v1",),
+    # legacy, still served (core v1): its pods are named as a ReplicaSet's, <rc>-<5 chars>
+    "ReplicationController": ("v1",),
 }
 KEPT = {"ConfigMap": "v1", "Secret": "v1", "PersistentVolumeClaim": "v1"}
 # Kinds a manifest file commonly carries beside its pods; nspod has nothing to make of them.
@@ -298,12 +300,24 @@ def generate_name(base, rng):
                                                for _ in range(SUFFIX_LENGTH))
 
 
+def _string_keys(value):
+    """The template with every mapping key a string, so that it sorts: YAML gives a key
+    `null:` or `1:` as None or 1, which the pod validator refuses later, by name."""
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) else f"{type(k).__name__}:{k!r}"): _string_keys(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(v) for v in value]
+    return value
+
+
 def pod_template_hash(template):
     """A stable pod-template-hash: the controller's encoding (FNV-1a 32 of the template,
     its decimal digits mapped into ALPHANUMS by rand.SafeEncodeString) over the template's
     canonical JSON. The controller hashes the Go struct as printed by spew, which Python
     cannot reproduce: the value differs from a cluster's, but is as stable and as short."""
-    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    data = json.dumps(_string_keys(template), sort_keys=True, separators=(",", ":"),
+                      default=repr).encode()
     h = 0x811c9dc5
     for byte in data:
         h = ((h ^ byte) * 0x01000193) & 0xffffffff

@@ -51,6 +51,7 @@ def container_plan(container, pod, volumes, facts, etc=None):
         lifecycle=lifecycle_plan(container, facts),
         rootfs=image.get("rootfs", ""),
         security=security_plan(container, pod, image),
+        stdin_open=container.stdin,
     )
 
 

@@ -180,7 +180,18 @@ def qos_class(pod):
 
 
 # Where a persistentVolumeClaim's volume lives: under the state root, outliving its pods.
+# A claim is namespaced, as in Kubernetes: the default namespace's claim NAME is
+# volumes/NAME (as before namespaces counted: nothing to migrate), another namespace's is
+# volumes/_ns/NAMESPACE/NAME. `_ns` can be no claim's name ('_' is outside DNS-1123).
 CLAIMS_DIR = "volumes"
+NAMESPACED_CLAIMS = "_ns"
+
+
+def claim_rel(namespace, claim):
+    """The claim's directory relative to CLAIMS_DIR."""
+    if namespace in ("", "default"):
+        return claim
+    return f"{NAMESPACED_CLAIMS}/{namespace}/{claim}"
 
 
 def volume_plan(volume, facts, pod=None):
@@ -188,7 +199,8 @@ def volume_plan(volume, facts, pod=None):
         return VolumePlan(volume.name, "host", volume.host_path, host_type=volume.host_path_type)
     if volume.kind == "persistentVolumeClaim":
         return VolumePlan(volume.name, "claim",
-                          os.path.join(facts.state_root, CLAIMS_DIR, volume.claim_name),
+                          os.path.join(facts.state_root, CLAIMS_DIR, claim_rel(
+                              pod.namespace if pod is not None else "", volume.claim_name)),
                           read_only=volume.read_only)
     if volume.projections or volume.kind in ("configMap", "secret", "downwardAPI", "projected"):
         from nsPod.plan.files import volume_files
@@ -196,7 +208,8 @@ def volume_plan(volume, facts, pod=None):
         secret = any(p.kind == "secret" for p in volume.projections)
         return VolumePlan(volume.name, "secret" if secret else "files",
                           os.path.join(facts.pod_dir, "volumes", volume.name),
-                          files=volume_files(volume, pod, facts))
+                          files=volume_files(volume, pod, facts),
+                          group=pod.security_context.fs_group if pod is not None else None)
     path = os.path.join(facts.pod_dir, "volumes", volume.name)
     kind = "tmpfs" if volume.medium == "Memory" else "dir"
     return VolumePlan(volume.name, kind, path, size=volume.size_limit)

@@ -20,6 +20,9 @@ class VolumePlan:
     host_type: str = ""   # hostPath.type
     files: list = Factory(list)   # "files", "secret": [[path, base64 content, mode]]
     read_only: bool = False       # a claim's readOnly
+    # "files", "secret": the pod's fsGroup, which the files are group-owned by (the kubelet's
+    # SetVolumeOwnership, read-only: group r on files, r-x and setgid on directories).
+    group: int | None = None
 
 
 @record
@@ -47,6 +50,8 @@ class ContainerPlan:
     rootfs: str = ""      # the overlay's lower layer: an image's root filesystem; "" is the host's /
     # who the process is and what it may do: see security_plan()
     security: dict = Factory(dict)
+    # stdin: true: the process's stdin is a pipe that never ends (kernel/container.py)
+    stdin_open: bool = False
 
     def env_dict(self):
         return dict(self.env)

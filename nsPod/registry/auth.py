@@ -5,8 +5,11 @@ entry wins: $REGISTRY_AUTH_FILE; else ${XDG_RUNTIME_DIR}/containers/auth.json,
 $XDG_CONFIG_HOME/containers/auth.json (~/.config/...), ~/.docker/config.json,
 ~/.dockercfg (legacy, top-level entries). An entry `"auths": {KEY: {"auth": base64(user:pass)}}`
 is looked up from the most specific key (host/namespace/repo) to the host; a key may carry a
-scheme and a path (https://index.docker.io/v1/ is docker.io). credHelpers/credsStore are not
-run (nspod runs no helper programs): a registry that needs one says so.
+scheme and a path (https://index.docker.io/v1/ is docker.io). In each file, as
+containers-auth.json(5) says, a `credHelpers` entry for the registry's host wins over its
+`auths` entries ("the base64-encoded auth will not be used" for it); a file's `credsStore`
+(Docker's default helper) is asked after its `auths` entries found nothing. Helpers are run
+by cred_helpers.py; one that has no credentials passes to the next file.
 
 Challenges (RFC 7235 WWW-Authenticate): `Bearer realm=...,service=...,scope=...` asks for a
 token from the realm, anonymously or with the credentials (the distribution token protocol);
@@ -19,6 +22,7 @@ import os
 import re
 
 from nsPod.errors import NspodError, describe
+from nsPod.registry import cred_helpers
 
 _PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
 
@@ -85,18 +89,39 @@ def credentials(domain, path, files=None):
     wanted += [f"{domain}/{'/'.join(parts[:i])}" for i in range(len(parts) - 1, 0, -1)]
     wanted.append(domain)
     for file in files if files is not None else auth_files():
-        entries = _entries(file)
-        if entries is None:
+        data = _read(file)
+        if data is None:
+            continue
+        entries, helpers, store = _sections(data, file)
+        helper = {_normalise_key(k): v for k, v in helpers.items()}.get(domain)
+        if helper is not None:
+            found = _from_helper(helper, domain, f"credentials file {file}: credHelpers"
+                                                 f"[{domain!r}]")
+            if found is not None:
+                return found
             continue
         by_key = {_normalise_key(k): v for k, v in entries.items()}
         for key in wanted:
             entry = by_key.get(key)
             if entry is not None:
                 return _decode(entry, file, key)
+        if store:
+            found = _from_helper(store, domain, f"credentials file {file}: credsStore")
+            if found is not None:
+                return found
     return None
 
 
-def _entries(file):
+def _from_helper(name, domain, where):
+    # Docker keeps docker.io's credentials under its legacy index URL; others by host.
+    server = "https://index.docker.io/v1/" if domain == "docker.io" else domain
+    try:
+        return cred_helpers.get(name, server, where)
+    except cred_helpers.HelperError as e:
+        raise AuthError(str(e)) from None
+
+
+def _read(file):
     try:
         with open(file) as f:
             data = json.load(f)
@@ -106,11 +131,25 @@ def _entries(file):
         raise AuthError(f"credentials file {file}: {describe(e)}") from None
     if not isinstance(data, dict):
         raise AuthError(f"credentials file {file}: not a JSON object")
-    auths = data.get("auths") if "auths" in data else (
-        data if file.endswith(".dockercfg") else {})
+    return data
+
+
+def _sections(data, file):
+    """(auths, credHelpers, credsStore) of a credentials file, each checked."""
+    legacy = file.endswith(".dockercfg") and "auths" not in data
+    auths = data if legacy else data.get("auths", {})
     if not isinstance(auths, dict):
         raise AuthError(f"credentials file {file}: \"auths\" is not an object")
-    return auths
+    if legacy:
+        return auths, {}, ""
+    helpers = data.get("credHelpers", {})
+    if not isinstance(helpers, dict) or not all(isinstance(v, str) for v in helpers.values()):
+        raise AuthError(f"credentials file {file}: \"credHelpers\" is not an object of "
+                        "registry: helper name")
+    store = data.get("credsStore", "")
+    if not isinstance(store, str):
+        raise AuthError(f"credentials file {file}: \"credsStore\" is not a helper name")
+    return auths, helpers, store
 
 
 def _decode(entry, file, key):

@@ -7,9 +7,9 @@ empty one) and its drop-ins, /etc/containers/registries.conf.d/*.conf. What nspo
                           mirror-by-digest-only
   [[registry.mirror]]     location, insecure, pull-from-mirror (all | digest-only | tag-only)
   unqualified-search-registries
-                          read and checked, never searched: a manifest's short name is
-                          normalised as Kubernetes does (docker.io), which is what CRI-O
-                          receives from the kubelet too.
+                          a short name (no registry: `busybox`, `team/app`) is tried on each,
+                          in order, as Podman does; with none listed it is normalised as
+                          Kubernetes does (docker.io/library/...).
 
 The [[registry]] that applies to a reference is the one with the longest matching prefix; a
 prefix `*.example.com` matches any subdomain of example.com (not example.com itself), as the
@@ -21,6 +21,7 @@ import re
 import tomllib
 
 from nsPod.errors import InputError, describe
+from nsPod.manifest import image_reference as reference
 
 DEFAULT_PATH = "/etc/containers/registries.conf"
 ENV = "NSPOD_REGISTRIES_CONF"
@@ -68,6 +69,13 @@ class Conf:
             if n > best_len:
                 best, best_len = registry, n
         return best
+
+    def candidates(self, ref, short):
+        """The references a pull of `ref` tries, in order: each search registry's for a
+        short name when the file lists any, else `ref` itself."""
+        if not short or not self.search:
+            return [ref]
+        return [reference.qualify(ref, registry) for registry in self.search]
 
     def endpoints(self, ref):
         """[Endpoint] to try in order for a Reference: mirrors, then the registry itself.
@@ -190,6 +198,8 @@ def parse(data, file="registries.conf"):
     search = data.get("unqualified-search-registries", [])
     if not isinstance(search, list) or not all(isinstance(s, str) for s in search):
         raise ConfError(f"{file}: unqualified-search-registries: must be a list of strings")
+    for registry in search:
+        _check_location(registry, f"{file}: unqualified-search-registries")
     tables = data.get("registry", [])
     if not isinstance(tables, list):
         raise ConfError(f"{file}: registry: must be an array of tables ([[registry]])")

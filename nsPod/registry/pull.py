@@ -18,123 +18,22 @@ The order of things, each step checked before the next:
 import hashlib
 import json
 import os
-import platform
 import shutil
 import tarfile
 import uuid
 import zlib
 
-from nsPod.store import images, layers as store, state
-from nsPod.errors import InputError, NspodError, describe
+from nsPod.store import images, layers as store, state, unpack_limits, zstd_layers
+from nsPod.errors import InputError, describe
 from nsPod.manifest import image_reference as reference
 from nsPod.registry import auth, client, conf
+from nsPod.registry.manifests import (  # noqa: F401 (the pull's vocabulary, tests use it)
+    _GZIP_LAYERS, _TAR_LAYERS, PullError, _descriptor_digest, host_platform,
+    parse_manifest, select_platform, sha256, verify_manifest)
 from nsPod.registry.client import RegistryError
 
 CHUNK = 1 << 16
-_GZIP_LAYERS = ("application/vnd.oci.image.layer.v1.tar+gzip",
-                "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
-_TAR_LAYERS = ("application/vnd.oci.image.layer.v1.tar",
-               "application/vnd.oci.image.layer.nondistributable.v1.tar")
-_ZSTD_LAYERS = ("application/vnd.oci.image.layer.v1.tar+zstd",)
-_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json",
-                 "application/vnd.docker.container.image.v1+json")
-_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-           "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
 POLICIES = ("Always", "IfNotPresent", "Never")
-
-
-class PullError(NspodError):
-    """A pull failed: the registry, the network, or what the registry sent (exit 1)."""
-
-
-def host_platform():
-    machine = platform.machine()
-    arch = _ARCHES.get(machine, machine)
-    variant = "v8" if arch == "arm64" else ("v7" if machine == "armv7l" else "")
-    return "linux", arch, variant
-
-
-# --- manifests --------------------------------------------------------------------------------
-
-def sha256(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def verify_manifest(data, expected, what):
-    """The digest of a manifest's bytes, checked against `expected` (when there is one)."""
-    digest = sha256(data)
-    if expected and expected.startswith("sha512:"):
-        actual = "sha512:" + hashlib.sha512(data).hexdigest()
-        if actual != expected:
-            raise PullError(f"{what}: digest mismatch: expected {expected}, got {actual}")
-        return expected
-    if expected and digest != expected:
-        raise PullError(f"{what}: digest mismatch: expected {expected}, got {digest} "
-                        "(refused: the registry or a proxy changed it)")
-    return digest
-
-
-def parse_manifest(data, media_type, what):
-    """The manifest as a dict, with its media type settled (the body's mediaType wins over
-    the Content-Type when present)."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise PullError(f"{what}: not JSON") from None
-    if not isinstance(doc, dict):
-        raise PullError(f"{what}: not a JSON object")
-    kind = doc.get("mediaType") or media_type
-    if kind in client.DOCKER_V1 or doc.get("schemaVersion") == 1:
-        raise PullError(f"{what}: Docker schema 1 manifests are not supported (deprecated; "
-                        "push the image again with a current tool)")
-    if not kind:
-        kind = client.OCI_INDEX if "manifests" in doc else client.OCI_MANIFEST
-    if kind not in (client.OCI_INDEX, client.DOCKER_LIST, client.OCI_MANIFEST,
-                    client.DOCKER_MANIFEST):
-        raise PullError(f"{what}: unsupported manifest type {kind!r} (not an image)")
-    return kind, doc
-
-
-def select_platform(index, want=None, what="index"):
-    """The descriptor of the image for linux/<arch>[/variant] in an index or manifest list.
-    A matching variant is preferred; an entry without a variant matches any."""
-    os_name, arch, variant = want or host_platform()
-    best = None
-    for d in index.get("manifests") or ():
-        if not isinstance(d, dict):
-            continue
-        p = d.get("platform") or {}
-        if p.get("os") != os_name or p.get("architecture") != arch:
-            continue  # another platform, or an attestation ("unknown/unknown")
-        if variant and p.get("variant") == variant:
-            return d
-        if best is None and (not p.get("variant") or not variant):
-            best = d
-    if best is None:
-        have = sorted({f"{(d.get('platform') or {}).get('os')}/"
-                       f"{(d.get('platform') or {}).get('architecture')}"
-                       for d in index.get("manifests") or () if isinstance(d, dict)})
-        raise PullError(f"{what}: no image for {os_name}/{arch} (it has: "
-                        f"{', '.join(have) or 'nothing'})")
-    return best
-
-
-def _descriptor_digest(d, what):
-    if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
-        raise PullError(f"{what}: no digest")
-    try:
-        reference.check_digest(d["digest"])
-    except InputError as e:
-        raise PullError(f"{what}: {e}") from None
-    if not d["digest"].startswith("sha256:"):
-        raise PullError(f"{what}: {d['digest']}: only sha256 digests are supported")
-    size = d.get("size")
-    # The size is required (OCI image spec): it bounds what a registry may send.
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise PullError(f"{what}: bad or missing size {size!r}")
-    return d["digest"]
 
 
 def api_host(host):
@@ -159,12 +58,14 @@ class Pull:
         self.auth_files = auth_files
         self.transferred = 0
         self.work = None
+        self.source = self.ref
 
     def run(self, policy="Always", explicit=False):
         """The stored image's config (images.configs' shape); pulls as `policy` says.
         `explicit` (`nspod image pull`): a name an import holds is refused, not kept."""
         if policy not in POLICIES:
             raise InputError(f"imagePullPolicy: {policy!r}: must be one of {', '.join(POLICIES)}")
+        self.limits = unpack_limits.limits()     # a bad knob is bad input before any transfer
         if self.ref.digest and not self.ref.digest.startswith("sha256:"):
             raise PullError(f"pull {self.ref}: only sha256 digests are supported")
         present = self._stored()
@@ -181,16 +82,22 @@ class Pull:
                             f"{self.name}, or import it: nspod image import {self.name} FILE|DIR)")
         if self._conf is None:
             self._conf = conf.load()
-        endpoints = self._conf.endpoints(self.ref)
+        candidates = self._conf.candidates(self.ref, reference.is_short(self.text))
         errors = []
-        for endpoint in endpoints:
-            try:
-                return self._from(endpoint, present)
-            except RegistryError as e:
-                errors.append(str(e))
-                if not endpoint.mirror:
-                    break
-        raise PullError(f"pull {self.ref}: " + "; then ".join(errors))
+        for candidate in candidates:
+            # A short name on a search registry: the store keeps the name as written (the
+            # pod's spec finds it by it); its reference records where it came from.
+            self.source = candidate
+            for endpoint in self._conf.endpoints(candidate):
+                try:
+                    return self._from(endpoint, present)
+                except RegistryError as e:
+                    errors.append(str(e))
+                    if not endpoint.mirror:
+                        break
+        shown = self.ref if len(candidates) == 1 else (
+            f"{self.text} (searched {', '.join(self._conf.search)})")
+        raise PullError(f"pull {shown}: " + "; then ".join(errors))
 
     def _stored(self):
         path = os.path.join(images.image_dir(self.root, self.name), images.CONFIG_FILE)
@@ -211,7 +118,7 @@ class Pull:
 
     def _from(self, endpoint, present):
         c = self._client(endpoint)
-        what = f"{self.ref}"
+        what = f"{self.source}"
         data, media_type, header_digest = c.manifest(self.ref.selector)
         self.transferred += len(data)
         top = verify_manifest(data, self.ref.digest or header_digest, f"{what}: manifest")
@@ -236,7 +143,7 @@ class Pull:
         return self._image(c, doc, manifest_digest, manifests, top)
 
     def _image(self, c, manifest, manifest_digest, manifests, top):
-        what = f"{self.ref}"
+        what = f"{self.source}"
         config_d = manifest.get("config")
         config_digest = _descriptor_digest(config_d, f"{what}: config")
         layers = manifest.get("layers")
@@ -245,10 +152,12 @@ class Pull:
         digests = [_descriptor_digest(d, f"{what}: layer {i}") for i, d in enumerate(layers)]
         for i, d in enumerate(layers):
             kind = d.get("mediaType", "")
-            if kind in _ZSTD_LAYERS:
-                raise PullError(f"{what}: layer {i} ({d['digest']}) is zstd-compressed: zstd "
-                                "layers are not supported (nspod unpacks gzip and plain tar)")
-            if kind not in _GZIP_LAYERS + _TAR_LAYERS:
+            if kind in zstd_layers.MEDIA_TYPES:
+                try:
+                    zstd_layers.require(f"{what}: layer {i} ({d['digest']})")
+                except images.ImageError as e:
+                    raise PullError(str(e)) from None
+            elif kind not in _GZIP_LAYERS + _TAR_LAYERS:
                 raise PullError(f"{what}: layer {i} has unsupported media type {kind!r}")
         store.ensure_dirs(self.store)
         with store.locked(self.store, exclusive=False):
@@ -266,7 +175,7 @@ class Pull:
 
     def _make(self, c, manifest, manifest_digest, manifests, top, config_d, config_digest,
               layers, digests):
-        what = f"{self.ref}"
+        what = f"{self.source}"
         config_data = store.read_blob(self.store, config_digest)
         if config_data is None:
             path = self._download(c, config_d, f"{what}: config", 1 << 20, progress=False)
@@ -281,37 +190,50 @@ class Pull:
         store.put_blob(self.store, config_digest, config_data, self.work)
         for digest, data in manifests:
             store.put_blob(self.store, digest, data, self.work)
+        # New layers are unpacked into the work directory first and moved into .layers/
+        # only once every layer is in: a refused layer (a digest mismatch, a tar bomb past
+        # NSPOD_UNPACK_LIMITS) leaves no layer of the image behind.
+        budget = unpack_limits.Budget(self.limits)
+        where, new = [], []
         for i, (d, digest) in enumerate(zip(layers, digests)):
             final = store.layer_dir(self.store, digest)
             if os.path.isdir(final):
-                continue      # unpacked already, for this image or another
-            path = self._download(c, d, f"{what}: layer {i}", None, progress=True)
+                # Unpacked already, for this image or another: it counts toward this image.
+                try:
+                    budget.charge_existing(*unpack_limits.count_tree(final))
+                except images.ImageError as e:
+                    raise PullError(f"{what}: {e}") from None
+                where.append(final)
+                continue
             unpacked = os.path.join(self.work, "layer-" + store.digest_id(digest))
-            os.mkdir(unpacked, 0o755)
-            try:
-                with tarfile.open(path, "r:*") as tar:
-                    images._extract(tar, unpacked)
-            except (tarfile.TarError, EOFError, zlib.error, OSError, images.ImageError) as e:
-                raise PullError(f"{what}: layer {i} ({digest}): cannot unpack it: "
-                                f"{describe(e)}") from None
-            os.unlink(path)
+            if not os.path.isdir(unpacked):     # a layer listed twice is unpacked once
+                path = self._download(c, d, f"{what}: layer {i}", None, progress=True)
+                os.mkdir(unpacked, 0o755)
+                self._unpack(path, d.get("mediaType", ""), unpacked, budget.layer("it"),
+                             f"{what}: layer {i} ({digest})")
+                os.unlink(path)
+                new.append((unpacked, final))
+            where.append(unpacked)
+        root = store.root_dir(self.store, manifest_digest)
+        making = None
+        if not os.path.isdir(os.path.join(root, "rootfs")):
+            making = os.path.join(self.work, "root")
+            os.mkdir(making, 0o700)
+            rootfs = os.path.join(making, "rootfs")
+            os.mkdir(rootfs, 0o755)
+            store.compose(where, rootfs)
+            state.write_json(os.path.join(making, "root.json"), {
+                "layers": digests,
+                "blobs": sorted({config_digest, manifest_digest, top}),
+                "size": store.tree_size(rootfs)})
+        for unpacked, final in new:
             try:
                 os.rename(unpacked, final)
             except OSError:
                 if not os.path.isdir(final):
                     raise
                 # Another pull unpacked it meanwhile: theirs is as good.
-        root = store.root_dir(self.store, manifest_digest)
-        if not os.path.isdir(os.path.join(root, "rootfs")):
-            making = os.path.join(self.work, "root")
-            os.mkdir(making, 0o700)
-            rootfs = os.path.join(making, "rootfs")
-            os.mkdir(rootfs, 0o755)
-            store.compose([store.layer_dir(self.store, d) for d in digests], rootfs)
-            state.write_json(os.path.join(making, "root.json"), {
-                "layers": digests,
-                "blobs": sorted({config_digest, manifest_digest, top}),
-                "size": store.tree_size(rootfs)})
+        if making is not None:
             try:
                 os.rename(making, root)
             except OSError:
@@ -326,8 +248,8 @@ class Pull:
         meta = state.read_json(os.path.join(root, "root.json"))
         c_ = config.get("config") or {}
         stored = {
-            "name": self.name, "format": "registry", "source": str(self.ref),
-            "reference": str(self.ref), "digest": top, "manifest": manifest_digest,
+            "name": self.name, "format": "registry", "source": str(self.source),
+            "reference": str(self.source), "digest": top, "manifest": manifest_digest,
             "root": store.digest_id(manifest_digest), "layers": digests,
             "created": state.now_rfc3339(), "size": meta.get("size", 0),
             "entrypoint": c_.get("Entrypoint"), "cmd": c_.get("Cmd"),
@@ -336,6 +258,16 @@ class Pull:
         }
         self._record(stored)
         return stored
+
+    def _unpack(self, path, media_type, dest, budget, what):
+        """A downloaded layer's files into dest, bounded by `budget`."""
+        try:
+            with open(path, "rb") as f:
+                with (zstd_layers.open_tar(f, what) if media_type in zstd_layers.MEDIA_TYPES
+                      else tarfile.open(fileobj=f, mode="r:*")) as tar:
+                    images._extract(tar, dest, budget=budget)
+        except (tarfile.TarError, EOFError, zlib.error, OSError, images.ImageError) as e:
+            raise PullError(f"{what}: cannot unpack it: {describe(e)}") from None
 
     def _record(self, stored):
         """The image's name, written last: a reader sees the old image or the new one."""

@@ -9,6 +9,7 @@ import os
 import platform
 
 from nsPod.errors import ImageError, describe
+from nsPod.store import unpack_limits, zstd_layers
 from nsPod.store.unpack import _apply_whiteouts, _extract, _open_regular, _open_tar
 
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -31,18 +32,23 @@ def _import_oci(layout, rootfs):
         layers = manifest.get("layers") or []
         if not isinstance(layers, list):
             raise ImageError("OCI layout: the image manifest's layers are not a list")
+        budget = unpack_limits.Budget()
         for i, layer in enumerate(layers):
             if not isinstance(layer, dict):
                 raise ImageError(f"OCI layout: layer {i} is not a descriptor")
             media_type = str(layer.get("mediaType", ""))
-            if "zstd" in media_type:
-                raise ImageError(f"layer {i} ({layer.get('digest')}) is zstd-compressed, which "
-                                 "nspod cannot unpack; export the image with gzip layers")
+            what = f"layer {i} ({layer.get('digest')})"
+            opener = _open_tar
+            if media_type in zstd_layers.MEDIA_TYPES:
+                zstd_layers.require(what)
+                opener = lambda blob: zstd_layers.open_tar(blob, what)  # noqa: E731
+            elif "zstd" in media_type:
+                raise ImageError(f"{what}: unsupported media type {media_type!r}")
             with oci.blob(layer, f"layer {i}") as blob:
-                with _open_tar(blob) as tar:
-                    _apply_whiteouts(tar, rootfs)
-                with _open_tar(blob) as tar:
-                    _extract(tar, rootfs, layer=True)
+                with opener(blob) as tar:
+                    _apply_whiteouts(tar, rootfs, budget.layer(f"layer {i}"))
+                with opener(blob) as tar:
+                    _extract(tar, rootfs, layer=True, budget=budget.layer(f"layer {i}"))
     return _container_config(config)
 
 

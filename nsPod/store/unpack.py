@@ -13,7 +13,7 @@ import tarfile
 import zlib
 
 from nsPod.kernel import mounts
-from nsPod.store import state
+from nsPod.store import state, unpack_limits
 from nsPod.errors import ImageError, InputError, describe
 
 WHITEOUT = ".wh."
@@ -164,7 +164,7 @@ def _tree_size(path):
 
 # --- tar archives and layers ----------------------------------------------------------------
 
-def _extract(tar, dest, layer=False):
+def _extract(tar, dest, layer=False, budget=None):
     """Every member of `tar` into dest, which it can never leave.
 
     A member's directories are resolved as the container will see them, inside dest
@@ -172,9 +172,13 @@ def _extract(tar, dest, layer=False):
     lib -> /usr/lib, leads inside the image, never onto the host, and so does a hard link's
     target. Whatever is in a member's way (a file, a symlink, a directory a layer replaces)
     is removed first, as tar does, and never written through. Owners are numeric, as a root
-    filesystem's are; modes, setuid bits and device nodes are kept.
+    filesystem's are; modes, setuid bits and device nodes are kept. Every member is charged
+    to `budget` (unpack_limits.Budget; a fresh one with the default limits when none is
+    given) before it is written.
     """
+    budget = budget or unpack_limits.Budget().layer(_label(tar))
     for member in _members(tar):
+        budget.charge(member)
         parent_rel, base = posixpath.split(member.name.strip("/"))
         if base in ("", ".", ".."):
             continue  # the archive's root entry: dest is made already
@@ -232,11 +236,13 @@ def _make_room(target, member):
         os.unlink(target)
 
 
-def _apply_whiteouts(tar, rootfs):
+def _apply_whiteouts(tar, rootfs, budget=None):
     """An OCI layer's deletions, applied to the layers below before its own files land:
     .wh.NAME removes NAME, .wh..wh..opq empties its directory (of what lower layers put
     there; this layer's own entries come after)."""
-    for member in _members(tar):
+    budget = budget or unpack_limits.Budget().layer(_label(tar))
+    for n, member in enumerate(_members(tar), 1):
+        budget.count_only(n)
         parent_rel, base = posixpath.split(member.name.strip("/"))
         if not base.startswith(WHITEOUT):
             continue

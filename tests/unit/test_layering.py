@@ -20,7 +20,7 @@ BASE_IMPORTS = {"nsPod.config": {"nsPod.kernel.paths", "nsPod.manifest.sysctl_po
 # One module per outside dependency; the CLI alone talks to users.
 OWNERS = {"click": {"cli.py"}, "yaml": {"manifest/load.py"}, "pyroute2": {"net/links.py"},
           "prctl": {"kernel/security.py"}, "nsPod._syscalls": {"kernel/syscalls.py"},
-          "pyseccomp": {"kernel/seccomp.py"}}
+          "pyseccomp": {"kernel/seccomp.py"}, "zstandard": {"store/zstd_layers.py"}}
 # The per-pod monitor must stay lean: its memory is paid once per pod.
 MONITOR_FORBIDDEN = {"click", "yaml", "pyroute2"}
 # Detached processes write to their own log file (their stderr), never to a user, and end

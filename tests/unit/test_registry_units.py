@@ -307,13 +307,15 @@ def test_compose_applies_whiteouts_and_links_files(tmp_path):
     assert store.tree_size(str(rootfs)) == len("keep") + len("b") + len("now a file")
 
 
-def test_zstd_layers_are_refused_clearly(tmp_path):
+def test_zstd_layers_without_zstandard_are_refused_clearly(tmp_path, monkeypatch):
+    from nsPod.store import zstd_layers
+    monkeypatch.setattr(zstd_layers, "_module", lambda: None)
     p = pull.Pull(str(tmp_path), "example.com/app:1", registries=conf.Conf())
     desc = {"digest": "sha256:" + "1" * 64, "size": 1}
     manifest = {"config": dict(desc, mediaType="application/vnd.oci.image.config.v1+json"),
                 "layers": [dict(desc, mediaType="application/vnd.oci.image.layer.v1.tar+zstd")]}
-    with pytest.raises(pull.PullError, match=r"layer 0 \(sha256:1+\) is zstd-compressed: zstd "
-                                             r"layers are not supported"):
+    with pytest.raises(pull.PullError, match=r"layer 0 \(sha256:1+\): zstd layers need "
+                                             r"python package zstandard \(pip install"):
         p._image(None, manifest, "sha256:" + "2" * 64, [], "sha256:" + "2" * 64)
     manifest["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
     del manifest["layers"][0]["size"]
@@ -363,3 +365,58 @@ def test_registries_conf_drop_ins_merge_in_name_order(tmp_path):
     (d / "30-bad.conf").write_text("[[registry]]\nlocation = 1\n")
     with pytest.raises(conf.ConfError, match="30-bad.conf"):
         conf.load(str(main), str(d))
+
+
+def test_unpack_limits_knob_and_budget():
+    import tarfile
+    from nsPod.errors import ImageError, InputError
+    from nsPod.store import unpack_limits as ul
+    assert ul.limits({}) == ul.DEFAULTS
+    got = ul.limits({"NSPOD_UNPACK_LIMITS": "layer-bytes=2Ki, image-entries=3,layer-links=7"})
+    assert (got["layer-bytes"], got["image-entries"], got["layer-links"]) == (2048, 3, 7)
+    assert ul.limits({"NSPOD_UNPACK_LIMITS": "image-bytes=1G"})["image-bytes"] == 1 << 30
+    for bad in ("layer-bytes", "bytes=1", "layer-entries=1K", "layer-bytes=0", "layer-bytes=x"):
+        with pytest.raises(InputError, match="NSPOD_UNPACK_LIMITS"):
+            ul.limits({"NSPOD_UNPACK_LIMITS": bad})
+    budget = ul.Budget(dict(ul.DEFAULTS, **{"layer-bytes": 10, "image-entries": 3}))
+    member = tarfile.TarInfo("f")
+    member.size = 6
+    budget.layer("layer 0").charge(member)
+    with pytest.raises(ImageError, match=r"layer 0 unpacks to more than 10 bytes \(at 'f'\)"):
+        budget.charge(member)
+    budget.layer("layer 1").charge(tarfile.TarInfo("d"))     # entry 3 of 3
+    with pytest.raises(ImageError, match="the image unpacks to more than 3 entries"):
+        budget.charge(tarfile.TarInfo("d"))
+
+
+def test_short_names_and_search_registries():
+    from nsPod.manifest import image_reference as r
+    assert r.is_short("busybox") and r.is_short("team/app:1") and r.is_short("a@sha256:" + "1" * 64)
+    assert not r.is_short("docker.io/busybox") and not r.is_short("localhost/x")
+    assert not r.is_short("127.0.0.1:5000/x:1")
+    c = conf.parse({"unqualified-search-registries": ["quay.io", "docker.io", "r.example/ns"]})
+    got = [str(x) for x in c.candidates(r.parse("busybox:1"), True)]
+    assert got == ["quay.io/busybox:1", "docker.io/library/busybox:1", "r.example/ns/busybox:1"]
+    assert [str(x) for x in c.candidates(r.parse("team/app"), True)][:2] == [
+        "quay.io/team/app:latest", "docker.io/team/app:latest"]
+    assert [str(x) for x in c.candidates(r.parse("quay.io/busybox:1"), False)] == \
+        ["quay.io/busybox:1"]
+    assert [str(x) for x in conf.parse({}).candidates(r.parse("busybox"), True)] == \
+        ["docker.io/library/busybox:latest"]
+    with pytest.raises(conf.ConfError, match="unqualified-search-registries"):
+        conf.parse({"unqualified-search-registries": ["https://quay.io"]})
+
+
+def test_credential_file_helper_fields_are_checked(tmp_path):
+    from nsPod.registry import auth as registry_auth
+    path = tmp_path / "auth.json"
+    for bad, word in (({"credHelpers": ["x"]}, "credHelpers"),
+                      ({"credHelpers": {"h": 5}}, "credHelpers"),
+                      ({"credsStore": 5}, "credsStore"),
+                      ({"credHelpers": {"example.com": "../evil"}}, "not a credential helper name")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(registry_auth.AuthError, match=word):
+            registry_auth.credentials("example.com", "app", [str(path)])
+    # a helper for another registry is not asked
+    path.write_text(json.dumps({"credHelpers": {"other.io": "absent-helper"}}))
+    assert registry_auth.credentials("example.com", "app", [str(path)]) is None

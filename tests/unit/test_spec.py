@@ -215,7 +215,7 @@ MALFORMED = [
      ['spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: "1Mi" is not supported with limits.cpu (use one of: 1m, 1)']),
     (f"{C0}.envFrom", [{"configMapRef": {"name": "x"}, "prefix": "A=B"}],
      ['spec.containers[0].envFrom[0].prefix: "A=B": must be printable ASCII']),
-    (f"{C0}.stdin", True, ["spec.containers[0].stdin: not supported"]),
+    (f"{C0}.stdin", "yes", ['spec.containers[0].stdin: must be a boolean, got a string "yes"']),
     (f"{C0}.volumeMounts", [{"name": "data", "mountPath": "/data"}],
      ['spec.containers[0].volumeMounts[0].name: "data" is not a volume of this pod (declare it in spec.volumes)']),
     ("spec.ephemeralContainers", [{"name": "debug"}], ["spec.ephemeralContainers: not supported"]),

@@ -138,7 +138,8 @@ def test_other_api_kinds_warn_once_each_and_unknown_kinds_fail_once():
         load(text)
     assert info.value.problems == [
         'document 3: kind: "Frobnicator" is not a kind nspod runs (Pod, List, Deployment, '
-        'ReplicaSet, StatefulSet, DaemonSet, Job, ConfigMap, Secret, PersistentVolumeClaim)']
+        'ReplicaSet, StatefulSet, DaemonSet, Job, ReplicationController, ConfigMap, Secret, '
+        'PersistentVolumeClaim)']
     assert info.value.warnings == ["document 2: ignored: kind Service"]
 
 
@@ -197,11 +198,12 @@ def test_fields_off_their_defaults_are_still_refused_or_warned():
     import json
     with pytest.raises(SpecError) as info:
         load(json.dumps(doc))
-    assert info.value.problems == ["spec.hostUsers: not supported",
-                                   "spec.containers[0].tty: not supported"]
+    assert info.value.problems == ["spec.hostUsers: not supported"]
     assert info.value.warnings == [
         "spec.automountServiceAccountToken: ignored: there is no API server, so no service "
         "account token",
+        "spec.containers[0].tty: no terminal is allocated (nspod has no attach; output goes to "
+        "the logs); for one: nspod exec -it POD -- sh",
         "spec.containers[0].resources.limits.nvidia.com/gpu: ignored (nspod limits only memory "
         "and cpu)"]
 
@@ -283,3 +285,37 @@ def test_apply_refuses_a_workload_file(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "makes pods of Deployment/web" in result.stderr
     assert not (tmp_path / "root").exists()
+
+
+def test_a_replication_controller_is_a_replicaset_by_another_name():
+    """core v1 ReplicationController (kubernetes/examples' guestbook legacy files): its
+    `replicas` pods <rc>-<5 chars>, owned by it."""
+    text = """\
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: redis-master}
+spec:
+  replicas: 2
+  selector: {app: redis}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers: [{name: m, image: redis}]
+"""
+    docs = workloads.sort_documents(spec.load_yaml(text, "f")[0], random.Random(1))
+    names = [d["metadata"]["name"] for _, _, d in docs.pod_docs]
+    assert len(names) == 2 and all(n.startswith("redis-master-") and len(n) == 18
+                                   for n in names)
+    assert docs.owners == {("default", "ReplicationController/redis-master")}
+    assert docs.pod_docs[0][2]["metadata"]["annotations"][workloads.OWNER_ANNOTATION] == \
+        "ReplicationController/redis-master"
+
+
+def test_a_template_with_non_string_keys_is_an_input_error_not_a_crash():
+    """Its pod-template-hash is computed before the pod validator runs: a YAML key `null:`
+    or `1:` (None, 1) must not break the canonical JSON's key sort (a fuzz mutant did)."""
+    text = workload("Deployment", "web") .replace(
+        "      containers:", "      volumes: [{configMap: {name: c}, null: v, 1: x}]\n"
+        "      containers:")
+    with pytest.raises(SpecError):
+        load(text)
