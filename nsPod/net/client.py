@@ -386,8 +386,11 @@ def stop(root, timeout=5.0):
                 raise NetworkError(f"the network helper of {root} did not exit within "
                                    f"{timeout:g} s")
             if not asked:
-                try:     # a netd still starting has no socket yet: ask again until it listens
-                    _exchange(root, {"op": "exit"}, min(deadline, time.monotonic() + 1))
+                # A netd still starting has no socket yet (refused at once): ask again until
+                # it listens. One that listens may be slow to answer on a loaded host, so its
+                # answer is awaited until the deadline, not a fixed second.
+                try:
+                    _exchange(root, {"op": "exit"}, deadline)
                     asked = True
                 except _Unreachable:
                     pass
