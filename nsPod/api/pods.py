@@ -127,9 +127,14 @@ def stop(config, name, timeout=None):
             # A manifest's grace period may be any integer; a socket timeout must fit in
             # Python's int64 nanoseconds (~292 years).
             control.request(pod_dir, {"op": "stop", "timeout": grace}, timeout=min(grace, 2**31) + 60)
-        except StateError:
-            if pod_dir.monitor_alive():
-                raise
+        except StateError as e:
+            # A pod whose containers have all ended goes down on its own: its monitor then
+            # closes the requests it has not read (a reset here) and exits. Its exit is the
+            # answer this stop wanted; a monitor that stays is the error.
+            try:
+                _wait_monitor_exit(pod_dir)
+            except StateError:
+                raise e from None
         _wait_monitor_exit(pod_dir)
     clean_up_after_monitor(pod_dir)
 
