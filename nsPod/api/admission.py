@@ -69,7 +69,7 @@ def admit_pod(config, pod, plan):
         raise SpecError(forbidden)
     for i, v in enumerate(plan.volumes):
         if v.kind == "host":
-            volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path")
+            volumes.check_host_path(v, f"spec.volumes[{i}].hostPath.path", config.root)
     check_host_ports(pod, plan)
     if plan.memory_need:
         admit(plan.memory_need, read_mem_available(),

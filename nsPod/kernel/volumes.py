@@ -25,8 +25,10 @@ HOST_PATH_CHECKS = {
 }
 
 
-def check_host_path(volume, field):
-    """Before anything is created: the path exists as its type says (or may be created)."""
+def check_host_path(volume, field, state_root=None):
+    """Before anything is created: the path is not nspod's own state, and exists as its type
+    says (or may be created)."""
+    check_not_state(volume.path, field, state_root)
     try:
         mode = os.stat(volume.path).st_mode
     except FileNotFoundError:
@@ -41,6 +43,23 @@ def check_host_path(volume, field):
     check = HOST_PATH_CHECKS.get(volume.host_type)
     if check and not check[0](mode):
         raise InputError(f"{field}: {volume.path!r} is not {check[1]} (type {volume.host_type})")
+
+
+def check_not_state(path, field, state_root=None):
+    """A hostPath inside a state root (or the registry of them) would hand a container other
+    pods' control sockets, Secrets and monitor locks: refused. Paths that merely contain a
+    root (`/`, `/var`) stay the admin's choice, as in Kubernetes; the real path is compared,
+    so a symlink to a root is refused too."""
+    from nsPod.kernel import root_registry
+    real = os.path.realpath(path)
+    guarded = set(root_registry.registered_roots()) | {root_registry.REGISTRY}
+    if state_root:
+        guarded.add(state_root)
+    for guarded_path in sorted(guarded):
+        real_guarded = os.path.realpath(guarded_path)
+        if real == real_guarded or real.startswith(real_guarded.rstrip("/") + "/"):
+            raise InputError(f"{field}: {path!r} is inside nspod's state ({guarded_path}): "
+                             "a container must not reach it")
 
 
 def create(volume):

@@ -266,6 +266,19 @@ def test_missing_hostPath_is_bad_input_and_creates_nothing(nspod):
     assert nspod.pods() == []
 
 
+def test_hostPath_into_a_state_root_is_refused(nspod):
+    """A hostPath inside a state root would give a container other pods' control sockets
+    and Secrets: refused, also through a symlink to it and for the root itself."""
+    link = os.path.join(nspod.workdir, "to-the-root")
+    os.symlink(nspod.root, link)
+    for target in (nspod.root, os.path.join(nspod.root, "pods"), link):
+        path = nspod.manifest(pod_yaml(
+            f'volumes:\n- name: data\n  hostPath: {{path: "{target}"}}\n', data_mount("")))
+        errors = error_lines(nspod("run", path, check=False), 2, 1)
+        assert_names(errors, "spec.volumes[0].hostPath.path", "nspod's state")
+        assert nspod.pods() == []
+
+
 def test_run_name_with_two_documents(nspod):
     path = nspod.manifest(pod_yaml(metadata="name: one") + "---\n"
                           + pod_yaml(metadata="name: two"))
