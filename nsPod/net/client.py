@@ -386,9 +386,8 @@ def stop(root, timeout=5.0):
                 raise NetworkError(f"the network helper of {root} did not exit within "
                                    f"{timeout:g} s")
             if not asked:
-                # A netd still starting has no socket yet (refused at once): ask again until
-                # it listens. One that listens may be slow to answer on a loaded host, so its
-                # answer is awaited until the deadline, not a fixed second.
+                # A netd still starting has no socket yet: ask again until it listens; one
+                # listening may answer slowly on a loaded host: await it until the deadline.
                 try:
                     _exchange(root, {"op": "exit"}, deadline)
                     asked = True
