@@ -10,7 +10,7 @@ import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "nsPod"
 # Top to bottom: a module imports only from its own package and the ones below it.
-LAYERS = ("cli", "api", "monitor", "net", "registry", "store", "kernel", "plan", "manifest")
+LAYERS = ("cli", "labs", "api", "monitor", "net", "registry", "store", "kernel", "plan", "manifest")
 # Usable by every layer (they sit beside the stack, not in it).
 BASE = {"nsPod", "nsPod.errors", "nsPod.config", "nsPod.jsonline"}
 # What the base modules themselves may import: the global options check the state root's
@@ -203,8 +203,9 @@ def test_monitor_loads_nothing_heavy_at_all():
 MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
 OVERSIZED = {
     # Every command's click declaration lives here (the only click importer); the image
-    # pull commands and `delete -f` (issue 10) brought it over: the next to move out.
-    "cli.py": 521,
+    # pull commands and `delete -f` (issue 10) brought it over, and `lab` (issue 14): the
+    # next to move out.
+    "cli.py": 562,
 }
 
 

@@ -1,0 +1,41 @@
+"""Every teaching lab (nsPod/labs/) run in --check mode against the real kernel, in the
+test's own state root and cgroup parent: every observation holds, and the lab leaves no pod
+behind (the fixture's leak check then finds nothing else either). The cgroup lab runs in
+test_lab_cgroups.py, which the cgroup v2 tier (tests/vm) runs again in its guest."""
+import pytest
+
+from nsPod import labs
+
+NAMES = [lab.name for lab in labs.all_labs() if lab.name != "cgroups"]
+
+
+def run_checked(nspod, name):
+    result = nspod("lab", "run", name, "--check", check=False, timeout=900)
+    lines = result.stdout.splitlines()
+    lab = labs.find(name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # one line per observation, each ok, nothing else on stdout
+    assert len(lines) == len(lab.observations), lines
+    assert all(line.startswith(f"ok   {name}: ") for line in lines), lines
+    assert nspod.pods() == [], "the lab left pods behind"
+    return lines
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lab_passes_its_checks_and_cleans_up(nspod, name):
+    run_checked(nspod, name)
+
+
+def test_lab_run_shows_commands_and_the_kernel(nspod):
+    result = nspod("lab", "run", "process-group", check=False, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "$ nspod create process-group-" in out and "# readlink /proc/" in out
+    assert out.count("ok   process-group: ") == len(labs.find("process-group").observations)
+    assert nspod.pods() == []
+
+
+def test_an_unknown_lab_is_bad_input(nspod):
+    result = nspod("lab", "run", "../etc", check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown lab '../etc'")

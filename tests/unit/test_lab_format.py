@@ -1,0 +1,89 @@
+"""The teaching labs' form: each text fits a page and names the kernel interfaces the lab
+shows; every observation is checked by its steps and no step checks an undeclared one; the
+runner reports ok/FAIL per observation and cleans up even when a step fails."""
+import ast
+import inspect
+
+import pytest
+
+from nsPod import labs
+from nsPod.errors import InputError
+from nsPod.labs import model, runner
+
+LABS = labs.all_labs()
+
+
+def test_there_are_ten_labs_numbered_in_order_with_unique_names():
+    assert [lab.number for lab in LABS] == list(range(1, len(LABS) + 1))
+    assert len({lab.name for lab in LABS}) == len(LABS)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda lab: lab.name)
+def test_text_fits_a_page_and_names_its_kernel_interfaces(lab):
+    assert lab.problems() == []
+    assert len(lab.text.strip("\n").splitlines()) <= model.TEXT_LINES_MAX
+    assert lab.interfaces and all(i in lab.text for i in lab.interfaces)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda lab: lab.name)
+def test_every_observation_has_a_check(lab):
+    tree = ast.parse(inspect.getsource(inspect.getmodule(lab.steps)))
+    checked = {node.args[0].value for node in ast.walk(tree)
+               if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "check"
+               and node.args and isinstance(node.args[0], ast.Constant)}
+    assert checked == set(lab.observations)
+
+
+def test_the_form_check_finds_a_long_text_and_an_unnamed_interface():
+    bad = model.Lab(1, "x", "X", "line\n" * 61, ("setns(2)",), {"a": "A"}, lambda s: None)
+    problems = bad.problems()
+    assert any("61 lines" in p for p in problems)
+    assert any("setns(2)" in p for p in problems)
+
+
+def test_labs_are_found_by_name_or_number_and_nothing_else():
+    assert labs.find(str(len(LABS))).name == LABS[-1].name
+    for bad in ("0", "11", "../etc", ""):
+        with pytest.raises(InputError, match="unknown lab"):
+            labs.find(bad)
+
+
+def test_global_options_are_passed_on():
+    args = labs.global_args({"root": "/r", "cgroup_parent": "p", "bridge": None, "trace": True,
+                             "restart_backoff": "1s:2s"})
+    assert args == ["--root", "/r", "--cgroup-parent", "p", "--restart-backoff", "1s:2s",
+                    "--trace"]
+
+
+def fake_lab(steps):
+    return model.Lab(99, "fake", "Fake", "text with setns(2)", ("setns(2)",),
+                     {"one": "the first", "two": "the second"}, steps)
+
+
+def test_check_mode_prints_one_line_per_observation():
+    lines = []
+
+    def steps(s):
+        s.check("one", True)
+        s.check("two", False, "it was 3")
+    assert runner.run_lab(fake_lab(steps), [], lines.append, check_only=True) is False
+    assert lines == ["ok   fake: the first", "FAIL fake: the second (it was 3)"]
+
+
+def test_a_failed_step_fails_the_unreached_checks_and_still_cleans_up():
+    lines, undone = [], []
+
+    def steps(s):
+        s.cleanups.append(lambda: undone.append(True))
+        s.file("m.yaml", "x")
+        s.check("one", True)
+        raise runner.StepFailed("step `nspod add` exited 1: boom")
+    assert runner.run_lab(fake_lab(steps), [], lines.append, check_only=True) is False
+    assert lines == ["ok   fake: the first", "FAIL fake: step `nspod add` exited 1: boom",
+                     "FAIL fake: the second (not reached)"]
+    assert undone == [True]
+
+
+def test_a_lab_checking_an_undeclared_observation_is_a_bug():
+    with pytest.raises(KeyError):
+        runner.run_lab(fake_lab(lambda s: s.check("three", True)), [], lambda line: None, True)
