@@ -5,7 +5,8 @@ import importlib
 
 from nsPod.errors import InputError
 
-MODULES = ("lab01_process_group", "lab02_infra_container")
+MODULES = ("lab01_process_group", "lab02_infra_container", "lab03_shared_network",
+           "lab04_shared_volumes")
 
 # The caller's global options, passed on to every nspod command a lab runs.
 GLOBAL_FLAGS = (("root", "--root"), ("cgroup_parent", "--cgroup-parent"),

@@ -83,7 +83,7 @@ class Session:
         """A directory of this lab's own (a hostPath), removed when the lab ends."""
         if self.workdir is None:
             self.workdir = tempfile.mkdtemp(prefix=f"nspod-lab-{self.lab.name}-")
-        path = os.path.join(self.workdir, name)
+        path = os.path.normpath(os.path.join(self.workdir, name))
         os.makedirs(path, exist_ok=True)
         os.chmod(path, 0o755)
         return path
@@ -131,8 +131,9 @@ class Session:
                              f"{result.stderr.strip()}")
         return json.loads(result.stdout)
 
-    def read(self, path, shown_as=None, lines=None):
-        """A kernel file, shown as `cat PATH` (or as the command given); None when gone."""
+    def read(self, path, shown_as=None, only=None):
+        """A kernel file, shown as `cat PATH` (or as the command given; `only`: the lines
+        holding one of these strings); None when it cannot be read."""
         self.show(f"\n# {shown_as or 'cat ' + path}")
         try:
             with open(path) as f:
@@ -140,8 +141,8 @@ class Session:
         except OSError as e:
             self.show(f"   ({e.strerror})")
             return None
-        shown = text if lines is None else "\n".join(
-            l for l in text.splitlines() if any(l.startswith(p) for p in lines))
+        shown = text if only is None else "\n".join(
+            line for line in text.splitlines() if any(o in line for o in only))
         self._output(shown)
         return text
 
