@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 from nsPod.errors import NspodError
 
@@ -122,6 +123,20 @@ class Session:
             raise StepFailed(f"step `{' '.join(argv)}` did not end within {timeout}s") from None
         except OSError as e:
             raise StepFailed(f"step `{' '.join(argv)}` could not run: {e.strerror}") from None
+
+    def fetch(self, url, quiet=False):
+        """An HTTP GET from the host, as `curl -sS URL` shows it: (body or None, error)."""
+        if not quiet:
+            self.show(f"\n# curl -sS {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body, error = response.read().decode(errors="replace"), ""
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            body, error = None, getattr(reason, "strerror", None) or str(reason)
+        if not quiet:
+            self._output(body if body is not None else f"curl: {error}")
+        return body, error
 
     def inspect(self, pod):
         """`nspod inspect POD` as JSON (not shown: the lab shows what it takes from it)."""
