@@ -9,6 +9,7 @@ with its temporary files, whatever happened; a failed removal is a FAIL line too
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,7 @@ class Session:
 
     def nspod(self, *args, ok=True, env=None, quiet=False, timeout=COMMAND_TIMEOUT):
         """Run `nspod ARGS`: shown with its output; ok=True: a failure ends the lab."""
-        self.show(f"\n$ nspod {' '.join(str(a) for a in args)}")
+        self.show(f"\n$ nspod {shlex.join(str(a) for a in args)}")
         result = self._run(self.argv(args), env, timeout)
         if not quiet:
             self._output(result.stdout + result.stderr)
@@ -107,7 +108,7 @@ class Session:
 
     def host(self, *argv, ok=True, timeout=COMMAND_TIMEOUT):
         """A host command the student can type too (`ip netns exec`, findmnt, lsns)."""
-        self.show(f"\n# {' '.join(argv)}")
+        self.show(f"\n# {shlex.join(argv)}")
         result = self._run(list(argv), None, timeout)
         self._output(result.stdout + result.stderr)
         if ok and result.returncode != 0:
