@@ -8,7 +8,8 @@ from nsPod.errors import InputError
 MODULES = ("lab01_process_group", "lab02_infra_container", "lab03_shared_network",
            "lab04_shared_volumes", "lab05_init_containers",
            "lab06_sidecars", "lab07_memory",
-           "lab08_pid1", "lab09_container_root")
+           "lab08_pid1", "lab09_container_root",
+           "lab10_cgroups")
 
 # The caller's global options, passed on to every nspod command a lab runs.
 GLOBAL_FLAGS = (("root", "--root"), ("cgroup_parent", "--cgroup-parent"),
