@@ -1,8 +1,7 @@
 #!/bin/sh
 # The cgroup v2 tier: the cgroup, limit and device allowlist tests and the cgroups lab
 # again, inside a User-Mode-Linux guest whose kernel has a pure cgroup v2 hierarchy. One
-# boot for the whole
-# focused suite (fork-heavy code is 10-40x slower there). run.sh prints
+# boot for the whole focused suite (fork-heavy code is 10-40x slower there). run.sh prints
 # "SKIP cgroup v2 tier: <reason>" and exits 0 where UML cannot be had.
 set -eu
 cd "$(dirname "$0")/../.."
