@@ -2,6 +2,7 @@
 /proc/PID/status, /proc/PID/stat, /proc/PID/mountinfo and the cgroup file systems. Plain
 reads; nothing here changes anything."""
 import os
+import signal
 
 NS_KINDS = ("net", "ipc", "uts", "pid", "mnt", "cgroup")
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -63,6 +64,33 @@ def children(pid):
             if info and info[1] == pid:
                 found.append((int(entry), info[0], info[2]))
     return sorted(found)
+
+
+def in_cgroup(pid, rel):
+    """Whether the process is in cgroup rel (relative to the hierarchy root) in any
+    hierarchy: how a lab knows a pid from `nspod inspect` is still that container's."""
+    try:
+        return any(path.strip("/") == rel.strip("/") for _, _, path in proc_cgroups(pid))
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def signal_member(pid, rel, signum):
+    """Send signum to pid if it is a process of cgroup rel; False when it is not (gone, or
+    the pid reused). The pidfd pins the process between the check and the signal."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if not in_cgroup(pid, rel):
+            return False
+        signal.pidfd_send_signal(pidfd, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
 
 
 def alive(pid):

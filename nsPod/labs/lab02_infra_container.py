@@ -73,8 +73,7 @@ def steps(s):
 
     s.say("Kill the app container's process from the host")
     app = before["runtime"]["containers"]["app"]["pid"]
-    s.show(f"# kill -KILL {app}")
-    os.kill(app, signal.SIGKILL)
+    s.kill(app, before["runtime"]["containers"]["app"]["cgroup"], signal.SIGKILL)
     after = s.wait(lambda: running(s, pod, {"app": 1, "peer": 0}), "app to be restarted")
     new_app = after["runtime"]["containers"]["app"]["pid"]
     s.check("container-restarted", new_app != app, f"pid {app} -> {new_app}")
@@ -92,8 +91,7 @@ def steps(s):
     held = {k: os.open(f"/proc/{pause}/ns/{k}", os.O_RDONLY) for k in HELD}
     s.cleanups.append(lambda: [os.close(fd) for fd in held.values()])
     s.show(f"   (the lab holds /proc/{pause}/ns/ipc and uts open)")
-    s.show(f"# kill -KILL {pause}")
-    os.kill(pause, signal.SIGKILL)
+    s.kill(pause, f"{before['runtime']['cgroup']}/_pause", signal.SIGKILL)
     rebuilt = s.wait(lambda: running(s, pod, {"app": 2, "peer": 1}, not_pause=pause),
                      "a new sandbox and both containers restarted", timeout=90)
     new_pause = rebuilt["runtime"]["pausePid"]

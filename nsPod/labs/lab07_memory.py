@@ -3,6 +3,7 @@ import os
 
 from nsPod.labs import kernel_view
 from nsPod.labs.model import Lab
+from nsPod.labs.runner import StepFailed
 
 TEXT = """\
 The seed's example: App needs 1 GiB, LogCollector 0.5 GiB, and Node_A has 1.25 GiB free.
@@ -76,6 +77,8 @@ def steps(s):
     pod = s.pod("seed")
     manifest = s.file("seed.yaml", SEED.format(pod=pod))
     s.say("Node_A: 1.25 GiB free. The pod needs 1 GiB + 0.5 GiB")
+    if kernel_view.meminfo_available() < 3 * GIB:
+        raise StepFailed("this lab plays a 2 GiB node: it needs MemAvailable over 3 GiB")
     reserve = kernel_view.meminfo_available() - GIB - GIB // 4
     s.show(f"   NSPOD_MEMORY_RESERVE={reserve} (MemAvailable - 1.25 GiB)")
     refused = s.nspod("run", manifest, ok=False, env={"NSPOD_MEMORY_RESERVE": str(reserve)})

@@ -1,5 +1,4 @@
 """Lab 8: the PID 1 problem: zombies, and a SIGTERM that does nothing."""
-import os
 import signal
 
 from nsPod.labs import kernel_view
@@ -82,9 +81,10 @@ def steps(s):
         s.show(f"   {name}: SIGTERM caught: {bool(masks[name] & SIGTERM_BIT)}")
     s.check("sigcgt", masks["polite"] & SIGTERM_BIT and not masks["stubborn"] & SIGTERM_BIT,
             str(masks))
+    cgroups = {name: c["cgroup"] for name, c in
+               s.inspect(pod)["runtime"]["containers"].items()}
     for name in ("polite", "stubborn"):
-        s.show(f"# kill -TERM {pids[name]}")
-        os.kill(pids[name], signal.SIGTERM)
+        s.kill(pids[name], cgroups[name], signal.SIGTERM)
     polite = s.wait(lambda: terminated(s, pod, "polite"), "polite to exit", timeout=30)
     s.show(f"   polite: {polite}")
     stubborn_alive = kernel_view.alive(pids["stubborn"])

@@ -92,8 +92,8 @@ def steps(s):
         mine, other = (v2_name, v1_name) if v2 else (v1_name, v2_name)
         path = os.path.join(kernel_view.cgroup_dir(rel, controller), mine)
         s.show(f"\n   {what}: {mine} here, {other} on cgroup v{1 if v2 else 2}")
-        text = s.read(path)
-        values[mine] = (text or "").strip()
+        if mine not in values:
+            values[mine] = (s.read(path) or "").strip()
     if v2:
         memory, quota = values["memory.max"], values["cpu.max"]
         share_ok = values["cpu.weight"] == "20"

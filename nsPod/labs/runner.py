@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 import urllib.request
 
 from nsPod.errors import NspodError
+from nsPod.labs import kernel_view
 
 NSPOD = [sys.executable, "-P", "-m", "nsPod"]
 COMMAND_TIMEOUT = 120
@@ -171,6 +173,13 @@ class Session:
             return None
         self.show(f"   {target}")
         return target
+
+    def kill(self, pid, cgroup, signum):
+        """`kill -SIG PID`, to a pod's process only: it must still be in that cgroup."""
+        self.show(f"# kill -{signal.Signals(signum).name[3:]} {pid}")
+        if not kernel_view.signal_member(pid, cgroup, signum):
+            raise StepFailed(f"pid {pid} is no longer a process of cgroup {cgroup}: not "
+                             "signalled")
 
     def wait(self, predicate, what, timeout=60.0):
         """Poll until predicate() is true (returns its value); a timeout ends the lab."""

@@ -18,6 +18,9 @@ def run_checked(nspod, name):
     assert len(lines) == len(lab.observations), lines
     assert all(line.startswith(f"ok   {name}: ") for line in lines), lines
     assert nspod.pods() == [], "the lab left pods behind"
+    # Nothing for gc to collect either (and, asked through the network helper, gc returns
+    # once that helper has finished what the lab's last `rm` gave it to do).
+    assert nspod("gc").stdout.strip() == ""
     return lines
 
 

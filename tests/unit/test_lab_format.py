@@ -87,3 +87,34 @@ def test_a_failed_step_fails_the_unreached_checks_and_still_cleans_up():
 def test_a_lab_checking_an_undeclared_observation_is_a_bug():
     with pytest.raises(KeyError):
         runner.run_lab(fake_lab(lambda s: s.check("three", True)), [], lambda line: None, True)
+
+
+def test_capabilities_decode_as_capsh_does():
+    from nsPod.labs import kernel_view
+    default = kernel_view.decode_caps("00000000a80425fb")
+    assert default[:3] == ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]
+    assert "CAP_NET_BIND_SERVICE" in default and "CAP_SYS_ADMIN" not in default
+    assert len(default) == 14
+    assert kernel_view.decode_caps("0") == []
+
+
+def test_proc_reads_of_this_process(tmp_path):
+    import os
+    from nsPod.labs import kernel_view
+    state, ppid, comm = kernel_view.stat(os.getpid())
+    assert state in "RS" and ppid == os.getppid() and comm
+    assert kernel_view.stat(2**22 + 1) is None           # above pid_max: no such process
+    assert set(kernel_view.ns_links(os.getpid())) >= {"net", "mnt", "pid"}
+    mine = kernel_view.proc_cgroups(os.getpid())[0][2]
+    assert kernel_view.in_cgroup(os.getpid(), mine)
+    assert not kernel_view.in_cgroup(os.getpid(), mine.rstrip("/") + "/not-this-one")
+    assert kernel_view.unescape("/a\\040b") == "/a b"
+
+
+def test_a_lab_signals_only_a_process_of_the_named_cgroup():
+    import os
+    from nsPod.labs import kernel_view
+    mine = kernel_view.proc_cgroups(os.getpid())[0][2]
+    assert kernel_view.signal_member(os.getpid(), mine.rstrip("/") + "/not-this-one", 0) is False
+    assert kernel_view.signal_member(os.getpid(), mine, 0) is True      # signal 0: a probe
+    assert kernel_view.signal_member(2**22 + 1, mine, 0) is False
