@@ -42,3 +42,14 @@ def test_an_unknown_lab_is_bad_input(nspod):
     result = nspod("lab", "run", "../etc", check=False)
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown lab '../etc'")
+
+
+def test_lab_ls_and_explain(nspod):
+    rows = nspod("lab", "ls").stdout.splitlines()
+    assert rows[0].split() == ["#", "NAME", "TITLE"]
+    assert [r.split()[1] for r in rows[1:]] == [lab.name for lab in labs.all_labs()]
+    lab = labs.find("sidecars")
+    out = nspod("lab", "explain", "6").stdout
+    assert out.startswith(f"Lab 6: {lab.title}\n") and lab.text.strip() in out
+    assert out.rstrip("\n").endswith("  - " + list(lab.observations.values())[-1])
+    assert nspod.pods() == []
