@@ -23,23 +23,24 @@ process is no longer an init, so SIGTERM's default action (exit) applies.
 You will see:
   1. A container whose PID 1 is `sleep` after its shell left three orphans: three
      zombies, children of the container's PID 1 (ps in the container shows them too).
-  2. The same container in a pod sharing its pid namespace: pause adopts the orphans
-     and reaps them; none is left.
-  3. SIGTERM sent to two PID 1s: a shell with `trap ... TERM` exits; `sleep` ignores it.
+  2. SIGTERM sent to two PID 1s: a shell with `trap ... TERM` exits; `sleep` ignores it.
      `nspod stop` then waits the grace period and sends SIGKILL: exit 137.
+  3. The orphaner again in a pod sharing its pid namespace: pause adopts the orphans and
+     reaps them; none is left.
 
 (`nspod explain POD` shows which containers share pause's pid namespace.)
 """
 
 OBSERVATIONS = {
     "zombies": "without a shared pid namespace, the orphans become zombies under PID 1",
-    "reaped": "with shareProcessNamespace, pause (PID 1) adopts the orphans and reaps them",
     "sigcgt": "SigCgt: the shell with a trap catches SIGTERM, sleep catches nothing",
     "term-ignored": "SIGTERM: the trapping PID 1 exits 0, sleep as PID 1 runs on",
     "sigkill": "`nspod stop` kills the one that ignored SIGTERM with SIGKILL (137)",
+    "reaped": "with shareProcessNamespace, pause (PID 1) adopts the orphans and reaps them",
 }
 
-ORPHANER = "(sleep 1 &); (sleep 1 &); (sleep 1 &); exec sleep 1000"
+# The orphans live 3 s: long enough to be seen adopted by pause on a busy host.
+ORPHANER = "(sleep 3 &); (sleep 3 &); (sleep 3 &); exec sleep 1000"
 POLITE = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 MANIFEST = """\
 apiVersion: v1

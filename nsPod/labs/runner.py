@@ -30,6 +30,10 @@ class StepFailed(NspodError):
     """A step of a lab did not do what the lab needs to go on (the message names it)."""
 
 
+class LabDefinitionError(Exception):
+    """A lab checks an observation it does not declare: a bug in the lab, not a failure."""
+
+
 class Session:
     """One run of one lab: its commands, reads, checks and clean-up."""
 
@@ -195,7 +199,7 @@ class Session:
     def check(self, key, passed, detail=""):
         """One observation of the lab: ok or FAIL, one line."""
         if key not in self.lab.observations:
-            raise KeyError(f"lab {self.lab.name} has no observation {key!r}")
+            raise LabDefinitionError(f"lab {self.lab.name} has no observation {key!r}")
         self.results[key] = (bool(passed), detail)
         self._result_line(key, bool(passed), detail)
         return bool(passed)
@@ -221,6 +225,11 @@ def run_lab(lab, global_args, echo, check_only=False, pause=None):
         lab.steps(session)
     except StepFailed as e:
         failed_step = str(e)
+        echo(f"FAIL {lab.name}: {failed_step}")
+    except (KeyError, IndexError, TypeError, ValueError, OSError) as e:
+        # nspod answered in a shape the lab did not expect (or a /proc read failed): the
+        # lab fails, says what it tripped on, and still cleans up.
+        failed_step = f"unexpected {type(e).__name__}: {e}"
         echo(f"FAIL {lab.name}: {failed_step}")
     finally:
         cleaned = clean_up(session)

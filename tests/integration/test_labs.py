@@ -17,6 +17,8 @@ def run_checked(nspod, name):
     # one line per observation, each ok, nothing else on stdout
     assert len(lines) == len(lab.observations), lines
     assert all(line.startswith(f"ok   {name}: ") for line in lines), lines
+    # in the order the lab declares them, each once
+    assert [line.split(": ", 1)[1] for line in lines] == list(lab.observations.values())
     assert nspod.pods() == [], "the lab left pods behind"
     # Nothing for gc to collect either (and, asked through the network helper, gc returns
     # once that helper has finished what the lab's last `rm` gave it to do).

@@ -84,8 +84,21 @@ def test_a_failed_step_fails_the_unreached_checks_and_still_cleans_up():
     assert undone == [True]
 
 
+def test_an_unexpected_answer_fails_the_lab_and_still_cleans_up():
+    lines, undone = [], []
+
+    def steps(s):
+        s.cleanups.append(lambda: undone.append(True))
+        s.check("one", True)
+        return {}["status"]
+    assert runner.run_lab(fake_lab(steps), [], lines.append, check_only=True) is False
+    assert lines == ["ok   fake: the first", "FAIL fake: unexpected KeyError: 'status'",
+                     "FAIL fake: the second (not reached)"]
+    assert undone == [True]
+
+
 def test_a_lab_checking_an_undeclared_observation_is_a_bug():
-    with pytest.raises(KeyError):
+    with pytest.raises(runner.LabDefinitionError):
         runner.run_lab(fake_lab(lambda s: s.check("three", True)), [], lambda line: None, True)
 
 
