@@ -38,6 +38,7 @@ def global_args(options):
     for key, flag in GLOBAL_FLAGS:
         if options.get(key):
             args += [flag, str(options[key])]
-    if options.get("trace"):
-        args.append("--trace")
+    trace = options.get("trace")
+    if trace:   # a flag today; a form such as --trace=json is passed on as given
+        args.append("--trace" if trace is True else f"--trace={trace}")
     return args

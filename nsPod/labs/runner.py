@@ -67,10 +67,13 @@ class Session:
 
     def _output(self, text):
         lines = text.rstrip("\n").splitlines()
-        for line in lines[:SHOWN_LINES_MAX]:
+        # Under --trace the whole narration is the point: nothing is cut.
+        shown = len(lines) if any(a.startswith("--trace") for a in self.global_args) \
+            else SHOWN_LINES_MAX
+        for line in lines[:shown]:
             self.show(f"   {line}")
-        if len(lines) > SHOWN_LINES_MAX:
-            self.show(f"   ... ({len(lines) - SHOWN_LINES_MAX} more lines)")
+        if len(lines) > shown:
+            self.show(f"   ... ({len(lines) - shown} more lines)")
 
     # --- the steps --------------------------------------------------------------------------
 

@@ -53,6 +53,8 @@ def test_global_options_are_passed_on():
                              "restart_backoff": "1s:2s"})
     assert args == ["--root", "/r", "--cgroup-parent", "p", "--restart-backoff", "1s:2s",
                     "--trace"]
+    assert labs.global_args({"trace": "json"}) == ["--trace=json"]
+    assert labs.global_args({"trace": None, "root": ""}) == []
 
 
 def fake_lab(steps):
