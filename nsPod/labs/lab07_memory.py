@@ -1,4 +1,5 @@
 """Lab 7: co-scheduling and memory: a pod is placed whole, and killed a container at a time."""
+import json
 import os
 
 from nsPod.labs import kernel_view
@@ -14,7 +15,8 @@ refused whole; on a node with 2 GiB free it is admitted.
 nspod admits a pod against this host's memory: MemAvailable of /proc/meminfo minus a
 reserve (NSPOD_MEMORY_RESERVE, 256Mi by default) minus what other pods' limits hold. The
 lab makes the host look like Node_A by setting the reserve to MemAvailable - 1.25 GiB,
-then like a 2 GiB node. Refused, nothing of the pod is made.
+then like a 2 GiB node (in a state root where no other pod holds memory). Refused,
+nothing of the pod is made.
 
 Admitted, each container's limit is a memory cgroup: memory.limit_in_bytes on cgroup
 v1 (this lab's host may be hybrid), memory.max on cgroup v2 (lab 10 compares them).
@@ -79,6 +81,11 @@ def steps(s):
     s.say("Node_A: 1.25 GiB free. The pod needs 1 GiB + 0.5 GiB")
     if kernel_view.meminfo_available() < 3 * GIB:
         raise StepFailed("this lab plays a 2 GiB node: it needs MemAvailable over 3 GiB")
+    holding = pods_holding_memory(s)
+    if holding:
+        raise StepFailed(f"pods of this state root hold memory ({', '.join(holding[:5])}), "
+                         "which admission counts: run this lab in a state root of its own "
+                         "(nspod --root DIR lab run memory)")
     reserve = kernel_view.meminfo_available() - GIB - GIB // 4
     s.show(f"   NSPOD_MEMORY_RESERVE={reserve} (MemAvailable - 1.25 GiB)")
     refused = s.nspod("run", manifest, ok=False, env={"NSPOD_MEMORY_RESERVE": str(reserve)})
@@ -114,6 +121,21 @@ def steps(s):
     s.nspod("stats", pod)
     s.check("oom-counted", oom_kills(s, obj["runtime"]["cgroup"]) >= 1, "no oom_kill counted")
     s.note(f"`nspod explain {pod}` shows each container's cgroup and limit")
+
+
+def pods_holding_memory(s):
+    """Running pods of the state root with a memory limit or request (admission holds it)."""
+    listed = json.loads(s._run(s.argv(["ps", "-o", "json"]), None, 60).stdout or '{"items": []}')
+    names = []
+    for pod in listed.get("items", []):
+        spec = pod.get("spec", {})
+        parts = [spec.get("resources") or {}] + [c.get("resources") or {} for c in
+                                                 spec.get("containers", []) +
+                                                 spec.get("initContainers", [])]
+        if any("memory" in (r.get("limits") or {}) or "memory" in (r.get("requests") or {})
+               for r in parts):
+            names.append(pod["metadata"]["name"])
+    return names
 
 
 def terminated(s, pod, name):
