@@ -103,7 +103,7 @@ def steps(s):
 
 
 def logs(s, pod):
-    return s._run(s.argv(["logs", pod, "logcollector"]), None, 60).stdout
+    return s.quiet("logs", pod, "logcollector").stdout
 
 
 LAB = Lab(number=4, name="shared-volumes", title="Shared volumes: App + LogCollector",

@@ -73,7 +73,7 @@ def steps(s):
     pod = s.pod("ordered")
     s.say("Two init containers, then the app")
     s.nspod("run", "--wait", s.file("ordered.yaml", ORDERED.format(pod=pod)))
-    out = s.wait(lambda: s._run(s.argv(["logs", pod, "app"]), None, 60).stdout, "the app's log")
+    out = s.wait(lambda: s.quiet("logs", pod, "app").stdout, "the app's log")
     s.nspod("logs", pod, "app")
     s.check("order", out.split() == ["init-1", "init-2"], repr(out))
     obj = s.inspect(pod)

@@ -96,7 +96,7 @@ def steps(s):
 
 
 def logs(s, pod, container):
-    return s._run(s.argv(["logs", pod, container]), None, 60).stdout
+    return s.quiet("logs", pod, container).stdout
 
 
 LAB = Lab(number=6, name="sidecars", title="Sidecar, proxy and adapter",

@@ -89,7 +89,7 @@ def steps(s):
     reserve = kernel_view.meminfo_available() - GIB - GIB // 4
     s.show(f"   NSPOD_MEMORY_RESERVE={reserve} (MemAvailable - 1.25 GiB)")
     refused = s.nspod("run", manifest, ok=False, env={"NSPOD_MEMORY_RESERVE": str(reserve)})
-    gone = s._run(s.argv(["inspect", pod]), None, 60).returncode != 0
+    gone = s.quiet("inspect", pod).returncode != 0
     s.check("refused", refused.returncode == 1 and "needs 1.5Gi" in refused.stderr and gone,
             refused.stderr)
 
@@ -125,7 +125,7 @@ def steps(s):
 
 def pods_holding_memory(s):
     """Running pods of the state root with a memory limit or request (admission holds it)."""
-    listed = json.loads(s._run(s.argv(["ps", "-o", "json"]), None, 60).stdout or '{"items": []}')
+    listed = json.loads(s.quiet("ps", "-o", "json").stdout or '{"items": []}')
     names = []
     for pod in listed.get("items", []):
         spec = pod.get("spec", {})

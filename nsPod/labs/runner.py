@@ -115,6 +115,10 @@ class Session:
                              f"{result.returncode}: {last}")
         return result
 
+    def quiet(self, *args):
+        """Run `nspod ARGS` unseen (a poll, a look before a step): the CompletedProcess."""
+        return self._run(self.argv(args), None, COMMAND_TIMEOUT)
+
     def host(self, *argv, ok=True, timeout=COMMAND_TIMEOUT):
         """A host command the student can type too (`ip netns exec`, findmnt, lsns)."""
         self.show(f"\n# {shlex.join(argv)}")
