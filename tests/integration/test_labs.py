@@ -55,3 +55,18 @@ def test_lab_ls_and_explain(nspod):
     assert out.startswith(f"Lab 6: {lab.title}\n") and lab.text.strip() in out
     assert out.rstrip("\n").endswith("  - " + list(lab.observations.values())[-1])
     assert nspod.pods() == []
+
+
+def test_a_failing_lab_exits_1_and_leaves_other_pods_alone(nspod):
+    """The memory lab refuses a root whose pods hold memory: every observation FAILs, exit
+    1, and the user's own pod is untouched (a lab removes only the pods it made)."""
+    nspod("create", "mine", "--memory", "64Mi")
+    result = nspod("lab", "run", "memory", "--check", check=False, timeout=300)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert lines[0].startswith("FAIL memory: pods of this state root hold memory (mine)")
+    assert len(lines) == 1 + len(labs.find("memory").observations)
+    assert all(line.startswith("FAIL memory: ") and line.endswith("(not reached)")
+               for line in lines[1:])
+    assert nspod.pods() == ["mine"]
+    assert nspod.inspect("mine")["status"]["phase"] == "Running"
