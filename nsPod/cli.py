@@ -483,7 +483,8 @@ def lab_explain(name):
     """A lab's text: what you will see, why it matters, what is checked."""
     from nsPod import labs
     found = labs.find(name)
-    click.echo(f"Lab {found.number}: {found.title}\n\n{found.text.strip()}\n\nChecked:")
+    click.echo(f"Lab {found.number}: {found.title}\n\n{found.text.strip()}\n")
+    click.echo(f"Kernel interfaces: {', '.join(found.interfaces)}\nChecked:")
     for what in found.observations.values():
         click.echo(f"  - {what}")
 

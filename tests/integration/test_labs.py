@@ -53,6 +53,7 @@ def test_lab_ls_and_explain(nspod):
     lab = labs.find("sidecars")
     out = nspod("lab", "explain", "6").stdout
     assert out.startswith(f"Lab 6: {lab.title}\n") and lab.text.strip() in out
+    assert f"Kernel interfaces: {', '.join(lab.interfaces)}\nChecked:\n" in out
     assert out.rstrip("\n").endswith("  - " + list(lab.observations.values())[-1])
     assert nspod.pods() == []
 

@@ -205,7 +205,7 @@ OVERSIZED = {
     # Every command's click declaration lives here (the only click importer); the image
     # pull commands and `delete -f` (issue 10) brought it over, and `lab` (issue 14): the
     # next to move out.
-    "cli.py": 562,
+    "cli.py": 563,
 }
 
 
