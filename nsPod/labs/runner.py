@@ -185,6 +185,13 @@ class Session:
         self.show(f"   {target}")
         return target
 
+    def explain_last_pod(self):
+        """Where this nspod has `explain POD` (the pod as a picture), show the lab's last
+        pod with it; nothing is checked on it."""
+        if self.pods and self.quiet("explain", "--help").returncode == 0:
+            self.say("The pod as nspod explain draws it")
+            self.nspod("explain", self.pods[-1], ok=False)
+
     def kill(self, pid, cgroup, signum):
         """`kill -SIG PID`, to a pod's process only: it must still be in that cgroup."""
         self.show(f"# kill -{signal.Signals(signum).name[3:]} {pid}")
@@ -230,6 +237,8 @@ def run_lab(lab, global_args, echo, check_only=False, pause=None):
         if missing:
             raise StepFailed(f"this lab needs {', '.join(missing)} on the host's PATH")
         lab.steps(session)
+        if not check_only:
+            session.explain_last_pod()
     except StepFailed as e:
         failed_step = str(e)
         echo(f"FAIL {lab.name}: {failed_step}")
