@@ -65,10 +65,10 @@ class Session:
         """Where a command of nspod shows more (explain, --trace)."""
         self.show(f"   (more: {text})")
 
-    def _output(self, text):
+    def _output(self, text, whole=False):
         lines = text.rstrip("\n").splitlines()
         # Under --trace the whole narration is the point: nothing is cut.
-        shown = len(lines) if any(a.startswith("--trace") for a in self.global_args) \
+        shown = len(lines) if whole or any(a.startswith("--trace") for a in self.global_args) \
             else SHOWN_LINES_MAX
         for line in lines[:shown]:
             self.show(f"   {line}")
@@ -103,12 +103,14 @@ class Session:
         extra = [a for k, v in self.extra_global.items() for a in (k, v)]
         return NSPOD + self.global_args + extra + [str(a) for a in args]
 
-    def nspod(self, *args, ok=True, env=None, quiet=False, timeout=COMMAND_TIMEOUT):
-        """Run `nspod ARGS`: shown with its output; ok=True: a failure ends the lab."""
+    def nspod(self, *args, ok=True, env=None, quiet=False, whole=False,
+              timeout=COMMAND_TIMEOUT):
+        """Run `nspod ARGS`: shown with its output (whole: not cut after 25 lines); ok=True:
+        a failure ends the lab."""
         self.show(f"\n$ nspod {shlex.join(str(a) for a in args)}")
         result = self._run(self.argv(args), env, timeout)
         if not quiet:
-            self._output(result.stdout + result.stderr)
+            self._output(result.stdout + result.stderr, whole)
         if ok and result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
             raise StepFailed(f"step `nspod {' '.join(map(str, args))}` exited "
@@ -190,7 +192,7 @@ class Session:
         pod with it; nothing is checked on it."""
         if self.pods and self.quiet("explain", "--help").returncode == 0:
             self.say("The pod as nspod explain draws it")
-            self.nspod("explain", self.pods[-1], ok=False)
+            self.nspod("explain", self.pods[-1], ok=False, whole=True)
 
     def kill(self, pid, cgroup, signum):
         """`kill -SIG PID`, to a pod's process only: it must still be in that cgroup."""
