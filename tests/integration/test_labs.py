@@ -38,6 +38,7 @@ def test_lab_run_shows_commands_and_the_kernel(nspod):
     assert "$ nspod create process-group-" in out and "# readlink /proc/" in out
     assert out.count("ok   process-group: ") == len(labs.find("process-group").observations)
     assert nspod.pods() == []
+    assert nspod("gc").stdout.strip() == ""
 
 
 def test_an_unknown_lab_is_bad_input(nspod):
@@ -71,3 +72,29 @@ def test_a_failing_lab_exits_1_and_leaves_other_pods_alone(nspod):
                for line in lines[1:])
     assert nspod.pods() == ["mine"]
     assert nspod.inspect("mine")["status"]["phase"] == "Running"
+    nspod("rm", "-f", "mine")
+    assert nspod("gc").stdout.strip() == ""
+
+
+def test_an_interrupted_lab_still_removes_its_pods(nspod):
+    """Ctrl-C in the middle of a lab: exit 130, and the finally removed what it had made."""
+    import os
+    import signal
+    import subprocess
+    from conftest import NSPOD
+    key, value = nspod.marker.split("=")
+    lab = subprocess.Popen(NSPOD + nspod.global_args() + ["lab", "run", "pid1", "--check"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, **{key: value}))
+    try:
+        first = lab.stdout.readline()         # the first check: its pods exist by now
+        assert first.startswith("ok   pid1: "), first + lab.stderr.read()
+        assert any(name.startswith("pid1-own-") for name in nspod.pods())
+        lab.send_signal(signal.SIGINT)
+        assert lab.wait(timeout=120) == 130
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    assert nspod.pods() == []
+    assert nspod("gc").stdout.strip() == ""
