@@ -9,9 +9,9 @@ TEXT = """\
 A pod is not a thing the kernel knows. It is a group of processes that share some
 namespaces. nspod makes it the way the kubelet and CRI runtimes do:
 
-  1. `nspod create POD` starts one tiny process, pause (the "infra container").
-     It is cloned with CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS: the pod's network,
-     System V IPC and hostname now exist, held open by pause.
+  1. `nspod create POD` starts one tiny process, pause (the "infra container"). Before
+     it execs pause, its process calls unshare(2) with CLONE_NEWNET | CLONE_NEWIPC |
+     CLONE_NEWUTS: the pod's network, System V IPC and hostname now exist, held by pause.
   2. `nspod add POD NAME -- CMD` forks a container process that calls setns(2) on
      pause's /proc/PID/ns/net, ipc and uts, then unshares a mount namespace (its own
      root filesystem) and a pid namespace of its own, and execs CMD.
@@ -87,5 +87,5 @@ def pids_known(runtime):
 
 
 LAB = Lab(number=1, name="process-group", title="A pod is a process group",
-          text=TEXT, interfaces=("CLONE_NEWNET", "setns(2)", "/proc/PID/ns", "nsfs", "lsns(8)"),
+          text=TEXT, interfaces=("unshare(2)", "CLONE_NEWNET", "setns(2)", "/proc/PID/ns", "nsfs", "lsns(8)"),
           observations=OBSERVATIONS, steps=steps, needs=())

@@ -4,9 +4,9 @@ import os
 from nsPod.labs.model import Lab
 
 TEXT = """\
-The containers of a pod are in one network namespace (pause's, joined with setns(2)
-and CLONE_NEWNET's result). A network namespace holds the interfaces, the addresses,
-the routes and the sockets' port space. So, in one pod:
+The containers of a pod are in one network namespace: the one pause's process made with
+CLONE_NEWNET, which each container joins with setns(2). A network namespace holds the
+interfaces, the addresses, the routes and the sockets' port space. So, in one pod:
 
   - there is one loopback: a server listening on 127.0.0.1:8080 in one container is
     reached at localhost:8080 from another, as processes on one machine reach each
@@ -83,6 +83,6 @@ def steps(s):
 
 
 LAB = Lab(number=3, name="shared-network", title="Shared network: one port space",
-          text=TEXT, interfaces=("CLONE_NEWNET", "bind(2)", "EADDRINUSE", "/run/netns",
+          text=TEXT, interfaces=("CLONE_NEWNET", "setns(2)", "bind(2)", "EADDRINUSE", "/run/netns",
                                  "ip-netns(8)", "ss(8)", "/proc/net/tcp"),
           observations=OBSERVATIONS, steps=steps, needs=("ip", "ss", "busybox"))
