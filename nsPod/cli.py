@@ -486,6 +486,48 @@ def image_rm(ctx, names):
         click.echo(images.remove(ctx.config, name))
 
 
+# --- teaching labs (nsPod/labs/) --------------------------------------------------------------
+
+@cli.group()
+def lab():
+    """Teaching labs: the pod's ideas, run with nspod and checked against the kernel."""
+
+
+@lab.command("ls")
+def lab_ls():
+    """List the labs."""
+    from nsPod import labs
+    click.echo(render.table([("#", "NAME", "TITLE")] + [(str(x.number), x.name, x.title)
+                                                       for x in labs.all_labs()]))
+
+
+@lab.command("explain")
+@click.argument("name")
+def lab_explain(name):
+    """A lab's text: what you will see, why it matters, what is checked."""
+    from nsPod import labs
+    found = labs.find(name)
+    click.echo(f"Lab {found.number}: {found.title}\n\n{found.text.strip()}\n")
+    click.echo(f"Kernel interfaces: {', '.join(found.interfaces)}\nChecked:")
+    for what in found.observations.values():
+        click.echo(f"  - {what}")
+
+
+@lab.command("run")
+@click.argument("name")
+@click.option("--check", is_flag=True, help="No pauses; one ok/FAIL line per observation.")
+@pass_context
+def lab_run(ctx, name, check):
+    """Run a lab (its pods get unique names in your state root and are removed at the end);
+    exit 1 when an observation failed."""
+    from nsPod import labs
+    from nsPod.labs import runner
+    pause = None if check or not sys.stdin.isatty() else \
+        (lambda: click.pause("   [press a key]"))
+    ok = runner.run_lab(labs.find(name), labs.global_args(ctx.options), click.echo, check, pause)
+    sys.exit(ExitCode.OK if ok else ExitCode.FAILURE)
+
+
 def main(argv=None):
     """Entry point: the exit code of one command, and a fast exit.
 

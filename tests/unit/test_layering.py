@@ -10,7 +10,7 @@ import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "nsPod"
 # Top to bottom: a module imports only from its own package and the ones below it.
-LAYERS = ("cli", "cri", "api", "monitor", "net", "registry", "store", "kernel", "plan",
+LAYERS = ("cli", "labs", "cri", "api", "monitor", "net", "registry", "store", "kernel", "plan",
           "manifest")
 # Usable by every layer (they sit beside the stack, not in it).
 BASE = {"nsPod", "nsPod.errors", "nsPod.config", "nsPod.jsonline"}
@@ -204,9 +204,9 @@ def test_monitor_loads_nothing_heavy_at_all():
 MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
 OVERSIZED = {
     # Every command's click declaration lives here (the only click importer); the image
-    # pull commands and `delete -f` (issue 10) brought it over, `--trace=json` and `explain` (issue 14)
-    # a few lines: the next to move out.
-    "cli.py": 545,
+    # pull commands and `delete -f` (issue 10), `--trace=json`, `explain` and `lab` (issue 14)
+    # brought it over: the next to move out.
+    "cli.py": 587,
 }
 
 
