@@ -123,10 +123,11 @@ def list_pods(config, include_all=False):
     paths.check_root(config.root)
     pods = []
     ip = host_ip()
-    for pod_dir in state.list_pods(config.root):
+    for pod_dir, doc, data, alive in state.scan_pods(config.root):
         try:
-            _, doc, pod_state = load(config, pod_dir.name)
-        except (PodNotFound, StateError):
+            pod_state = podstate.PodState.from_json(data) if data is not None else None
+            pod_state = status.refresh(pod_dir, pod_state, monitor_alive=alive)
+        except StateError:
             continue
         if not include_all and pod_state.phase in state.TERMINAL_PHASES:
             continue

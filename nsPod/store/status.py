@@ -12,11 +12,15 @@ from nsPod.store.state import TERMINAL_PHASES, ProcessRef
 STATUS_KEYS = ("state", "lastState", "restartCount", "ready", "started")
 
 
-def refresh(pod_dir, pod_state):
-    """Correct a state file that the kernel contradicts (the monitor died without a word)."""
+def refresh(pod_dir, pod_state, monitor_alive=None):
+    """Correct a state file that the kernel contradicts (the monitor died without a word).
+    monitor_alive: what the caller found of the pod's monitor.lock (state.scan_pods), else
+    None and it is looked at here."""
     if pod_state is None:
         return PodState(phase="Pending", containers={}, reason="Creating")
-    if pod_state.phase not in TERMINAL_PHASES and not pod_dir.monitor_alive():
+    if monitor_alive is None and pod_state.phase not in TERMINAL_PHASES:
+        monitor_alive = pod_dir.monitor_alive()
+    if pod_state.phase not in TERMINAL_PHASES and not monitor_alive:
         pod_state.phase = "Unknown"
         pod_state.reason = "MonitorGone"
         pod_state.message = ("the pod's monitor process is gone; "
