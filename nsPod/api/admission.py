@@ -8,7 +8,7 @@ The rest needs host facts: the sysctl allowlist, hostPath sources, free hostPort
 import os
 
 from nsPod.errors import InputError, NspodError
-from nsPod.store import state
+from nsPod.store import listing, state
 from nsPod.manifest.quantity import format_bytes
 
 
@@ -105,8 +105,8 @@ def memory_reserve():
 def committed_memory(config):
     """What the live pods under this root may use: the sum of their admitted needs."""
     total = 0
-    # One fd per pod (state.scan_pods): this runs on every start of a pod with limits.
-    for _, doc, data, _ in state.scan_pods(config.root):
+    # One fd per pod (listing.scan_pods): this runs on every start of a pod with limits.
+    for _, doc, data, _ in listing.scan_pods(config.root):
         if isinstance(data, dict) and data.get("phase") in state.TERMINAL_PHASES:
             continue
         need = doc.get("plan", {}).get("memory_need", 0) if isinstance(doc, dict) else 0

@@ -8,7 +8,7 @@ import pytest
 
 from nsPod.config import Config
 from nsPod.api import query
-from nsPod.store import state, status
+from nsPod.store import listing, state, status
 from nsPod.store.podstate import PodState
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="list_pods checks the root as root")
@@ -36,7 +36,7 @@ def test_scan_reads_each_pod_once_in_name_order(tmp_path):
     for name in ("web", "api", "db"):
         _pod(root, name)
     _pod(root, "new", pod_state=False)       # the monitor has not written state.json yet
-    scanned = state.scan_pods(str(root))
+    scanned = listing.scan_pods(str(root))
     assert [p.name for p, _, _, _ in scanned] == ["api", "db", "new", "web"]
     by_name = {p.name: (doc, data, alive) for p, doc, data, alive in scanned}
     assert by_name["new"][1] is None
@@ -61,8 +61,8 @@ def test_scan_skips_what_is_no_readable_pod(tmp_path):
     linked = _pod(root, "linked")
     os.unlink(linked.file("pod.json"))
     os.symlink(victim / "pod.json", linked.file("pod.json"))   # a planted file: not read
-    assert [p.name for p, _, _, _ in state.scan_pods(str(root))] == ["web"]
-    assert state.scan_pods(str(tmp_path / "none")) == []
+    assert [p.name for p, _, _, _ in listing.scan_pods(str(root))] == ["web"]
+    assert listing.scan_pods(str(tmp_path / "none")) == []
 
 
 def test_scan_sees_a_held_monitor_lock_and_makes_no_lock_file(tmp_path):
@@ -71,7 +71,7 @@ def test_scan_sees_a_held_monitor_lock_and_makes_no_lock_file(tmp_path):
     _pod(root, "free")
     fd = held.lock_monitor()
     try:
-        found = {p.name: alive for p, _, _, alive in state.scan_pods(str(root))}
+        found = {p.name: alive for p, _, _, alive in listing.scan_pods(str(root))}
     finally:
         os.close(fd)
     assert found == {"free": False, "held": True}
@@ -125,3 +125,69 @@ def test_state_records_read_from_the_file_equal_those_made():
     assert read.reason is not None and not read.has("reason")
     assert status.refresh(None, read, monitor_alive=True).phase == "Running"
     assert status.refresh(None, PodState.from_json(data), monitor_alive=False).phase == "Unknown"
+
+
+def test_ps_table_rows_are_the_full_objects_table(tmp_path):
+    """`ps` builds only the fields its table shows (status.pod_row): the same table as from
+    the objects `-o json` lists, for a pod being made, running, orphaned, ended, with an IP."""
+    from nsPod.api import render
+    root = tmp_path / "root"
+    live = _pod(root, "live")
+    _pod(root, "orphan")
+    _pod(root, "done", phase="Succeeded")
+    _pod(root, "new", pod_state=False)
+    ip = _pod(root, "withip")
+    data = ip.read_state()
+    data.update(podIP="10.1.2.3", phase="Failed")
+    data["containers"]["c0"]["ready"] = False
+    ip.write_state(data)
+    config = Config(root=str(root))
+    held = [live.lock_monitor(), ip.lock_monitor()]
+    try:
+        for include_all in (False, True):
+            rows = query.list_pods(config, include_all, rows_only=True)
+            full = query.list_pods(config, include_all)
+            assert render.pods_table(rows) == render.pods_table(full)
+            assert [r["status"]["phase"] for r in rows] == [f["status"]["phase"] for f in full]
+    finally:
+        for fd in held:
+            os.close(fd)
+    table = render.pods_table(query.list_pods(config, True, rows_only=True))
+    lines = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
+    assert lines["orphan"][1:4] == ["Unknown", "1/1", "2"]
+    assert lines["withip"][1:5] == ["Failed", "0/1", "2", "10.1.2.3"]
+    assert lines["new"][1:3] == ["Pending", "0/1"]
+
+
+def test_ps_rows_of_an_odd_state_file_go_the_checked_way(tmp_path):
+    root = tmp_path / "root"
+    odd = _pod(root, "odd")
+    odd.write_state({"phase": "Running", "containers": ["not", "a", "map"]})
+    _pod(root, "web")
+    config = Config(root=str(root))
+    assert status.pod_row({"plan": {"containers": []}}, {"containers": []}, True) is None
+    names = [r["metadata"]["name"] for r in query.list_pods(config, True, rows_only=True)]
+    assert names == [r["metadata"]["name"] for r in query.list_pods(config, True)] == ["web"]
+
+
+@pytest.mark.parametrize("stamp", ["2026-01-01T00:00:00Z", "2026-02-28T23:59:59Z",
+                                   "1999-12-31T12:30:05Z", "2024-02-29T10:00:00Z",
+                                   "2026-02-29T10:00:00Z", "2026-13-01T00:00:00Z",
+                                   "2026-01-01T24:00:00Z", "2026-01-01 00:00:00Z",
+                                   "2026-01-0１T00:00:00Z", "nonsense", ""])
+def test_age_reads_stamps_as_strptime_does(stamp):
+    """render.age slices nspod's own stamps instead of calling strptime (per pod in `ps`):
+    the same time for every stamp strptime takes, and "-" for every one it refuses."""
+    import time
+    from nsPod.api import render
+    try:
+        expected = time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")[:6]
+    except ValueError:
+        expected = None
+    if expected is None:
+        assert render.age(stamp) == "-" or not stamp
+        with pytest.raises(ValueError):
+            render._fields(stamp)
+    else:
+        assert tuple(render._fields(stamp)[:6]) == expected
+        assert render.age(stamp) != "-"
