@@ -43,9 +43,10 @@ def _address_int(text):
     (taken once per lease held at every allocation). What the file holds was written by
     nspod; an odd value falls back to the strict parser, whose error names it."""
     try:
-        if text.count(".") == 3:
-            return int.from_bytes(socket.inet_aton(text), "big")
-    except (OSError, AttributeError):
+        packed = socket.inet_aton(text)
+        if socket.inet_ntoa(packed) == text:   # canonical only: not 0x0a.1.2.3, 010.1.2.3
+            return int.from_bytes(packed, "big")
+    except (OSError, TypeError):
         pass
     return int(ipaddress.IPv4Address(text))
 
