@@ -30,13 +30,13 @@ import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as benchlib  # noqa: E402
 import plot  # noqa: E402
+import versus  # noqa: E402
 
 CHECKPOINTS = (10, 50, 100, 250, 500, 750, 1000)
 WINDOW = 10            # starts per window for the start-time criterion
@@ -69,20 +69,6 @@ def window_median(samples, first):
     """Median of WINDOW samples: the first ones (first=True) or the last ones."""
     part = samples[:WINDOW] if first else samples[-WINDOW:]
     return statistics.median(part)
-
-
-def design_note(bench):
-    """Which design the figures belong to: nspod's commit and NSPOD_WARM."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"],
-                                capture_output=True, text=True).stdout.strip() or "unknown"
-        branch = subprocess.run(["git", "-C", here, "rev-parse", "--abbrev-ref", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit, branch = "unknown", ""
-    warm = bench.env.get("NSPOD_WARM")
-    return f"nspod commit {commit} ({branch}), NSPOD_WARM={warm if warm is not None else 'unset'}"
 
 
 class PodRecord:
@@ -133,24 +119,6 @@ def alive(pid_start):
     return fields[0] != b"Z" and (start is None or int(fields[19]) == start)
 
 
-def root_helpers(bench, exclude):
-    """Pids of processes whose command line names the state root (netd, a warm per-root
-    process), other than the pods' monitors: shared by every pod of the root."""
-    helpers = []
-    needle = bench.root.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in exclude:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if needle in cmdline and b"scale.py" not in cmdline and b"bench.py" not in cmdline:
-            helpers.append(int(entry))
-    return helpers
-
-
 def memory_checkpoint(bench, records):
     """(per pod KiB: monitor+pause PSS / n, shared helpers' PSS KiB, [helper names])."""
     monitors = [r.monitor[0] for r in records]
@@ -161,13 +129,12 @@ def memory_checkpoint(bench, records):
             total += benchlib.smaps_rollup_kib(pid)["Pss"]
         except (OSError, KeyError):
             pass
-    helpers = root_helpers(bench, set(monitors) | set(pauses))
+    helpers = versus.root_helpers(bench.root, set(monitors) | set(pauses))
     shared, names = 0, []
-    for pid in helpers:
+    for pid, comm in sorted(helpers.items()):
         try:
             shared += benchlib.smaps_rollup_kib(pid)["Pss"]
-            with open(f"/proc/{pid}/comm") as f:
-                names.append(f"{f.read().strip()}[{pid}]")
+            names.append(f"{comm}[{pid}]")
         except (OSError, KeyError):
             pass
     return total / len(records), shared, names
@@ -381,7 +348,7 @@ def main(argv=None):
         return 1
     log = lambda line: print(line, flush=True)  # noqa: E731
     print(f"nspod at scale, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"{design_note(bench)}")
+          f"{versus.design_note(bench)}")
     print(f"{os.cpu_count()} cpus, load average {benchlib._loadavg()}; root {bench.root}; "
           f"bridge {bench.bridge}, subnet {bench.subnet}; {args.pods} pods per network")
     results, status = [], 0

@@ -136,14 +136,47 @@ def design_note(bench):
     branch = subprocess.run(git + ["rev-parse", "--abbrev-ref", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     warm = bench.env.get("NSPOD_WARM")
+    has_warm = os.path.exists(os.path.join(os.path.dirname(here), "nsPod", "warm"))
+    design = ("warm per-root process (nsPod/warm present; off only with NSPOD_WARM=0)"
+              if has_warm else "one Python interpreter per monitor and per CLI call (no nsPod/warm)")
     return (f"nspod commit {commit} ({branch}), NSPOD_WARM="
-            f"{warm if warm is not None else 'unset'}")
+            f"{warm if warm is not None else 'unset'}: {design}")
+
+
+def _locked_pids(root):
+    """Pids that <root>/network/*.lock and <root>/warm/*.lock name ("<pid> <start time>", as
+    netd and podd write them), when that process still runs with that start time."""
+    pids = set()
+    for sub in ("network", "warm"):
+        directory = os.path.join(root, sub)
+        try:
+            names = [n for n in os.listdir(directory) if n.endswith(".lock")]
+        except OSError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(directory, name)) as f:
+                    pid, start = (int(x) for x in f.read().split()[:2])
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    data = f.read()
+            except (OSError, ValueError):
+                continue
+            if int(data[data.rindex(b")") + 2:].split()[19]) == start:
+                pids.add(pid)
+    return pids
 
 
 def root_helpers(root, exclude=()):
-    """{pid: comm} of processes whose command line names the state root (netd, a warm
-    per-root process), other than `exclude` and the bench itself."""
+    """{pid: comm} of the state root's shared processes (netd, podd: a warm per-root process):
+    those its lock files name, and any whose command line names the root; other than
+    `exclude` (the pods' own) and the bench itself."""
     found = {}
+    for pid in _locked_pids(root) - set(exclude):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                found[pid] = f.read().strip()
+        except OSError:
+            pass
     needle = root.encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in exclude or int(entry) == os.getpid():

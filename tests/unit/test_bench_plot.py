@@ -80,3 +80,21 @@ def test_scale_checkpoints_and_windows():
     starts = [100.0] * 10 + [500.0] * 80 + [130.0, 120.0] * 5
     assert scale.window_median(starts, True) == 100.0
     assert scale.window_median(starts, False) == 125.0
+
+
+def test_root_helpers_are_found_by_their_lock_files(tmp_path):
+    """The bench counts a root's shared processes (netd, podd) by the "<pid> <start time>"
+    their lock files hold; a reused pid (another start time) is not counted."""
+    import versus
+    from nsPod.store.state import process_start_time
+    me = os.getpid()
+    (tmp_path / "network").mkdir()
+    (tmp_path / "warm").mkdir()
+    (tmp_path / "network" / "netd.lock").write_text(f"{me} {process_start_time(me)}\n")
+    (tmp_path / "warm" / "podd.x.lock").write_text(f"{me} {process_start_time(me) + 1}\n")
+    (tmp_path / "warm" / "podd.log").write_text("not a lock")
+    assert versus._locked_pids(str(tmp_path)) == {me}
+    assert me in versus.root_helpers(str(tmp_path))
+    assert versus.root_helpers(str(tmp_path), exclude={me}) == {}
+    (tmp_path / "network" / "netd.lock").write_text(f"{me} {process_start_time(me) + 1}\n")
+    assert versus._locked_pids(str(tmp_path)) == set()
