@@ -99,15 +99,17 @@ def _label(value):
     return f"{value:g}" if value < 1e6 else str(int(value))
 
 
-def panel(canvas, area, series, margin=50):
+def panel(canvas, area, series, margin=50, y_top=None):
     """Axes in area (x, y, w, h) and one polyline per (colour, [(x, y)...]) series; each axis
-    runs from 0 to a round number at or above the largest value, written at its end."""
+    runs from 0 to a round number at or above the largest value (or y_top), written at its
+    end; values above the y axis' top are drawn at the top."""
     ax, ay, aw, ah = area
     box = (ax + margin, ay + 20, aw - margin - 20, ah - 50)
     bx, by, bw, bh = box
     xs = [x for _, pts in series for x, _ in pts]
     ys = [y for _, pts in series for _, y in pts]
-    x_max, y_max = nice_max(max(xs, default=1)), nice_max(max(ys, default=1))
+    x_max = nice_max(max(xs, default=1))
+    y_max = nice_max(y_top if y_top is not None else max(ys, default=1))
     for i in range(1, 5):   # grid at quarters
         canvas.line(bx, by + bh * i / 4, bx + bw, by + bh * i / 4, GREY)
         canvas.line(bx + bw * i / 4, by, bx + bw * i / 4, by + bh, GREY)
@@ -118,7 +120,7 @@ def panel(canvas, area, series, margin=50):
     label = _label(x_max)
     canvas.text(bx + bw - 8 * len(label), by + bh + 6, label)
     for colour, points in series:
-        pixels = to_pixels(points, box, x_max, y_max)
+        pixels = to_pixels([(x, min(y, y_max)) for x, y in points], box, x_max, y_max)
         if len(pixels) == 1:
             canvas.set(round(pixels[0][0]), round(pixels[0][1]), colour)
         for (x0, y0), (x1, y1) in zip(pixels, pixels[1:]):

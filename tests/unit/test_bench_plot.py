@@ -98,3 +98,12 @@ def test_root_helpers_are_found_by_their_lock_files(tmp_path):
     assert versus.root_helpers(str(tmp_path), exclude={me}) == {}
     (tmp_path / "network" / "netd.lock").write_text(f"{me} {process_start_time(me) + 1}\n")
     assert versus._locked_pids(str(tmp_path)) == set()
+
+
+def test_panel_clips_values_above_a_given_top():
+    canvas = plot.Canvas(300, 200)
+    red = (200, 40, 40)
+    plot.panel(canvas, (0, 0, 300, 200), [(red, [(0, 10), (10, 5000), (20, 10)])], y_top=20)
+    top_row = 20    # the box starts 20 pixels down
+    assert red in {canvas.get(x, top_row) for x in range(300)}
+    assert red not in {canvas.get(x, y) for x in range(300) for y in range(top_row)}
