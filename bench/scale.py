@@ -198,6 +198,13 @@ def leftovers(bench, records, network):
                   if bench.tmp in line or f"-{bench.token} " in line]
     found += [f"mount {m} still there" for m in mounts]
     found += [f"pod directory {n} still there" for n in bench.pods_left()]
+    try:
+        with open(os.path.join(bench.root, "network", "leases.json")) as f:
+            held = json.load(f).get("leases") or {}
+    except (OSError, ValueError):
+        held = {}
+    found += [f"IP lease {lease.get('ip')} of pod {pod} still held"
+              for pod, lease in sorted(held.items())]
     return found
 
 
