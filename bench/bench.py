@@ -14,6 +14,8 @@ Scenarios (README.md in this directory says what each one measures and why):
      already up, and netd's attach/detach timed directly against a process in a fresh netns
   p  profile (also `--profile`): where the pod cycle's time goes, from timestamps an
      instrumented CLI and monitor record, plus the top import costs of the CLI and the monitor
+  i  issue 11's table, (a)-(e) against live Podman in alternating pairs, each as a ratio with
+     its goal (bench/versus.py); the anchors when podman is not installed
 
 Stdlib only. Needs root. Everything runs under a private state root in /tmp, a private
 cgroup parent below this process's own cgroup, a private bridge (nspb<4 hex>) and subnet
@@ -62,7 +64,7 @@ NS_FLAGS = ["--net", "--ipc", "--uts", "--pid", "--mount"]
 # Where the Podman anchor harness keeps its rootfs and config (see its lib.sh).
 ANCHORS_WORK = "/var/tmp/nspod-anchors"
 NETWORK_ANNOTATION = "nspod.io/network"
-SCENARIOS = "abcdep"
+SCENARIOS = "abcdepi"
 
 
 class BenchError(Exception):
@@ -1780,6 +1782,9 @@ def run_all(bench, only):
         report_c(rep, scenario_c(bench))
     if "d" in only:
         report_d(rep, scenario_d(bench))
+    if "i" in only:
+        import versus   # issue 11's table against live Podman (bench/versus.py)
+        versus.report_i(rep, versus.scenario_i(bench))
     rep.summary()
     print(f"load average at the end: {_loadavg()}")
 

@@ -179,7 +179,7 @@ def add(ctx, pod, name, init, memory, mounts, env, restart, workdir, image, comm
 def ps(ctx, include_all, output):
     """List pods: name, phase, ready, restarts, IP, age."""
     from nsPod.api import query
-    items = query.list_pods(ctx.config, include_all)
+    items = query.list_pods(ctx.config, include_all, rows_only=output == "table")
     click.echo(render.pods(items, output), nl=output != "yaml")
 
 

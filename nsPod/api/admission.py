@@ -8,7 +8,7 @@ The rest needs host facts: the sysctl allowlist, hostPath sources, free hostPort
 import os
 
 from nsPod.errors import InputError, NspodError
-from nsPod.store import podstate, state
+from nsPod.store import listing, state
 from nsPod.manifest.quantity import format_bytes
 
 
@@ -105,12 +105,10 @@ def memory_reserve():
 def committed_memory(config):
     """What the live pods under this root may use: the sum of their admitted needs."""
     total = 0
-    for pod_dir in state.list_pods(config.root):
-        try:
-            pod_state = podstate.read(pod_dir)
-            if pod_state is not None and pod_state.phase in state.TERMINAL_PHASES:
-                continue
-            total += pod_dir.read_pod()["plan"].get("memory_need", 0)
-        except NspodError:
+    # One fd per pod (listing.scan_pods): this runs on every start of a pod with limits.
+    for _, doc, data, _ in listing.scan_pods(config.root):
+        if isinstance(data, dict) and data.get("phase") in state.TERMINAL_PHASES:
             continue
+        need = doc.get("plan", {}).get("memory_need", 0) if isinstance(doc, dict) else 0
+        total += need if isinstance(need, int) else 0
     return total

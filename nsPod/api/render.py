@@ -28,6 +28,21 @@ def table(rows):
                      for r in rows)
 
 
+def _fields(stamp):
+    """The time tuple of YYYY-MM-DDTHH:MM:SSZ. What nspod writes is read by slicing (strptime
+    costs ~0.1 ms, and `ps` reads one stamp a pod); anything else, and days past the 28th
+    (which strptime checks against the month), goes through strptime."""
+    if (len(stamp) == 20 and stamp[4] == stamp[7] == "-" and stamp[10] == "T"
+            and stamp[13] == stamp[16] == ":" and stamp[19] == "Z"):
+        digits = (stamp[0:4], stamp[5:7], stamp[8:10], stamp[11:13], stamp[14:16], stamp[17:19])
+        if all(d.isdigit() and d.isascii() for d in digits):
+            year, month, day, hour, minute, second = (int(d) for d in digits)
+            if 1 <= month <= 12 and 1 <= day <= 28 and hour <= 23 and minute <= 59 \
+                    and second <= 61:
+                return (year, month, day, hour, minute, second, 0, 0, 0)
+    return time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+
+
 def age(rfc3339):
     """How long ago an RFC 3339 UTC stamp was, kubectl's way: 42s, 5m, 3h, 2d; "-" if none."""
     if not rfc3339:
@@ -35,8 +50,8 @@ def age(rfc3339):
     try:
         import calendar  # only here: `ps` and `image ls` pay for it, no other command
         # The stamp is UTC: timegm, not mktime (local time, an hour off across DST).
-        then = calendar.timegm(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
+        then = calendar.timegm(_fields(rfc3339))
+    except (ValueError, TypeError):
         return "-"
     seconds = max(0, int(time.time() - then))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

@@ -23,6 +23,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import socket
 import time
 
 from nsPod.config import parse_subnet
@@ -35,6 +36,19 @@ LOCK_FILE = "leases.lock"
 
 def network_dir(root):
     return os.path.join(root, NETWORK_DIR)
+
+
+def _address_int(text):
+    """A dotted IPv4 address as an int: inet_aton, ~10x cheaper than ipaddress's parser
+    (taken once per lease held at every allocation). What the file holds was written by
+    nspod; an odd value falls back to the strict parser, whose error names it."""
+    try:
+        packed = socket.inet_aton(text)
+        if socket.inet_ntoa(packed) == text:   # canonical only: not 0x0a.1.2.3, 010.1.2.3
+            return int.from_bytes(packed, "big")
+    except (OSError, TypeError):
+        pass
+    return int(ipaddress.IPv4Address(text))
 
 
 class Leases:
@@ -90,7 +104,7 @@ class Leases:
             held = leases.get(pod_name)
             if held:
                 return held["ip"], False
-            taken = {int(ipaddress.IPv4Address(lease["ip"])) for lease in leases.values()}
+            taken = {_address_int(lease["ip"]) for lease in leases.values()}
             address = None
             if preferred:
                 wanted = self._as_int(preferred)
@@ -218,7 +232,9 @@ class Leases:
         tmp = f"{self.path}.tmp.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(json.dumps(data, indent=1, sort_keys=True).encode())
+            # Compact: at a thousand pods the indented, sorted form took ~8 ms to write,
+            # and every attach, detach, run and rm rewrites the file.
+            view = memoryview(json.dumps(data, separators=(",", ":")).encode())
             while view:
                 view = view[os.write(fd, view):]
         finally:

@@ -100,8 +100,14 @@ class ProcessRef:
         return {"pid": self.pid, "startTime": self.start_time}
 
     def alive(self):
-        start = process_start_time(self.pid)
-        return start is not None and start == self.start_time and not _is_zombie(self.pid)
+        """The pid runs (not a zombie) and started when recorded: one read of its stat."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            return False
+        fields = data[data.rindex(b")") + 2:].split()
+        return fields[0] != b"Z" and int(fields[19]) == self.start_time
 
     def kill(self, sig):
         """Signal the process if it is still ours; 'already gone' is success."""
@@ -112,15 +118,6 @@ class ProcessRef:
         except ProcessLookupError:
             return False
         return True
-
-
-def _is_zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return data[data.rindex(b")") + 2:data.rindex(b")") + 3] == b"Z"
 
 
 class PodDir:
@@ -135,6 +132,14 @@ class PodDir:
         self.root = root
         self.name = paths.check_pod_name(name)
         self.path = pod_dir(root, name)
+
+    @classmethod
+    def listed(cls, root, name, pods_path):
+        """A pod found in pods_path = pods_dir(root), its name already checked by the lister
+        (paths.subdomain_problem): no second check of the name and the path per pod."""
+        self = cls.__new__(cls)
+        self.root, self.name, self.path = root, name, os.path.join(pods_path, name)
+        return self
 
     def file(self, *parts):
         """A path in the pod's directory; each part may be a relative path ("logs/c/0.log"),
@@ -388,3 +393,4 @@ def list_pods(root):
             return found
     finally:
         os.close(root_fd)
+

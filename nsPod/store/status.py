@@ -12,11 +12,15 @@ from nsPod.store.state import TERMINAL_PHASES, ProcessRef
 STATUS_KEYS = ("state", "lastState", "restartCount", "ready", "started")
 
 
-def refresh(pod_dir, pod_state):
-    """Correct a state file that the kernel contradicts (the monitor died without a word)."""
+def refresh(pod_dir, pod_state, monitor_alive=None):
+    """Correct a state file that the kernel contradicts (the monitor died without a word).
+    monitor_alive: what the caller found of the pod's monitor.lock (listing.scan_pods), else
+    None and it is looked at here."""
     if pod_state is None:
         return PodState(phase="Pending", containers={}, reason="Creating")
-    if pod_state.phase not in TERMINAL_PHASES and not pod_dir.monitor_alive():
+    if monitor_alive is None and pod_state.phase not in TERMINAL_PHASES:
+        monitor_alive = pod_dir.monitor_alive()
+    if checked_phase(pod_state.phase, monitor_alive) == "Unknown":
         pod_state.phase = "Unknown"
         pod_state.reason = "MonitorGone"
         pod_state.message = ("the pod's monitor process is gone; "
@@ -25,6 +29,40 @@ def refresh(pod_dir, pod_state):
         if cstate.has("pid") and not ProcessRef(cstate.pid, cstate.get("pidStartTime")).alive():
             cstate.drop("pid")
     return pod_state
+
+
+def checked_phase(phase, monitor_alive):
+    """The phase the pod is in: a pod not ended whose monitor is gone is Unknown."""
+    return phase if phase in TERMINAL_PHASES or monitor_alive else "Unknown"
+
+
+def pod_row(doc, data, monitor_alive):
+    """What `ps`'s table shows of a pod, from pod.json and state.json as read (no records,
+    no kernel look at pids): the pod_object() fields pods_table reads, nothing else. None
+    when state.json is not of the shape pod_object() takes (the caller then goes that way,
+    which refuses it)."""
+    plan = doc.get("plan") if isinstance(doc, dict) else None
+    if not isinstance(plan, dict) or not isinstance(plan.get("containers"), list):
+        return None
+    if data is None:
+        phase, recorded, status = "Pending", {}, {}
+    else:
+        recorded = data.get("containers") or {}
+        if not isinstance(recorded, dict) or not isinstance(data.get("phase"), str):
+            return None
+        phase, status = checked_phase(data["phase"], monitor_alive), data
+    statuses = []
+    for c in plan["containers"]:
+        cstate = recorded.get(c.get("name")) if isinstance(c, dict) else None
+        if not isinstance(cstate, (dict, type(None))):
+            return None
+        cstate = cstate or {}
+        statuses.append({"ready": cstate.get("ready", False),
+                         "restartCount": cstate.get("restartCount", 0)})
+    row = {"phase": phase, "containerStatuses": statuses, "startTime": status.get("startTime")}
+    if status.get("podIP"):
+        row["podIP"] = status["podIP"]
+    return {"metadata": {"name": plan.get("name")}, "status": row}
 
 
 def container_status(name, cstate):

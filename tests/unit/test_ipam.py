@@ -161,3 +161,16 @@ def test_ipam_and_netclient_do_not_load_pyroute2():
             "print([m for m in sys.modules if m.startswith('pyroute2')])")
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_held_addresses_are_read_as_ipaddress_reads_them():
+    """_address_int (inet_aton, per held lease at each allocation) agrees with ipaddress for
+    what nspod writes, and anything else goes to ipaddress, whose error names it."""
+    import ipaddress
+    from nsPod.net.ipam import _address_int
+    for text in ("10.89.0.2", "10.89.7.254", "0.0.0.0", "255.255.255.255"):
+        assert _address_int(text) == int(ipaddress.IPv4Address(text))
+    for text in ("10.89.0", "10.89.0.256", "10.89.0.2/24", "", "0x0a.1.2.3", "010.1.2.3",
+                 "10.89.0.2 "):
+        with pytest.raises(ValueError):
+            _address_int(text)
