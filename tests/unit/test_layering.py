@@ -10,7 +10,8 @@ import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "nsPod"
 # Top to bottom: a module imports only from its own package and the ones below it.
-LAYERS = ("cli", "api", "monitor", "net", "registry", "store", "kernel", "plan", "manifest")
+# "cri" (nspod cri, the CRI server) sits on the library as the CLI does, below the CLI.
+LAYERS = ("cli", "cri", "api", "monitor", "net", "registry", "store", "kernel", "plan", "manifest")
 # Usable by every layer (they sit beside the stack, not in it).
 BASE = {"nsPod", "nsPod.errors", "nsPod.config", "nsPod.jsonline"}
 # What the base modules themselves may import: the global options check the state root's
@@ -19,7 +20,8 @@ BASE_IMPORTS = {"nsPod.config": {"nsPod.kernel.paths", "nsPod.manifest.sysctl_po
 # One module per outside dependency; the CLI alone talks to users.
 OWNERS = {"click": {"cli.py"}, "yaml": {"manifest/load.py"}, "pyroute2": {"net/links.py"},
           "prctl": {"kernel/security.py"}, "nsPod._syscalls": {"kernel/syscalls.py"},
-          "pyseccomp": {"kernel/seccomp.py"}}
+          "pyseccomp": {"kernel/seccomp.py"}, "grpc": {"cri/protocol.py"},
+          "cri_api": {"cri/protocol.py"}}
 # The per-pod monitor must stay lean: its memory is paid once per pod.
 MONITOR_FORBIDDEN = {"click", "yaml", "pyroute2"}
 # Detached processes write to their own log file (their stderr), never to a user, and end
@@ -204,7 +206,7 @@ MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
 OVERSIZED = {
     # Every command's click declaration lives here (the only click importer); the image
     # pull commands and `delete -f` (issue 10) brought it over: the next to move out.
-    "cli.py": 521,
+    "cli.py": 536,   # + `nspod cri` (issue 13)
 }
 
 

@@ -1,0 +1,409 @@
+"""Containers: CreateContainer records a CRI container (cri.json) without starting it: the
+CREATED state, which nspod's monitor has no word for, lives here until StartContainer asks
+the monitor to add and start it (op "add" with "cri": never restarted by the monitor, and its
+end does not end the pod: the kubelet decides). Stop and remove go to the monitor too
+(ops "stop-container", "remove-container")."""
+import os
+
+from nsPod.errors import InputError, SpecError, StateError
+from nsPod.cri import checks, images, sandboxes, store
+from nsPod.cri.protocol import CriError, Code, pb
+
+ARGV_MAX = 4096
+PROPAGATION = {0: "private", 1: "rslave", 2: "rshared"}
+
+
+def _strings(values, field, limit=128 * 1024):
+    if len(values) > ARGV_MAX:
+        raise InputError(f"{field}: more than {ARGV_MAX} items")
+    return [checks.text(v, f"{field}[{i}]", limit) for i, v in enumerate(values)]
+
+
+def record_of(pod, config):
+    """(nspod container name, the CRI record) of a ContainerConfig, every field checked."""
+    md = config.metadata
+    cri_name = checks.name(md.name, "config.metadata.name")
+    checks.number(md.attempt, "config.metadata.attempt", 0, 2**32 - 1)
+    name = checks.nspod_name(cri_name, md.attempt)
+    image_ref = images.resolve(pod.dir.root, config.image.image, "config.image.image")
+    doc = {"name": name, "imagePullPolicy": "Never"}
+    if image_ref:
+        doc["image"] = image_ref
+    if config.command:
+        doc["command"] = _strings(config.command, "config.command")
+    if config.args:
+        doc["args"] = _strings(config.args, "config.args")
+    if config.working_dir:
+        doc["workingDir"] = checks.absolute_path(config.working_dir, "config.working_dir")
+    env = []
+    for i, kv in enumerate(config.envs):
+        key = checks.text(kv.key, f"config.envs[{i}].key", 4096, allow_empty=False)
+        if "=" in key:
+            raise InputError(f"config.envs[{i}].key: {key!r} holds '='")
+        env.append({"name": key, "value": checks.text(kv.value, f"config.envs[{i}].value",
+                                                      128 * 1024)})
+    if env:
+        doc["env"] = env
+    mounts = []
+    for i, m in enumerate(config.mounts):
+        field = f"config.mounts[{i}]"
+        target = checks.absolute_path(m.container_path, f"{field}.container_path")
+        source = checks.absolute_path(m.host_path, f"{field}.host_path")
+        if not os.path.exists(source):
+            raise InputError(f"{field}.host_path: {source} does not exist")
+        if m.propagation not in PROPAGATION:
+            raise InputError(f"{field}.propagation: {m.propagation} is not a propagation mode")
+        if m.propagation:
+            raise CriError(f"{field}.propagation: {PROPAGATION[m.propagation]} mounts are not "
+                           "supported (volumes are private binds)", Code.UNIMPLEMENTED)
+        mounts.append({"container_path": target, "host_path": source,
+                       "readonly": m.readonly})
+    if config.devices:
+        raise CriError("config.devices: devices are not supported yet", Code.UNIMPLEMENTED)
+    log_path = ""
+    if config.log_path:
+        rel = checks.relative_path(config.log_path, "config.log_path")
+        directory = sandboxes.log_directory(pod)
+        if not directory:
+            raise InputError("config.log_path: the sandbox has no log_directory")
+        log_path = os.path.join(directory, rel)
+    linux = config.linux
+    limits = resources_of(linux.resources, "config.linux.resources")
+    security = security_of(linux.security_context, "config.linux.security_context")
+    return name, {
+        "metadata": {"name": cri_name, "attempt": md.attempt},
+        "image": config.image.image, "image_ref": image_ref or "",
+        "labels": checks.labels(config.labels, "config.labels"),
+        "annotations": checks.labels(config.annotations, "config.annotations"),
+        "log_path": log_path, "created_ns": sandboxes.now_ns(), "doc": doc,
+        "mounts": mounts, "limits": limits, "security": security,
+        "tty": config.tty, "stdin": config.stdin}
+
+
+def resources_of(r, field):
+    """LinuxContainerResources -> cgroups.Limits fields (hugepages: refused if asked)."""
+    limits = {"oom_group": True}
+    checks.number(r.memory_limit_in_bytes, f"{field}.memory_limit_in_bytes")
+    checks.number(r.cpu_quota, f"{field}.cpu_quota", -1)
+    checks.number(r.cpu_period, f"{field}.cpu_period", 0, 1_000_000)
+    checks.number(r.cpu_shares, f"{field}.cpu_shares", 0, 262144)
+    checks.number(r.oom_score_adj, f"{field}.oom_score_adj", -1000, 1000)
+    checks.text(r.cpuset_cpus, f"{field}.cpuset_cpus", 256)
+    checks.text(r.cpuset_mems, f"{field}.cpuset_mems", 256)
+    if r.memory_limit_in_bytes:
+        limits["memory"] = r.memory_limit_in_bytes
+    if r.cpu_quota > 0 and r.cpu_period > 0:
+        limits["cpu_millis"] = max(1, r.cpu_quota * 1000 // r.cpu_period)
+    if r.cpu_shares:
+        limits["cpu_request_millis"] = max(1, r.cpu_shares * 1000 // 1024)
+    if any(h.limit for h in r.hugepage_limits):
+        raise CriError(f"{field}.hugepage_limits: hugepages are not supported",
+                       Code.UNIMPLEMENTED)
+    return limits
+
+
+def security_of(sc, field):
+    """LinuxContainerSecurityContext -> the plan's security overrides (plan/containers.py
+    security_plan's keys) and the namespace options."""
+    from nsPod.manifest.schema import CAPABILITY_NAMES
+    caps = {}
+    for kind in ("add_capabilities", "drop_capabilities", "add_ambient_capabilities"):
+        values = []
+        for c in getattr(sc.capabilities, kind):
+            c = checks.text(c, f"{field}.capabilities.{kind}", 64).upper()
+            c = c[4:] if c.startswith("CAP_") else c
+            if c != "ALL" and c not in CAPABILITY_NAMES:
+                raise InputError(f"{field}.capabilities.{kind}: {c!r} is not a capability")
+            values.append(c)
+        caps[kind] = values
+    if caps["add_ambient_capabilities"]:
+        raise CriError(f"{field}.capabilities.add_ambient_capabilities: not supported",
+                       Code.UNIMPLEMENTED)
+    seccomp = sc.seccomp
+    profile = {0: "RuntimeDefault", 1: "Unconfined", 2: "Localhost"}.get(seccomp.profile_type)
+    if profile is None:
+        raise InputError(f"{field}.seccomp.profile_type: {seccomp.profile_type} is unknown")
+    if not sc.HasField("seccomp") and not sc.seccomp_profile_path:
+        profile = "Unconfined"
+    if sc.seccomp_profile_path:
+        path = sc.seccomp_profile_path
+        profile = {"runtime/default": "RuntimeDefault", "docker/default": "RuntimeDefault",
+                   "unconfined": "Unconfined"}.get(path)
+        if profile is None:
+            checks.absolute_path(path.removeprefix("localhost/"), f"{field}.seccomp_profile_path")
+            profile = "Localhost"
+    if profile == "Localhost":
+        checks.absolute_path(seccomp.localhost_ref or "/", f"{field}.seccomp.localhost_ref")
+        raise CriError(f"{field}.seccomp: Localhost profiles are not supported (nspod has "
+                       "RuntimeDefault and Unconfined)", Code.UNIMPLEMENTED)
+    for i, p in enumerate(sc.masked_paths):
+        checks.absolute_path(p, f"{field}.masked_paths[{i}]")
+    for i, p in enumerate(sc.readonly_paths):
+        checks.absolute_path(p, f"{field}.readonly_paths[{i}]")
+    user = str(checks.number(sc.run_as_user.value, f"{field}.run_as_user", 0, 2**31 - 1)) \
+        if sc.HasField("run_as_user") else ""
+    if sc.run_as_username:
+        user = checks.text(sc.run_as_username, f"{field}.run_as_username", 256)
+    group = str(checks.number(sc.run_as_group.value, f"{field}.run_as_group", 0, 2**31 - 1)) \
+        if sc.HasField("run_as_group") else ""
+    ns = sc.namespace_options
+    for kind in ("network", "pid", "ipc"):
+        mode = getattr(ns, kind)
+        if mode not in (0, 1, 2, 3):
+            raise InputError(f"{field}.namespace_options.{kind}: mode {mode} is unknown")
+    if ns.pid == sandboxes.TARGET:
+        checks.object_id(ns.target_id, f"{field}.namespace_options.target_id")
+    return {"privileged": sc.privileged, "add": caps["add_capabilities"],
+            "drop": caps["drop_capabilities"], "seccomp": profile,
+            "user": user, "group": group,
+            "supplementalGroups": [checks.number(g, f"{field}.supplemental_groups", 0,
+                                                 2**31 - 1) for g in sc.supplemental_groups],
+            "readOnlyRootFilesystem": sc.readonly_rootfs, "noNewPrivs": sc.no_new_privs,
+            "pid": ns.pid, "target_id": ns.target_id}
+
+
+def create(cfg, pod, config):
+    """CreateContainer: checked, recorded (CREATED), its log link made; returns its id."""
+    from nsPod.manifest import spec
+    if not pod.ready():
+        raise CriError(f"pod sandbox {pod.id} is not ready", Code.FAILED_PRECONDITION)
+    name, record = record_of(pod, config)
+    manifest_pod, _ = spec.pod_from_dict(pod.doc["manifest"], allow_no_containers=True)
+    try:
+        spec.container_from_dict(record["doc"], "config", init=False, pod=manifest_pod)
+    except SpecError as e:
+        raise InputError("; ".join(e.problems)) from None
+    with store.mutation_lock:
+        pod = store.load_pod(cfg.root, pod.name)
+        if name in pod.record.get("containers", {}) or \
+                any(n == name for _, n, _, _ in pod.containers()):
+            raise CriError(f"config.metadata: container {config.metadata.name!r} attempt "
+                           f"{config.metadata.attempt} already exists in this sandbox",
+                           Code.ALREADY_EXISTS)
+        if record["log_path"]:
+            link_log(record["log_path"], pod.dir.file("logs", name, "0.log"))
+        pod.record.setdefault("containers", {})[name] = record
+        try:
+            pod.save_record()
+        except BaseException:
+            store.unlink_log(record)
+            raise
+    return checks.id_of(pod.plan["uid"], name)
+
+
+def link_log(path, target):
+    """The kubelet's log path, a symlink to the run's log nspod's monitor writes. Its
+    directory is made if missing; nothing there is replaced, and no symlink on the way is
+    followed (the path must be what it says)."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    if os.path.realpath(directory) != directory:
+        raise InputError(f"config.log_path: {directory} holds a symlink")
+    try:
+        os.symlink(target, path)
+    except FileExistsError:
+        raise InputError(f"config.log_path: {path} already exists") from None
+
+
+def start(cfg, pod, name, record, cstate):
+    """StartContainer: the monitor adds the recorded container and starts it."""
+    from nsPod.api import control
+    from nsPod.api.query import host_facts
+    from nsPod.manifest import spec
+    from nsPod.plan.make import PodPlan, container_plan
+    from nsPod.plan.model import MountPlan
+    if cstate is not None or record.get("started"):
+        raise CriError(f"container {name} was started already", Code.FAILED_PRECONDITION)
+    if not pod.ready():
+        raise CriError(f"pod sandbox {pod.id} is not ready", Code.FAILED_PRECONDITION)
+    with store.mutation_lock:
+        pod = store.load_pod(cfg.root, pod.name)
+        doc = pod.doc
+        manifest = dict(doc["manifest"])
+        manifest["spec"] = dict(manifest.get("spec", {}))
+        manifest["spec"]["containers"] = list(manifest["spec"].get("containers", [])) + \
+            [record["doc"]]
+        mpod, _ = spec.pod_from_dict(manifest, allow_no_containers=True)
+        container = next(c for c in mpod.containers if c.name == name)
+        plan = PodPlan.from_json(doc["plan"])
+        facts = host_facts(cfg, pod.dir, plan.uid, plan.network.get("ip", ""))
+        cplan = container_plan(container, mpod, plan.volumes, facts, plan.etc_files)
+        cplan.limits = dict(record["limits"])
+        for i, m in enumerate(record["mounts"]):
+            cplan.mounts.append(MountPlan(volume=f"cri-mount-{i}", source=m["host_path"],
+                                          target=m["container_path"], read_only=m["readonly"]))
+        apply_security(cplan, record["security"])
+        reply = control.request(pod.dir, {"op": "add", "container": cplan.to_json(),
+                                          "manifest": manifest, "cri": True}, timeout=30.0)
+        if "error" in reply:
+            raise StateError(reply["error"])
+        pod.record["containers"][name]["started"] = True
+        pod.save_record()
+    return reply.get("warnings", [])
+
+
+def apply_security(cplan, sec):
+    from nsPod.manifest.schema import CAPABILITY_NAMES
+    from nsPod.plan.containers import DEFAULT_CAPABILITIES
+    s = dict(cplan.security)
+    caps = set(DEFAULT_CAPABILITIES)
+    if "ALL" in sec["add"]:
+        caps = set(CAPABILITY_NAMES)
+    if "ALL" in sec["drop"]:
+        caps = set()
+    caps |= {c for c in sec["add"] if c != "ALL"}
+    caps -= set(sec["drop"])
+    s["privileged"] = sec["privileged"]
+    s["capabilities"] = sorted(CAPABILITY_NAMES) if sec["privileged"] else sorted(caps)
+    s["seccomp"] = "Unconfined" if sec["privileged"] else sec["seccomp"]
+    if sec["user"]:
+        s["user"] = sec["user"]
+        s["group"] = sec["group"]
+    elif sec["group"]:
+        s["group"] = sec["group"]
+    if sec["supplementalGroups"]:
+        s["supplementalGroups"] = list(sec["supplementalGroups"])
+    s["readOnlyRootFilesystem"] = sec["readOnlyRootFilesystem"]
+    s["noNewPrivs"] = sec["noNewPrivs"]
+    cplan.security = s
+
+
+def stop(cfg, pod, name, cstate, timeout):
+    """StopContainer: SIGTERM, SIGKILL after `timeout` s; returns once it has ended."""
+    import time
+    from nsPod.api import control
+    checks.number(timeout, "timeout", 0, 86400 * 365)
+    if cstate is None or not cstate.has("pid") or not pod.dir.monitor_alive():
+        return
+    control.request(pod.dir, {"op": "stop-container", "container": name, "timeout": timeout},
+                    timeout=30.0)
+    deadline = time.monotonic() + timeout + 30
+    while time.monotonic() < deadline:
+        now = store.load_pod(cfg.root, pod.name).state.get("containers", {}).get(name)
+        if now is None or not now.has("pid"):
+            return
+        time.sleep(0.05)
+    raise StateError(f"container {name} did not stop within {timeout + 30} s")
+
+
+def remove(cfg, pod, name, record, cstate):
+    """RemoveContainer: stopped first (at once), then forgotten by the monitor; its logs and
+    the kubelet's log link go."""
+    from nsPod.api import control
+    with store.mutation_lock:
+        if cstate is not None and pod.dir.monitor_alive():
+            if cstate.has("pid"):
+                stop(cfg, pod, name, cstate, 0)
+            reply = control.request(pod.dir, {"op": "remove-container", "container": name},
+                                    timeout=30.0)
+            if "error" in reply:
+                raise StateError(reply["error"])
+        pod = store.load_pod(cfg.root, pod.name)
+        store.unlink_log(record)
+        pod.record.get("containers", {}).pop(name, None)
+        if pod.cri_made:
+            pod.save_record()
+        for part in ("logs", "containers"):
+            path = pod.dir.file(part, name)
+            if os.path.isdir(path):
+                from nsPod.store.state import remove_tree
+                remove_tree(path, ignore_errors=True)
+
+
+def state_of(record, cstate, monitor_alive):
+    """(CRI state, started ns, finished ns, exit code, reason, message)."""
+    if cstate is None:
+        return pb.CONTAINER_CREATED, 0, 0, 0, "", ""
+    st = cstate.state
+    if st.get("running") and cstate.has("pid") and monitor_alive:
+        return (pb.CONTAINER_RUNNING, sandboxes.rfc3339_ns(st.running.get("startedAt")),
+                0, 0, "", "")
+    t = st.get("terminated")
+    if t:
+        return (pb.CONTAINER_EXITED, sandboxes.rfc3339_ns(t.get("startedAt")),
+                sandboxes.rfc3339_ns(t.get("finishedAt")), int(t.get("exitCode", 0)),
+                t.get("reason", ""), t.get("message", ""))
+    if st.get("running"):
+        return (pb.CONTAINER_EXITED, sandboxes.rfc3339_ns(st.running.get("startedAt")), 0,
+                255, "Unknown", "the pod's monitor is gone")
+    if not record:
+        return pb.CONTAINER_UNKNOWN, 0, 0, 0, "", ""
+    return pb.CONTAINER_CREATED if not monitor_alive else pb.CONTAINER_CREATED, 0, 0, 0, "", ""
+
+
+def metadata_of(name, record):
+    m = record.get("metadata") or {"name": name, "attempt": 0}
+    return pb.ContainerMetadata(name=m["name"], attempt=m["attempt"])
+
+
+def image_of(pod, name, record):
+    if record:
+        return record.get("image", ""), record.get("image_ref", "")
+    c = next((c for c in pod.plan["init_containers"] + pod.plan["containers"]
+              if c["name"] == name), {})
+    return c.get("image", ""), c.get("image", "")
+
+
+def container_message(pod, cid, name, record, cstate, alive):
+    state = state_of(record, cstate, alive)[0]
+    image, ref = image_of(pod, name, record)
+    return pb.Container(id=cid, pod_sandbox_id=pod.id, metadata=metadata_of(name, record),
+                        image=pb.ImageSpec(image=image), image_ref=ref, state=state,
+                        created_at=record.get("created_ns") or sandboxes.created_ns(pod),
+                        labels=record.get("labels", {}),
+                        annotations=record.get("annotations", {}))
+
+
+def status_message(pod, cid, name, record, cstate, verbose=False):
+    alive = pod.dir.monitor_alive()
+    state, started, finished, code, reason, message = state_of(record, cstate, alive)
+    image, ref = image_of(pod, name, record)
+    mounts = [pb.Mount(container_path=m["container_path"], host_path=m["host_path"],
+                       readonly=m["readonly"]) for m in record.get("mounts", [])]
+    status = pb.ContainerStatus(
+        id=cid, metadata=metadata_of(name, record), state=state,
+        created_at=record.get("created_ns") or sandboxes.created_ns(pod),
+        started_at=started, finished_at=finished, exit_code=code,
+        image=pb.ImageSpec(image=image), image_ref=ref, image_id=ref, reason=reason,
+        message=message, labels=record.get("labels", {}),
+        annotations=record.get("annotations", {}), mounts=mounts,
+        log_path=record.get("log_path") or (pod.dir.file(cstate.log)
+                                            if cstate is not None and cstate.get("log") else ""))
+    info = {}
+    if verbose:
+        import json
+        info["info"] = json.dumps({"pod": pod.name, "container": name,
+                                   "pid": cstate.get("pid") if cstate else None,
+                                   "cgroup": cstate.get("cgroup") if cstate else None,
+                                   "sandboxID": pod.id})
+    return status, info
+
+
+def matches(pod, cid, name, record, cstate, flt, alive):
+    if flt is None:
+        return True
+    if flt.id and not cid.startswith(flt.id):
+        return False
+    if flt.pod_sandbox_id and not pod.id.startswith(flt.pod_sandbox_id):
+        return False
+    if flt.HasField("state") and flt.state.state != state_of(record, cstate, alive)[0]:
+        return False
+    labels = record.get("labels", {})
+    return all(labels.get(k) == v for k, v in flt.label_selector.items())
+
+
+def cgroup_rel(pod, cstate):
+    """(driver, rel) of a running container's cgroup, as the monitor recorded it."""
+    from nsPod.kernel.cgroups import open_driver, rel_in_parent
+    if cstate is None or not cstate.get("cgroup"):
+        raise CriError("the container has no cgroup (not started)", Code.FAILED_PRECONDITION)
+    parent = pod.plan["cgroup_parent"]
+    return open_driver(parent), rel_in_parent(cstate.cgroup, parent)
+
+
+def update_resources(pod, cstate, resources):
+    from nsPod.kernel.cgroups import Limits
+    limits = resources_of(resources, "linux")
+    driver, rel = cgroup_rel(pod, cstate)
+    driver.set_limits(rel, Limits(**limits))
+
