@@ -6,7 +6,8 @@ import re
 
 from nsPod.errors import InputError
 
-ID_RE = re.compile(r"[0-9a-f]{1,64}")
+# Ours are 64 hex digits; clients probe with other ids (UUIDs): any such text is NOT_FOUND.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TEXT_MAX = 4096
 # CRI names (metadata.name) are the kubelet's pod and container names, but other clients
 # send anything: printable ASCII without '/', as a file name could hold it.
@@ -46,10 +47,10 @@ def namespace(value, field):
 
 
 def object_id(value, field):
-    """A sandbox or container id, or a prefix of one: 1-64 lowercase hex digits."""
-    text(value, field, 64, allow_empty=False)
+    """A sandbox or container id, or a prefix of one (ours: 64 lowercase hex digits)."""
+    text(value, field, 128, allow_empty=False)
     if not ID_RE.fullmatch(value):
-        raise InputError(f"{field}: {value!r} is not an id (1-64 lowercase hex digits)")
+        raise InputError(f"{field}: {value!r} is not an id (letters, digits, '.', '_', '-')")
     return value
 
 

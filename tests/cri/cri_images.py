@@ -80,9 +80,13 @@ def _set_user(path, user):
 def push_all(registry, base):
     """Every image critest and the crictl tests pull; returns {what: reference}."""
     plain = layout(base, "busybox")
+    # critest's PrepareImageName keeps a prefixed image's path and drops its tag: every
+    # image is pulled as :latest, so each is pushed under its tags and :latest.
     refs = {"busybox": registry.push(plain, "e2e-test-images/busybox:1.29-2")}
+    registry.push(plain, "e2e-test-images/busybox:latest")
     for tag in ("test-image-latest:latest", "test-image-tag:test", "test-image-tag:all",
-                "test-image-tags:1", "test-image-tags:2", "test-image-tags:3"):
+                "test-image-tag:latest", "test-image-tags:1", "test-image-tags:2",
+                "test-image-tags:3", "test-image-tags:latest"):
         refs[tag] = registry.push(plain, f"{TOOLS}/{tag}")
     for n in (1, 2, 3):
         different = layout(base, f"test-image-{n}", [("image", "file", str(n).encode(), 0o644)])
@@ -105,7 +109,10 @@ def main(argv):
         push_all(registry, base)
         with open(os.path.join(base, "registries.conf"), "w") as f:
             f.write(f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
-        env = dict(os.environ, NSPOD_REGISTRIES_CONF=os.path.join(base, "registries.conf"),
+        with open(os.path.join(base, "test-images.yaml"), "w") as f:
+            f.write(f"defaultTestContainerImage: {registry.host}/e2e-test-images/busybox:latest\n"
+                    f"webServerTestImage: {registry.host}/e2e-test-images/busybox:latest\n")
+        env = dict(os.environ, CRI_TEST_IMAGES_FILE=os.path.join(base, "test-images.yaml"), NSPOD_REGISTRIES_CONF=os.path.join(base, "registries.conf"),
                    CRI_TEST_REGISTRY=registry.host)
         args = [a.replace("REGISTRY", registry.host) for a in command]
         return subprocess.run(args, env=env).returncode

@@ -88,7 +88,7 @@ def test_hostile_log_directory_and_ids(cri):
             "runtime_handler")
     refused(rt.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id="../x"),
             "pod_sandbox_id")
-    refused(rt.ContainerStatus, pb.ContainerStatusRequest(container_id="ZZ"), "container_id")
+    refused(rt.ContainerStatus, pb.ContainerStatusRequest(container_id="a/b"), "container_id")
     refused(rt.ListPodSandbox, pb.ListPodSandboxRequest(
         filter=pb.PodSandboxFilter(id="not hex")), "filter.id")
     refused(rt.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id="ab" * 32),
@@ -162,9 +162,9 @@ def test_host_network_sandbox_has_no_bridge():
     assert manifest["spec"]["hostNetwork"] is True
 
 
-def test_port_mappings_are_refused_not_ignored():
-    with pytest.raises(InputError, match="config.port_mappings"):
-        sandboxes.manifest_of(pod_config(port_mappings=[pb.PortMapping(host_port=80)]))
+def test_port_mappings_are_checked():
+    with pytest.raises(InputError, match=r"config.port_mappings\[0\].host_port"):
+        sandboxes.manifest_of(pod_config(port_mappings=[pb.PortMapping(host_port=70000)]))
 
 
 def test_container_resources_map_to_cgroup_limits():
