@@ -146,6 +146,9 @@ def security_of(sc, field):
         user = checks.text(sc.run_as_username, f"{field}.run_as_username", 256)
     group = str(checks.number(sc.run_as_group.value, f"{field}.run_as_group", 0, 2**31 - 1)) \
         if sc.HasField("run_as_group") else ""
+    if group and not user:
+        # As containerd: a group alone would run as the image's user with another group.
+        raise InputError(f"{field}.run_as_group: set without run_as_user or run_as_username")
     ns = sc.namespace_options
     for kind in ("network", "pid", "ipc"):
         mode = getattr(ns, kind)

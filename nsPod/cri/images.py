@@ -29,25 +29,28 @@ def _stored(root):
 def find(root, text, field):
     """(store name, config) of the image `text` names (a reference, an id or an id's
     prefix of at least 12 hex digits), or None."""
+    found = find_all(root, text, field)
+    return found[0] if found else None
+
+
+def find_all(root, text, field):
+    """Every (store name, config) of that image: a name is one, an id all its names."""
     from nsPod.store import images
     checks.text(text, field, 4096, allow_empty=False)
     stored = _stored(root)
     hexpart = text.removeprefix("sha256:")
     if len(hexpart) >= 12 and all(c in "0123456789abcdef" for c in hexpart):
-        for name, config in stored.items():
-            if image_id(config).removeprefix("sha256:").startswith(hexpart):
-                return name, config
-        if text.startswith("sha256:"):
-            return None
+        by_id = [(n, c) for n, c in sorted(stored.items())
+                 if image_id(c).removeprefix("sha256:").startswith(hexpart)]
+        if by_id or text.startswith("sha256:"):
+            return by_id
     if "@sha256:" in text:
         repo, _, digest = text.partition("@")
-        for name, config in stored.items():
-            if config.get("digest") == digest and name.rsplit(":", 1)[0] == \
-                    images.reference(repo, field).rsplit(":", 1)[0]:
-                return name, config
-        return None
+        repo_name = images.reference(repo, field).rsplit(":", 1)[0]
+        return [(n, c) for n, c in sorted(stored.items())
+                if c.get("digest") == digest and n.rsplit(":", 1)[0] == repo_name][:1]
     name = images.reference(text, field)
-    return (name, stored[name]) if name in stored else None
+    return [(name, stored[name])] if name in stored else []
 
 
 def resolve(root, text, field):
@@ -60,9 +63,25 @@ def resolve(root, text, field):
     return found[0]
 
 
-def image_message(name, config):
-    repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-    digests = [f"{repo}@{config['digest']}"] if config.get("digest") else []
+def _full(name):
+    from nsPod.manifest import image_reference as reference
+    try:
+        return str(reference.parse(name))
+    except InputError:
+        return name
+
+
+def image_message(names, config):
+    """One CRI image: every store name with this id is one of its repo tags."""
+    tags, digests = [], []
+    for name in names:
+        full = _full(name)
+        if "@" in full:
+            digests.append(full)
+            continue
+        tags.append(full)
+        if config.get("digest"):
+            digests.append(f"{full.rsplit(':', 1)[0]}@{config['digest']}")
     user = (config.get("user") or "").partition(":")[0]
     uid = None
     username = ""
@@ -70,31 +89,36 @@ def image_message(name, config):
         uid = pb.Int64Value(value=int(user))
     elif user:
         username = user
-    return pb.Image(id=image_id(config), repo_tags=[name], repo_digests=digests,
+    return pb.Image(id=image_id(config), repo_tags=tags, repo_digests=sorted(set(digests)),
                     size=int(config.get("size") or 0), uid=uid, username=username,
-                    spec=pb.ImageSpec(image=name))
+                    spec=pb.ImageSpec(image=image_id(config)))
+
+
+def _by_id(root):
+    groups = {}
+    for name, config in sorted(_stored(root).items()):
+        groups.setdefault(image_id(config), ([], config))[0].append(name)
+    return groups
 
 
 def list_images(root, flt):
-    out = []
     wanted = None
     if flt is not None and flt.image.image:
         found = find(root, flt.image.image, "filter.image.image")
         if found is None:
             return []
-        wanted = found[0]
-    for name, config in sorted(_stored(root).items()):
-        if wanted is None or name == wanted:
-            out.append(image_message(name, config))
-    return out
+        wanted = image_id(found[1])
+    return [image_message(names, config) for iid, (names, config) in _by_id(root).items()
+            if wanted is None or iid == wanted]
 
 
 def status(root, spec, verbose):
     found = find(root, spec.image, "image.image")
     if found is None:
         return pb.ImageStatusResponse()
+    names, config = _by_id(root)[image_id(found[1])]
     info = {"info": json.dumps(found[1])} if verbose else {}
-    return pb.ImageStatusResponse(image=image_message(*found), info=info)
+    return pb.ImageStatusResponse(image=image_message(names, config), info=info)
 
 
 @contextlib.contextmanager
@@ -137,11 +161,10 @@ def pull(root, spec, auth):
 
 
 def remove(cfg, spec):
+    """RemoveImage: by name, that name; by id, every name of the image."""
     from nsPod.store import images
-    found = find(cfg.root, spec.image, "image.image")
-    if found is None:
-        return
-    images.remove(cfg, found[0])
+    for name, _ in find_all(cfg.root, spec.image, "image.image"):
+        images.remove(cfg, name)
 
 
 def fs_info(root):

@@ -81,6 +81,30 @@ class Server:
         from nsPod.cri.runtime import run_nspod
         return run_nspod(self.config, args, timeout)
 
+    def reap_monitors(self):
+        """Monitors of the pods this server made are its children: once they end (the pod
+        stopped) they are reaped here, or they would stay zombies for the server's life.
+        Only a zombie child whose start time is the one its pod recorded is waited for, so
+        a pid reused by an ExecSync child is never taken from its waiter."""
+        from nsPod.cri import store
+        from nsPod.store import state
+        for pod in store.all_pods(self.config.root):
+            monitor = pod.state.get("monitor")
+            if monitor is None or not monitor.get("pid"):
+                continue
+            pid = monitor.pid
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == b"Z" and int(fields[1]) == os.getpid() and \
+                    state.process_start_time(pid) == monitor.get("startTime"):
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
     def start(self):
         from nsPod.cri.runtime import Images, Runtime
         from nsPod.kernel import paths
@@ -124,8 +148,11 @@ def serve_forever(config, listen=DEFAULT_LISTEN, stream_address="127.0.0.1", ver
         signal.signal(sig, lambda signo, frame: done.set())
     server.start()
     try:
-        while not done.wait(3600):
-            pass
+        while not done.wait(5):
+            try:
+                server.reap_monitors()
+            except Exception as e:  # never the server's end: said, and tried again later
+                log.warning("reaping monitors: %s", e)
     finally:
         log.info("stopping")
         server.stop()

@@ -1,11 +1,12 @@
 """The images crictl and critest need, built from Debian's busybox-static (as the other test
 images are: tests/integration/test_registry.py's layouts) and pushed with skopeo to a local
 docker-registry. critest's names (cri-tools v1.34 pkg/validate/consts.go, framework/util.go)
-are kept under the registry prefix: critest --registry-prefix=127.0.0.1:PORT.
+keep their upstream names: registries.conf rewrites registry.k8s.io and gcr.io to the local
+registry (see registries_conf).
 
-    python tests/cri/cri_images.py -- critest ARGS...   registry up, images pushed, then
-                                                         ARGS run with REGISTRY in them
-                                                         replaced by 127.0.0.1:PORT
+    python tests/cri/cri_images.py -- COMMAND ARGS...   registry up, images pushed, then
+                                                         COMMAND run (tests/cri/run_critest.py
+                                                         does the same for critest)
 """
 import os
 import subprocess
@@ -24,6 +25,9 @@ PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
 GROUP = ("root:x:0:\nwww-data:x:33:\ndefault-user:x:1000:\n"
          "group-defined-in-image:x:50000:default-user\nnogroup:x:65534:\n")
 TOOLS = "k8s-staging-cri-tools"
+SHIMS = {"pgrep": '#!/bin/sh\nexec pidof "$@"\n',
+         # `ipcs -m`: the IPC namespace's shared memory segments, their ids included.
+         "ipcs": "#!/bin/sh\nexec cat /proc/sysvipc/shm\n"}
 
 
 def busybox_entries():
@@ -36,22 +40,30 @@ def busybox_entries():
                ("etc/group", "file", GROUP.encode(), 0o644), ("tmp", "dir", None, 0o1777),
                ("var", "dir", None, 0o755), ("var/www", "dir", None, 0o755),
                ("home", "dir", None, 0o755), ("root", "dir", None, 0o700)]
-    return entries + [(f"bin/{a}", "symlink", "busybox", 0o777) for a in applets
-                      if a != "busybox"]
+    entries += [(f"bin/{a}", "symlink", "busybox", 0o777) for a in applets if a != "busybox"]
+    # Debian's busybox-static has no pgrep nor ipcs, which critest's specs run: shims.
+    return entries + [(f"bin/{name}", "file", text.encode(), 0o755)
+                      for name, text in SHIMS.items() if name not in applets]
 
 
-def layout(base, name, extra=(), user=""):
-    """An OCI layout of busybox (+ a layer of `extra` files), with USER `user`."""
+# critest's namespace specs look for a long-running process called nginx and its pid file.
+NGINX = ("#!/bin/sh\necho $$ > /var/run/nginx.pid\ntrap 'exit 0' TERM\n"
+         "while :; do sleep 1 & wait $!; done\n")
+
+
+def layout(base, name, extra=(), **config):
+    """An OCI layout of busybox and a layer naming the image (+ `extra` files): each image
+    its own id, as upstream's are. `config`: image config fields (User, Entrypoint, Cmd)."""
     path = os.path.join(base, name)
-    layers = [busybox_entries()] + ([list(extra)] if extra else [])
+    layers = [busybox_entries(), [("image-name", "file", name.encode(), 0o644), *extra]]
     write_layout(path, layers, cmd=("top",))
-    if user:
-        _set_user(path, user)
+    if config:
+        _set_config(path, config)
     return path
 
 
-def _set_user(path, user):
-    """Rewrite the image's config with USER, and the manifest and index that name it."""
+def _set_config(path, fields):
+    """Rewrite the image's config with `fields`, and the manifest and index that name it."""
     import hashlib
     import json
     blobs = os.path.join(path, "blobs", "sha256")
@@ -62,7 +74,7 @@ def _set_user(path, user):
         manifest = json.load(f)
     with open(os.path.join(blobs, manifest["config"]["digest"].split(":")[1])) as f:
         config = json.load(f)
-    config["config"]["User"] = user
+    config["config"].update(fields)
 
     def put(obj):
         data = json.dumps(obj).encode()
@@ -79,43 +91,52 @@ def _set_user(path, user):
 
 def push_all(registry, base):
     """Every image critest and the crictl tests pull; returns {what: reference}."""
-    plain = layout(base, "busybox")
-    # critest's PrepareImageName keeps a prefixed image's path and drops its tag: every
-    # image is pulled as :latest, so each is pushed under its tags and :latest.
-    refs = {"busybox": registry.push(plain, "e2e-test-images/busybox:1.29-2")}
-    registry.push(plain, "e2e-test-images/busybox:latest")
-    for tag in ("test-image-latest:latest", "test-image-tag:test", "test-image-tag:all",
-                "test-image-tag:latest", "test-image-tags:1", "test-image-tags:2",
-                "test-image-tags:3", "test-image-tags:latest"):
-        refs[tag] = registry.push(plain, f"{TOOLS}/{tag}")
-    for n in (1, 2, 3):
-        different = layout(base, f"test-image-{n}", [("image", "file", str(n).encode(), 0o644)])
-        refs[f"test-image-{n}"] = registry.push(different, f"{TOOLS}/test-image-{n}:latest")
+    refs = {"busybox": registry.push(layout(base, "busybox"), "e2e-test-images/busybox:1.29-2")}
+    for name, tags in (("test-image-latest", ["latest"]), ("test-image-tag", ["test", "all"]),
+                       ("test-image-tags", ["1", "2", "3"]), ("test-image-1", ["latest"]),
+                       ("test-image-2", ["latest"]), ("test-image-3", ["latest"])):
+        path = layout(base, name)
+        for tag in tags:
+            refs[f"{name}:{tag}"] = registry.push(path, f"{TOOLS}/{name}:{tag}")
     for name, user in (("test-image-user-uid", "1002"), ("test-image-user-username", "www-data"),
                        ("test-image-user-uid-group", "1003:1003"),
                        ("test-image-user-username-group", "www-data:www-data"),
                        ("test-image-predefined-group", "1000")):
-        refs[name] = registry.push(layout(base, name, user=user), f"{TOOLS}/{name}:latest")
+        refs[name] = registry.push(layout(base, name, User=user), f"{TOOLS}/{name}:latest")
+    # Its pid 1 is `nginx` (comm) with "master process" in its command line, as critest's
+    # pid namespace specs look for.
+    nginx = layout(base, "nginx", [("bin", "dir", None, 0o755),
+                                   ("bin/nginx", "file", NGINX.encode(), 0o755),
+                                   ("var", "dir", None, 0o755), ("var/run", "dir", None, 0o755)],
+                   Entrypoint=["/bin/nginx"], Cmd=["-g", "master process"])
+    refs["nginx"] = registry.push(nginx, "e2e-test-images/nginx:1.14-2")
     return refs
 
 
+def registries_conf(registry):
+    """critest's own image names (registry.k8s.io/..., gcr.io/...) served by the local
+    registry: containers-registries.conf rewrites their prefixes to it, so names, tags and
+    what critest compares stay as upstream has them."""
+    return "".join(f'[[registry]]\nprefix = "{p}"\nlocation = "{registry.host}"\n'
+                   f'insecure = true\n\n' for p in ("registry.k8s.io", "gcr.io")) + \
+        f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n'
+
+
 def main(argv):
+    """A registry with the images, up while COMMAND runs (with NSPOD_REGISTRIES_CONF naming
+    a registries.conf that sends registry.k8s.io and gcr.io to it, and CRI_TEST_REGISTRY)."""
     if "--" not in argv:
-        sys.exit("usage: cri_images.py -- COMMAND ARGS (REGISTRY in ARGS: the registry)")
+        sys.exit("usage: cri_images.py -- COMMAND ARGS")
     command = argv[argv.index("--") + 1:]
     base = tempfile.mkdtemp(prefix="nspod-cri-images-")
     registry = Registry(base, "registry")
     try:
         push_all(registry, base)
-        with open(os.path.join(base, "registries.conf"), "w") as f:
-            f.write(f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
-        with open(os.path.join(base, "test-images.yaml"), "w") as f:
-            f.write(f"defaultTestContainerImage: {registry.host}/e2e-test-images/busybox:latest\n"
-                    f"webServerTestImage: {registry.host}/e2e-test-images/busybox:latest\n")
-        env = dict(os.environ, CRI_TEST_IMAGES_FILE=os.path.join(base, "test-images.yaml"), NSPOD_REGISTRIES_CONF=os.path.join(base, "registries.conf"),
-                   CRI_TEST_REGISTRY=registry.host)
-        args = [a.replace("REGISTRY", registry.host) for a in command]
-        return subprocess.run(args, env=env).returncode
+        conf = os.path.join(base, "registries.conf")
+        with open(conf, "w") as f:
+            f.write(registries_conf(registry))
+        env = dict(os.environ, NSPOD_REGISTRIES_CONF=conf, CRI_TEST_REGISTRY=registry.host)
+        return subprocess.run(command, env=env).returncode
     finally:
         registry.stop()
         subprocess.run(["rm", "-rf", base])

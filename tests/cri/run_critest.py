@@ -48,10 +48,7 @@ def main(argv):
         cri_images.push_all(registry, work)
         conf = os.path.join(work, "registries.conf")
         with open(conf, "w") as f:
-            f.write(f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
-        images_file = os.path.join(work, "test-images.yaml")
-        with open(images_file, "w") as f:
-            f.write(f"defaultTestContainerImage: {registry.host}/e2e-test-images/busybox:latest\n")
+            f.write(cri_images.registries_conf(registry))
         env = dict(os.environ, NSPOD_REGISTRIES_CONF=conf)
         log = open(os.path.join(work, "server.log"), "wb")
         server = subprocess.Popen(NSPOD + world + ["cri", "--listen", sock], env=env,
@@ -63,8 +60,6 @@ def main(argv):
             time.sleep(0.1)
         result = subprocess.run([critest, f"--runtime-endpoint={sock}",
                                  f"--image-endpoint={sock}",
-                                 f"--registry-prefix={registry.host}",
-                                 f"--test-images-file={images_file}",
                                  "--ginkgo.no-color", *extra],
                                 capture_output=True, text=True)
         sys.stdout.write(result.stdout + result.stderr)
