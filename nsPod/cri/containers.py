@@ -125,17 +125,23 @@ def security_of(sc, field):
         raise InputError(f"{field}.seccomp.profile_type: {seccomp.profile_type} is unknown")
     if not sc.HasField("seccomp") and not sc.seccomp_profile_path:
         profile = "Unconfined"
-    if sc.seccomp_profile_path:
+    if sc.seccomp_profile_path and not sc.HasField("seccomp"):
+        # The deprecated field, read only when the new one is not given.
         path = sc.seccomp_profile_path
         profile = {"runtime/default": "RuntimeDefault", "docker/default": "RuntimeDefault",
                    "unconfined": "Unconfined"}.get(path)
         if profile is None:
             checks.absolute_path(path.removeprefix("localhost/"), f"{field}.seccomp_profile_path")
             profile = "Localhost"
+    localhost = None
     if profile == "Localhost":
-        checks.absolute_path(seccomp.localhost_ref or "/", f"{field}.seccomp.localhost_ref")
-        raise CriError(f"{field}.seccomp: Localhost profiles are not supported (nspod has "
-                       "RuntimeDefault and Unconfined)", Code.UNIMPLEMENTED)
+        from nsPod.cri import seccomp_profiles
+        if sc.seccomp_profile_path and not sc.HasField("seccomp"):
+            localhost = seccomp_profiles.read(sc.seccomp_profile_path.removeprefix("localhost/"),
+                                              f"{field}.seccomp_profile_path")
+        else:
+            localhost = seccomp_profiles.read(seccomp.localhost_ref,
+                                              f"{field}.seccomp.localhost_ref")
     for i, p in enumerate(sc.masked_paths):
         checks.absolute_path(p, f"{field}.masked_paths[{i}]")
     for i, p in enumerate(sc.readonly_paths):
@@ -158,7 +164,7 @@ def security_of(sc, field):
         checks.object_id(ns.target_id, f"{field}.namespace_options.target_id")
     return {"privileged": sc.privileged, "add": caps["add_capabilities"],
             "drop": caps["drop_capabilities"], "seccomp": profile,
-            "user": user, "group": group,
+            "localhost": localhost, "user": user, "group": group,
             "supplementalGroups": [checks.number(g, f"{field}.supplemental_groups", 0,
                                                  2**31 - 1) for g in sc.supplemental_groups],
             "readOnlyRootFilesystem": sc.readonly_rootfs, "noNewPrivs": sc.no_new_privs,
@@ -259,6 +265,8 @@ def apply_security(cplan, sec):
     s["privileged"] = sec["privileged"]
     s["capabilities"] = sorted(CAPABILITY_NAMES) if sec["privileged"] else sorted(caps)
     s["seccomp"] = "Unconfined" if sec["privileged"] else sec["seccomp"]
+    if s["seccomp"] == "Localhost":
+        s["seccompProfile"] = sec["localhost"]
     if sec["user"]:
         s["user"] = sec["user"]
         s["group"] = sec["group"]

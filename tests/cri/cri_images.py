@@ -110,7 +110,36 @@ def push_all(registry, base):
                                    ("var", "dir", None, 0o755), ("var/run", "dir", None, 0o755)],
                    Entrypoint=["/bin/nginx"], Cmd=["-g", "master process"])
     refs["nginx"] = registry.push(nginx, "e2e-test-images/nginx:1.14-2")
+    nnp = nonewprivs_binary(base)
+    if nnp is not None:
+        path = layout(base, "nonewprivs", [("usr", "dir", None, 0o755),
+                                           ("usr/local", "dir", None, 0o755),
+                                           ("usr/local/bin", "dir", None, 0o755),
+                                           ("usr/local/bin/nnp", "file", nnp, 0o4755)],
+                      Entrypoint=["/usr/local/bin/nnp"], Cmd=[])
+        refs["nonewprivs"] = registry.push(path, "e2e-test-images/nonewprivs:1.3")
     return refs
+
+
+NNP_C = ('#include <stdio.h>\n#include <unistd.h>\nint main(void) '
+         '{ printf("Effective uid: %d\\n", (int)geteuid()); return 0; }\n')
+
+
+def nonewprivs_binary(base):
+    """critest's nonewprivs image runs a setuid-root program printing its effective uid:
+    built static with musl-gcc (examples/install.sh installs musl-tools), or None."""
+    import shutil
+    cc = shutil.which("musl-gcc")
+    if cc is None:
+        print("cri_images: no musl-gcc: no nonewprivs image (critest's two no_new_privs "
+              "specs will fail)", file=sys.stderr)
+        return None
+    src, out = os.path.join(base, "nnp.c"), os.path.join(base, "nnp")
+    with open(src, "w") as f:
+        f.write(NNP_C)
+    subprocess.run([cc, "-static", "-Os", "-o", out, src], check=True, capture_output=True)
+    with open(out, "rb") as f:
+        return f.read()
 
 
 def registries_conf(registry):

@@ -234,3 +234,23 @@ def test_hostile_requests_are_refused_and_leave_nothing(cri, nspod, registry):
     assert not os.path.exists("/etc/passwd.nspod") and os.path.isfile("/etc/passwd")
     cri("rmp", "-f", pod_id)
     assert nspod.pods() == []
+
+
+def test_localhost_seccomp_profile_is_applied(cri, nspod, registry):
+    profile = os.path.join(nspod.workdir, "no-chmod.json")
+    with open(profile, "w") as f:
+        json.dump({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO"}]}, f)
+    cri("pull", registry.busybox)
+    pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+    ctr = cri("create", pod_id, container(nspod, registry.busybox, command=["sleep", "1000"],
+                                          linux={"security_context": {"seccomp": {
+                                              "profile_type": 2, "localhost_ref": profile}}}),
+              sandbox(nspod)).stdout.strip()
+    cri("start", ctr)
+    r = cri("exec", "-s", ctr, "sh", "-c", "touch /tmp/x && chmod 600 /tmp/x", check=False)
+    assert r.returncode != 0 and "Operation not permitted" in r.stderr, r
+    assert cri("exec", "-s", ctr, "sh", "-c", "grep Seccomp: /proc/self/status").stdout.split() \
+        == ["Seccomp:", "2"]
+    cri("rmp", "-f", pod_id)
+    assert nspod.pods() == []

@@ -195,6 +195,9 @@ def test_security_context_maps_to_the_plan():
     with pytest.raises(InputError, match="sc.seccomp.localhost_ref"):
         containers.security_of(pb.LinuxContainerSecurityContext(seccomp=pb.SecurityProfile(
             profile_type=pb.SecurityProfile.Localhost, localhost_ref="../../etc/x")), "sc")
+    with pytest.raises(InputError, match="sc.seccomp.localhost_ref: /dev/zero is not a regular"):
+        containers.security_of(pb.LinuxContainerSecurityContext(seccomp=pb.SecurityProfile(
+            profile_type=pb.SecurityProfile.Localhost, localhost_ref="/dev/zero")), "sc")
     with pytest.raises(InputError, match="sc.masked_paths"):
         containers.security_of(pb.LinuxContainerSecurityContext(masked_paths=["rel"]), "sc")
 
@@ -226,3 +229,30 @@ def test_listen_address_is_checked():
     for bad in ("tcp://0.0.0.0:1", "unix://rel/sock", "unix:///a/../b", "unix:///" + "x" * 200):
         with pytest.raises(InputError, match="--listen"):
             socket_path(bad)
+
+
+def test_localhost_seccomp_profiles_are_checked(tmp_path):
+    from nsPod.cri import seccomp_profiles
+    from nsPod.cri.protocol import CriError
+    good = {"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}]}
+    path = tmp_path / "p.json"
+    path.write_text(__import__("json").dumps(good))
+    assert seccomp_profiles.read(str(path), "ref") == {
+        "defaultAction": "SCMP_ACT_ALLOW", "defaultErrno": 1,
+        "rules": [["SCMP_ACT_ERRNO", 1, ["sethostname"]]]}
+    for bad, words in (({"defaultAction": "ALLOW"}, "defaultAction"),
+                       ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["../x"],
+                         "action": "SCMP_ACT_ERRNO"}]}, r"syscalls\[0\]: names"),
+                       ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"],
+                         "action": "SCMP_ACT_ERRNO", "errnoRet": 99999}]}, "errnoRet"),
+                       ([], "not a JSON object")):
+        with pytest.raises(InputError, match=words):
+            seccomp_profiles.check(bad, "ref")
+    with pytest.raises(CriError, match="argument conditions"):
+        seccomp_profiles.check({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0}]}]}, "ref")
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    with pytest.raises(InputError, match="ref"):
+        seccomp_profiles.read(str(link), "ref")
