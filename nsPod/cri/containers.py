@@ -165,6 +165,7 @@ def security_of(sc, field):
     return {"privileged": sc.privileged, "add": caps["add_capabilities"],
             "drop": caps["drop_capabilities"], "seccomp": profile,
             "localhost": localhost, "user": user, "group": group,
+            "masked": list(sc.masked_paths), "readonly": list(sc.readonly_paths),
             "supplementalGroups": [checks.number(g, f"{field}.supplemental_groups", 0,
                                                  2**31 - 1) for g in sc.supplemental_groups],
             "readOnlyRootFilesystem": sc.readonly_rootfs, "noNewPrivs": sc.no_new_privs,
@@ -267,6 +268,9 @@ def apply_security(cplan, sec):
     s["seccomp"] = "Unconfined" if sec["privileged"] else sec["seccomp"]
     if s["seccomp"] == "Localhost":
         s["seccompProfile"] = sec["localhost"]
+    # The kubelet sends containerd's lists; none given keeps nspod's (the same ones).
+    s["maskedPaths"] = sec.get("masked") or None
+    s["readonlyPaths"] = sec.get("readonly") or None
     if sec["user"]:
         s["user"] = sec["user"]
         s["group"] = sec["group"]

@@ -68,7 +68,7 @@ class Runtime(StatsAndEvents, RuntimeBase):
         if request.runtime_handler:
             raise InputError(f"runtime_handler: {request.runtime_handler!r}: nspod has only "
                              "the default handler (\"\")")
-        sandbox_id = sandboxes.run(self.cfg, request.config)
+        sandbox_id = sandboxes.run(self.cfg, request.config, self.server.hostports)
         self.event(sandbox_id, sandbox_id, pb.CONTAINER_CREATED_EVENT)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
 
@@ -80,7 +80,7 @@ class Runtime(StatsAndEvents, RuntimeBase):
             if e.code == Code.NOT_FOUND:
                 return pb.StopPodSandboxResponse()   # idempotent, as the CRI asks
             raise
-        sandboxes.stop(self.cfg, pod)
+        sandboxes.stop(self.cfg, pod, self.server.hostports)
         self.event(pod.id, pod.id, pb.CONTAINER_STOPPED_EVENT)
         return pb.StopPodSandboxResponse()
 
@@ -92,7 +92,7 @@ class Runtime(StatsAndEvents, RuntimeBase):
             if e.code == Code.NOT_FOUND:
                 return pb.RemovePodSandboxResponse()
             raise
-        sandboxes.remove(self.cfg, pod)
+        sandboxes.remove(self.cfg, pod, self.server.hostports)
         self.event(pod.id, pod.id, pb.CONTAINER_DELETED_EVENT)
         return pb.RemovePodSandboxResponse()
 

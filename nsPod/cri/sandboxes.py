@@ -82,10 +82,21 @@ def manifest_of(config):
             "nameservers": [checks.text(s, "config.dns_config.servers", 64) for s in dns.servers],
             "searches": [checks.text(s, "config.dns_config.searches", 253) for s in dns.searches],
             "options": [_dns_option(o) for o in dns.options]}
+    port_mappings = []
     for i, p in enumerate(config.port_mappings):
-        checks.number(p.container_port, f"config.port_mappings[{i}].container_port", 0, 65535)
-        checks.number(p.host_port, f"config.port_mappings[{i}].host_port", 0, 65535)
-        checks.text(p.host_ip, f"config.port_mappings[{i}].host_ip", 64)
+        at = f"config.port_mappings[{i}]"
+        checks.number(p.container_port, f"{at}.container_port", 0, 65535)
+        checks.number(p.host_port, f"{at}.host_port", 0, 65535)
+        if p.host_ip:
+            import ipaddress
+            try:
+                ipaddress.IPv4Address(p.host_ip)
+            except ValueError:
+                raise InputError(f"{at}.host_ip: {p.host_ip!r} is not an IPv4 address") from None
+        if p.protocol not in (0, 1, 2):
+            raise InputError(f"{at}.protocol: {p.protocol} is not TCP, UDP or SCTP")
+        port_mappings.append({"container_port": p.container_port, "host_port": p.host_port,
+                              "host_ip": p.host_ip, "protocol": p.protocol})
     if linux.cgroup_parent:
         checks.text(linux.cgroup_parent, "config.linux.cgroup_parent", 4096)
     manifest = {"apiVersion": "v1", "kind": "Pod",
@@ -99,7 +110,7 @@ def manifest_of(config):
                                        "attempt": md.attempt},
                           "labels": labels, "annotations": annotations,
                           "log_directory": log_directory, "created_ns": now_ns(),
-                          "runtime_handler": "",
+                          "runtime_handler": "", "port_mappings": port_mappings,
                           "namespace_options": {"network": ns.network, "pid": ns.pid,
                                                 "ipc": ns.ipc}},
               "containers": {}}
@@ -112,8 +123,8 @@ def _dns_option(option):
     return {"name": key, "value": value} if value else {"name": key}
 
 
-def run(cfg, config):
-    """RunPodSandbox: the pod made and started; returns its id."""
+def run(cfg, config, hostports):
+    """RunPodSandbox: the pod made and started, its host ports published; returns its id."""
     from nsPod.api import pods
     from nsPod.manifest import spec
     pod_name, manifest, record = manifest_of(config)
@@ -121,28 +132,51 @@ def run(cfg, config):
         pod, _ = spec.pod_from_dict(manifest, allow_no_containers=True)
     except SpecError as e:
         raise InputError("config: " + "; ".join(e.problems)) from None
-    if any(p.host_port for p in config.port_mappings):
-        # hostPort relays are the monitor's, per container port, made with the sandbox from
-        # the plan (monitor/ports.py); a CRI sandbox's mappings are not relayed yet: said in
-        # the log, not silently dropped.
-        log.warning("RunPodSandbox %s: port_mappings with host ports are not relayed "
-                    "(not supported yet)", pod_name)
+    wanted = hostports.wanted(record["sandbox"]["port_mappings"])
+    if wanted and manifest["spec"].get("hostNetwork"):
+        wanted = []     # host network: the container's port is the host's already
+    listeners = hostports.bind(wanted)   # a taken port refuses the sandbox: nothing made
     # The kubelet is the sysctl policy (its --allowed-unsafe-sysctls): every namespaced one.
     cfg = dataclasses.replace(cfg, allowed_unsafe_sysctls=NAMESPACED_SYSCTLS)
-    with store.mutation_lock:
-        pods.run(cfg, pod)
-        made = store.load_pod(cfg.root, pod_name)
-        made.record = record
-        try:
-            made.save_record()
-        except (OSError, NspodError):
-            pods.remove(cfg, [pod_name], force=True, timeout=0)
-            raise
+    try:
+        with store.mutation_lock:
+            pods.run(cfg, pod)
+            made = store.load_pod(cfg.root, pod_name)
+            made.record = record
+            try:
+                made.save_record()
+            except (OSError, NspodError):
+                pods.remove(cfg, [pod_name], force=True, timeout=0)
+                raise
+    except BaseException:
+        for s in listeners:
+            s.close()
+        raise
+    if listeners:
+        hostports.publish(made.id, listeners, wanted, made.state.get("podIP") or
+                          made.plan.get("network", {}).get("ip", ""))
     return made.id
 
 
-def stop(cfg, pod):
+def republish(cfg, hostports):
+    """At the server's start: the host ports of its ready sandboxes (a port taken meanwhile
+    is logged; that sandbox goes without it)."""
+    for pod in store.all_pods(cfg.root):
+        mappings = pod.record.get("sandbox", {}).get("port_mappings") or []
+        if not mappings or not pod.ready():
+            continue
+        try:
+            wanted = hostports.wanted(mappings)
+            listeners = hostports.bind(wanted)
+        except NspodError as e:
+            log.warning("sandbox %s: its host ports: %s", pod.id, e)
+            continue
+        hostports.publish(pod.id, listeners, wanted, pod.state.get("podIP") or "")
+
+
+def stop(cfg, pod, hostports):
     from nsPod.api import pods
+    hostports.unpublish(pod.id)
     with store.mutation_lock:
         if pod.dir.monitor_alive():
             pods.stop(cfg, pod.name, timeout=None)
@@ -151,8 +185,9 @@ def stop(cfg, pod):
             pod.save_record()
 
 
-def remove(cfg, pod):
+def remove(cfg, pod, hostports):
     from nsPod.api import pods
+    hostports.unpublish(pod.id)
     with store.mutation_lock:
         for _, name, record, _ in pod.containers():
             store.unlink_log(record)

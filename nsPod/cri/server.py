@@ -42,6 +42,7 @@ class Server:
         self._streaming = None
         self._streaming_lock = threading.Lock()
         self.grpc = None
+        self.hostports = None
 
     def set_pod_cidr(self, cidr):
         """UpdateRuntimeConfig: the pod CIDR new sandboxes get their IP from. The bridge
@@ -120,6 +121,10 @@ class Server:
                 raise NspodError(f"--listen: {self.path} exists and is not a socket")
             os.unlink(self.path)   # a socket left by a server that was killed
         # Created 0600: only root reaches the runtime (umask covers the bind's moment).
+        from nsPod.cri import sandboxes
+        from nsPod.cri.hostports import HostPorts
+        self.hostports = HostPorts()
+        sandboxes.republish(self.config, self.hostports)
         old = os.umask(0o177)
         try:
             self.grpc = protocol.serve(Runtime(self), Images(self), f"unix://{self.path}")
@@ -133,6 +138,8 @@ class Server:
             self.grpc.stop(grace=2).wait()
         if self._streaming is not None:
             self._streaming.stop()
+        if self.hostports is not None:
+            self.hostports.stop()
         try:
             os.unlink(self.path)
         except OSError:

@@ -130,9 +130,9 @@ def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, s
     if not privileged:
         # After the volumes, so that no volume mounted over /proc or /sys can undo them.
         with step("mask and protect kernel files in /proc and /sys"):
-            for path in READONLY_PATHS:
+            for path in settings["readonlyPaths"] or READONLY_PATHS:
                 mounts.make_read_only(os.path.join(rootfs, path.lstrip("/")))
-            for path in MASKED_PATHS:
+            for path in settings["maskedPaths"] or MASKED_PATHS:
                 mounts.mask(os.path.join(rootfs, path.lstrip("/")))
     with step(f"working directory {container.cwd}"):
         # runc makes a missing working directory; so do we, in the container's own layer,

@@ -15,6 +15,8 @@ DEFAULT_SECURITY = {
     "privileged": False, "noNewPrivs": False, "readOnlyRootFilesystem": False,
     "capabilities": None, "seccomp": "Unconfined",
     "seccompProfile": None,   # "Localhost" (nspod cri): the checked profile, kernel/seccomp.py
+    # nspod cri's masked_paths/readonly_paths; None: container.py's defaults (containerd's)
+    "maskedPaths": None, "readonlyPaths": None,
 }
 
 

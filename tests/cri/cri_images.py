@@ -40,15 +40,19 @@ def busybox_entries():
                ("etc/group", "file", GROUP.encode(), 0o644), ("tmp", "dir", None, 0o1777),
                ("var", "dir", None, 0o755), ("var/www", "dir", None, 0o755),
                ("home", "dir", None, 0o755), ("root", "dir", None, 0o700)]
-    entries += [(f"bin/{a}", "symlink", "busybox", 0o777) for a in applets if a != "busybox"]
+    # ls a copy, not a link: critest masks /bin/ls, and a mask follows a link to busybox.
+    entries += [("bin/ls", "file", busybox, 0o755)]
+    entries += [(f"bin/{a}", "symlink", "busybox", 0o777) for a in applets
+                if a not in ("busybox", "ls")]
     # Debian's busybox-static has no pgrep nor ipcs, which critest's specs run: shims.
     return entries + [(f"bin/{name}", "file", text.encode(), 0o755)
                       for name, text in SHIMS.items() if name not in applets]
 
 
 # critest's namespace specs look for a long-running process called nginx and its pid file.
+# And it serves HTTP on port 80 (busybox httpd), which the port mapping specs fetch.
 NGINX = ("#!/bin/sh\necho $$ > /var/run/nginx.pid\ntrap 'exit 0' TERM\n"
-         "while :; do sleep 1 & wait $!; done\n")
+         "httpd -f -p 80 -h /www &\nwhile :; do sleep 1 & wait $!; done\n")
 
 
 def layout(base, name, extra=(), **config):
@@ -107,7 +111,9 @@ def push_all(registry, base):
     # pid namespace specs look for.
     nginx = layout(base, "nginx", [("bin", "dir", None, 0o755),
                                    ("bin/nginx", "file", NGINX.encode(), 0o755),
-                                   ("var", "dir", None, 0o755), ("var/run", "dir", None, 0o755)],
+                                   ("var", "dir", None, 0o755), ("var/run", "dir", None, 0o755),
+                                   ("www", "dir", None, 0o755),
+                                   ("www/index.html", "file", b"Welcome to nginx!\n", 0o644)],
                    Entrypoint=["/bin/nginx"], Cmd=["-g", "master process"])
     refs["nginx"] = registry.push(nginx, "e2e-test-images/nginx:1.14-2")
     nnp = nonewprivs_binary(base)

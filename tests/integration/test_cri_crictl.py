@@ -254,3 +254,34 @@ def test_localhost_seccomp_profile_is_applied(cri, nspod, registry):
         == ["Seccomp:", "2"]
     cri("rmp", "-f", pod_id)
     assert nspod.pods() == []
+
+
+def test_host_port_mapping_relays_to_the_pod(cri, nspod, registry):
+    import socket
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cri("pull", registry.busybox)
+    pod = sandbox(nspod, port_mappings=[{"container_port": 8080, "host_port": port}])
+    pod_id = cri("runp", pod).stdout.strip()
+    # The port is taken now: a second sandbox asking for it is refused, and nothing is made.
+    r = cri("runp", sandbox(nspod, "second", port_mappings=[{"container_port": 1,
+                                                             "host_port": port}]), check=False)
+    assert r.returncode != 0 and f"hostPort {port}" in r.stderr
+    assert len(nspod.pods()) == 1
+    ctr = cri("create", pod_id, container(nspod, registry.busybox, command=[
+        "sh", "-c", "echo served > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]),
+        pod).stdout.strip()
+    cri("start", ctr)
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as r:
+                return r.read()
+        except OSError:
+            return None
+    wait_for(lambda: fetch() == b"served\n", "the page through the host port")
+    cri("rmp", "-f", pod_id)
+    assert fetch() is None
+    assert nspod.pods() == []
