@@ -6,7 +6,7 @@ end does not end the pod: the kubelet decides). Stop and remove go to the monito
 import os
 
 from nsPod.errors import InputError, SpecError, StateError
-from nsPod.cri import checks, images, sandboxes, store
+from nsPod.cri import checks, images, sandboxes, security, store
 from nsPod.cri.protocol import CriError, Code, pb
 
 ARGV_MAX = 4096
@@ -68,108 +68,16 @@ def record_of(pod, config):
             raise InputError("config.log_path: the sandbox has no log_directory")
         log_path = os.path.join(directory, rel)
     linux = config.linux
-    limits = resources_of(linux.resources, "config.linux.resources")
-    security = security_of(linux.security_context, "config.linux.security_context")
+    limits = security.resources_of(linux.resources, "config.linux.resources")
+    sec = security.security_of(linux.security_context, "config.linux.security_context")
     return name, {
         "metadata": {"name": cri_name, "attempt": md.attempt},
         "image": config.image.image, "image_ref": image_ref or "",
         "labels": checks.labels(config.labels, "config.labels"),
         "annotations": checks.labels(config.annotations, "config.annotations"),
         "log_path": log_path, "created_ns": sandboxes.now_ns(), "doc": doc,
-        "mounts": mounts, "limits": limits, "security": security,
+        "mounts": mounts, "limits": limits, "security": sec,
         "tty": config.tty, "stdin": config.stdin}
-
-
-def resources_of(r, field):
-    """LinuxContainerResources -> cgroups.Limits fields (hugepages: refused if asked)."""
-    limits = {"oom_group": True}
-    checks.number(r.memory_limit_in_bytes, f"{field}.memory_limit_in_bytes")
-    checks.number(r.cpu_quota, f"{field}.cpu_quota", -1)
-    checks.number(r.cpu_period, f"{field}.cpu_period", 0, 1_000_000)
-    checks.number(r.cpu_shares, f"{field}.cpu_shares", 0, 262144)
-    checks.number(r.oom_score_adj, f"{field}.oom_score_adj", -1000, 1000)
-    checks.text(r.cpuset_cpus, f"{field}.cpuset_cpus", 256)
-    checks.text(r.cpuset_mems, f"{field}.cpuset_mems", 256)
-    if r.memory_limit_in_bytes:
-        limits["memory"] = r.memory_limit_in_bytes
-    if r.cpu_quota > 0 and r.cpu_period > 0:
-        limits["cpu_millis"] = max(1, r.cpu_quota * 1000 // r.cpu_period)
-    if r.cpu_shares:
-        limits["cpu_request_millis"] = max(1, r.cpu_shares * 1000 // 1024)
-    if any(h.limit for h in r.hugepage_limits):
-        raise CriError(f"{field}.hugepage_limits: hugepages are not supported",
-                       Code.UNIMPLEMENTED)
-    return limits
-
-
-def security_of(sc, field):
-    """LinuxContainerSecurityContext -> the plan's security overrides (plan/containers.py
-    security_plan's keys) and the namespace options."""
-    from nsPod.manifest.schema import CAPABILITY_NAMES
-    caps = {}
-    for kind in ("add_capabilities", "drop_capabilities", "add_ambient_capabilities"):
-        values = []
-        for c in getattr(sc.capabilities, kind):
-            c = checks.text(c, f"{field}.capabilities.{kind}", 64).upper()
-            c = c[4:] if c.startswith("CAP_") else c
-            if c != "ALL" and c not in CAPABILITY_NAMES:
-                raise InputError(f"{field}.capabilities.{kind}: {c!r} is not a capability")
-            values.append(c)
-        caps[kind] = values
-    if caps["add_ambient_capabilities"]:
-        raise CriError(f"{field}.capabilities.add_ambient_capabilities: not supported",
-                       Code.UNIMPLEMENTED)
-    seccomp = sc.seccomp
-    profile = {0: "RuntimeDefault", 1: "Unconfined", 2: "Localhost"}.get(seccomp.profile_type)
-    if profile is None:
-        raise InputError(f"{field}.seccomp.profile_type: {seccomp.profile_type} is unknown")
-    if not sc.HasField("seccomp") and not sc.seccomp_profile_path:
-        profile = "Unconfined"
-    if sc.seccomp_profile_path and not sc.HasField("seccomp"):
-        # The deprecated field, read only when the new one is not given.
-        path = sc.seccomp_profile_path
-        profile = {"runtime/default": "RuntimeDefault", "docker/default": "RuntimeDefault",
-                   "unconfined": "Unconfined"}.get(path)
-        if profile is None:
-            checks.absolute_path(path.removeprefix("localhost/"), f"{field}.seccomp_profile_path")
-            profile = "Localhost"
-    localhost = None
-    if profile == "Localhost":
-        from nsPod.cri import seccomp_profiles
-        if sc.seccomp_profile_path and not sc.HasField("seccomp"):
-            localhost = seccomp_profiles.read(sc.seccomp_profile_path.removeprefix("localhost/"),
-                                              f"{field}.seccomp_profile_path")
-        else:
-            localhost = seccomp_profiles.read(seccomp.localhost_ref,
-                                              f"{field}.seccomp.localhost_ref")
-    for i, p in enumerate(sc.masked_paths):
-        checks.absolute_path(p, f"{field}.masked_paths[{i}]")
-    for i, p in enumerate(sc.readonly_paths):
-        checks.absolute_path(p, f"{field}.readonly_paths[{i}]")
-    user = str(checks.number(sc.run_as_user.value, f"{field}.run_as_user", 0, 2**31 - 1)) \
-        if sc.HasField("run_as_user") else ""
-    if sc.run_as_username:
-        user = checks.text(sc.run_as_username, f"{field}.run_as_username", 256)
-    group = str(checks.number(sc.run_as_group.value, f"{field}.run_as_group", 0, 2**31 - 1)) \
-        if sc.HasField("run_as_group") else ""
-    if group and not user:
-        # As containerd: a group alone would run as the image's user with another group.
-        raise InputError(f"{field}.run_as_group: set without run_as_user or run_as_username")
-    ns = sc.namespace_options
-    for kind in ("network", "pid", "ipc"):
-        mode = getattr(ns, kind)
-        if mode not in (0, 1, 2, 3):
-            raise InputError(f"{field}.namespace_options.{kind}: mode {mode} is unknown")
-    if ns.pid == sandboxes.TARGET:
-        checks.object_id(ns.target_id, f"{field}.namespace_options.target_id")
-    return {"privileged": sc.privileged, "add": caps["add_capabilities"],
-            "drop": caps["drop_capabilities"], "seccomp": profile,
-            "localhost": localhost, "user": user, "group": group,
-            "masked": list(sc.masked_paths), "readonly": list(sc.readonly_paths),
-            "supplementalGroups": [checks.number(g, f"{field}.supplemental_groups", 0,
-                                                 2**31 - 1) for g in sc.supplemental_groups],
-            "readOnlyRootFilesystem": sc.readonly_rootfs, "noNewPrivs": sc.no_new_privs,
-            "pid": ns.pid, "target_id": ns.target_id}
 
 
 def create(cfg, pod, config):
@@ -215,6 +123,27 @@ def link_log(path, target):
         raise InputError(f"config.log_path: {path} already exists") from None
 
 
+def reopen_log(pod, name, record, cstate):
+    """ReopenContainerLog, after the kubelet renamed the log (its rotation): nspod's log
+    starts a new file; the renamed link is pointed at the old one (its content no longer
+    grows) and a new link is made at the kubelet's path."""
+    from nsPod.api import control
+    path = record.get("log_path")
+    if not path or os.path.lexists(path):
+        return      # not renamed: the log goes on where it is
+    target = pod.dir.file(cstate.log)
+    reply = control.request(pod.dir, {"op": "rotate-log", "container": name}, timeout=30.0)
+    if "error" in reply:
+        raise StateError(reply["error"])
+    directory = os.path.dirname(path)
+    for entry in os.scandir(directory):
+        if entry.is_symlink() and os.readlink(entry.path) == target:
+            temporary = os.path.join(directory, f".{entry.name}.nspod-{os.getpid()}")
+            os.symlink(f"{target}.1", temporary)
+            os.replace(temporary, entry.path)
+    link_log(path, target)
+
+
 def start(cfg, pod, name, record, cstate):
     """StartContainer: the monitor adds the recorded container and starts it."""
     from nsPod.api import control
@@ -242,7 +171,7 @@ def start(cfg, pod, name, record, cstate):
         for i, m in enumerate(record["mounts"]):
             cplan.mounts.append(MountPlan(volume=f"cri-mount-{i}", source=m["host_path"],
                                           target=m["container_path"], read_only=m["readonly"]))
-        apply_security(cplan, record["security"])
+        security.apply_security(cplan, record["security"])
         reply = control.request(pod.dir, {"op": "add", "container": cplan.to_json(),
                                           "manifest": manifest, "cri": True}, timeout=30.0)
         if "error" in reply:
@@ -250,37 +179,6 @@ def start(cfg, pod, name, record, cstate):
         pod.record["containers"][name]["started"] = True
         pod.save_record()
     return reply.get("warnings", [])
-
-
-def apply_security(cplan, sec):
-    from nsPod.manifest.schema import CAPABILITY_NAMES
-    from nsPod.plan.containers import DEFAULT_CAPABILITIES
-    s = dict(cplan.security)
-    caps = set(DEFAULT_CAPABILITIES)
-    if "ALL" in sec["add"]:
-        caps = set(CAPABILITY_NAMES)
-    if "ALL" in sec["drop"]:
-        caps = set()
-    caps |= {c for c in sec["add"] if c != "ALL"}
-    caps -= set(sec["drop"])
-    s["privileged"] = sec["privileged"]
-    s["capabilities"] = sorted(CAPABILITY_NAMES) if sec["privileged"] else sorted(caps)
-    s["seccomp"] = "Unconfined" if sec["privileged"] else sec["seccomp"]
-    if s["seccomp"] == "Localhost":
-        s["seccompProfile"] = sec["localhost"]
-    # The kubelet sends containerd's lists; none given keeps nspod's (the same ones).
-    s["maskedPaths"] = sec.get("masked") or None
-    s["readonlyPaths"] = sec.get("readonly") or None
-    if sec["user"]:
-        s["user"] = sec["user"]
-        s["group"] = sec["group"]
-    elif sec["group"]:
-        s["group"] = sec["group"]
-    if sec["supplementalGroups"]:
-        s["supplementalGroups"] = list(sec["supplementalGroups"])
-    s["readOnlyRootFilesystem"] = sec["readOnlyRootFilesystem"]
-    s["noNewPrivs"] = sec["noNewPrivs"]
-    cplan.security = s
 
 
 def stop(cfg, pod, name, cstate, timeout):
@@ -418,7 +316,7 @@ def cgroup_rel(pod, cstate):
 
 def update_resources(pod, cstate, resources):
     from nsPod.kernel.cgroups import Limits
-    limits = resources_of(resources, "linux")
+    limits = security.resources_of(resources, "linux")
     driver, rel = cgroup_rel(pod, cstate)
     driver.set_limits(rel, Limits(**limits))
 

@@ -193,9 +193,11 @@ class Runtime(StatsAndEvents, RuntimeBase):
 
     @answering
     def ReopenContainerLog(self, request, context):
-        pod, (_, name, _, cstate) = store.find_container(self.cfg.root, request.container_id)
+        pod, (_, name, record, cstate) = store.find_container(self.cfg.root,
+                                                               request.container_id)
         if cstate is None or not cstate.has("pid"):
             raise CriError(f"container {name} is not running", Code.FAILED_PRECONDITION)
+        containers.reopen_log(pod, name, record, cstate)
         return pb.ReopenContainerLogResponse()
 
     @answering

@@ -137,6 +137,8 @@ class Control:
                 reply = self.stop_container(request)
             elif op == "remove-container":
                 reply = self.remove_container(request)
+            elif op == "rotate-log":
+                reply = self.rotate_log(request)
             elif op == "ping":
                 reply = {"ok": True}
             else:
@@ -227,6 +229,15 @@ class Control:
         spec["containers"] = [c for c in spec.get("containers", []) if c.get("name") != name]
         self.write_plan(manifest)
         m.save()
+        return {"ok": True}
+
+    def rotate_log(self, request):
+        """CRI ReopenContainerLog: the running container's log starts a new file (the old
+        one becomes <n>.log.1, as a rotation by size does)."""
+        run = self.m.runs.get(request.get("container"))
+        if run is None or run.log_file is None or run.log_file.fd is None:
+            raise NspodError(f"container {request.get('container')!r} is not running")
+        run.log_file.rotate()
         return {"ok": True}
 
     def write_plan(self, manifest):

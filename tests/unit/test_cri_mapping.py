@@ -7,7 +7,7 @@ import pytest
 
 from nsPod import config as config_module
 from nsPod.errors import InputError
-from nsPod.cri import checks, containers, sandboxes
+from nsPod.cri import checks, sandboxes, security
 from nsPod.cri.protocol import Code, RpcError, channel, image_stub, pb, runtime_stub
 from nsPod.cri.server import Server, socket_path
 
@@ -170,12 +170,12 @@ def test_port_mappings_are_checked():
 def test_container_resources_map_to_cgroup_limits():
     r = pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20, cpu_quota=50000,
                                    cpu_period=100000, cpu_shares=512)
-    assert containers.resources_of(r, "linux.resources") == {
+    assert security.resources_of(r, "linux.resources") == {
         "oom_group": True, "memory": 64 << 20, "cpu_millis": 500, "cpu_request_millis": 500}
     with pytest.raises(InputError, match="linux.resources.oom_score_adj"):
-        containers.resources_of(pb.LinuxContainerResources(oom_score_adj=5000), "linux.resources")
+        security.resources_of(pb.LinuxContainerResources(oom_score_adj=5000), "linux.resources")
     with pytest.raises(InputError, match="cpu_period"):
-        containers.resources_of(pb.LinuxContainerResources(cpu_period=-1), "linux.resources")
+        security.resources_of(pb.LinuxContainerResources(cpu_period=-1), "linux.resources")
 
 
 def test_security_context_maps_to_the_plan():
@@ -185,21 +185,21 @@ def test_security_context_maps_to_the_plan():
         run_as_user=pb.Int64Value(value=1000), run_as_group=pb.Int64Value(value=50),
         readonly_rootfs=True, no_new_privs=True,
         seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault))
-    s = containers.security_of(sc, "sc")
+    s = security.security_of(sc, "sc")
     assert (s["user"], s["group"], s["add"], s["drop"], s["seccomp"]) == \
         ("1000", "50", ["NET_ADMIN"], ["CHOWN"], "RuntimeDefault")
     assert s["readOnlyRootFilesystem"] and s["noNewPrivs"]
     with pytest.raises(InputError, match="sc.capabilities.add_capabilities"):
-        containers.security_of(pb.LinuxContainerSecurityContext(
+        security.security_of(pb.LinuxContainerSecurityContext(
             capabilities=pb.Capability(add_capabilities=["CAP_EVERYTHING"])), "sc")
     with pytest.raises(InputError, match="sc.seccomp.localhost_ref"):
-        containers.security_of(pb.LinuxContainerSecurityContext(seccomp=pb.SecurityProfile(
+        security.security_of(pb.LinuxContainerSecurityContext(seccomp=pb.SecurityProfile(
             profile_type=pb.SecurityProfile.Localhost, localhost_ref="../../etc/x")), "sc")
     with pytest.raises(InputError, match="sc.seccomp.localhost_ref: /dev/zero is not a regular"):
-        containers.security_of(pb.LinuxContainerSecurityContext(seccomp=pb.SecurityProfile(
+        security.security_of(pb.LinuxContainerSecurityContext(seccomp=pb.SecurityProfile(
             profile_type=pb.SecurityProfile.Localhost, localhost_ref="/dev/zero")), "sc")
     with pytest.raises(InputError, match="sc.masked_paths"):
-        containers.security_of(pb.LinuxContainerSecurityContext(masked_paths=["rel"]), "sc")
+        security.security_of(pb.LinuxContainerSecurityContext(masked_paths=["rel"]), "sc")
 
 
 @pytest.mark.parametrize("value", ["", "/", "//x", "/a/../b", "a/b", "/a/./b", "/a/"])
