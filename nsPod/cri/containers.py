@@ -186,17 +186,24 @@ def stop(cfg, pod, name, cstate, timeout):
     import time
     from nsPod.api import control
     checks.number(timeout, "timeout", 0, 86400 * 365)
-    if cstate is None or not cstate.has("pid") or not pod.dir.monitor_alive():
+    if not running(cstate) or not pod.dir.monitor_alive():
         return
-    control.request(pod.dir, {"op": "stop-container", "container": name, "timeout": timeout},
-                    timeout=30.0)
+    if cstate.has("pid"):
+        control.request(pod.dir, {"op": "stop-container", "container": name,
+                                  "timeout": timeout}, timeout=30.0)
     deadline = time.monotonic() + timeout + 30
     while time.monotonic() < deadline:
-        now = store.load_pod(cfg.root, pod.name).state.get("containers", {}).get(name)
-        if now is None or not now.has("pid"):
+        # Ended once the monitor has recorded it (exit code, log drained), or is gone.
+        if not running(store.load_pod(cfg.root, pod.name).state.get("containers", {})
+                       .get(name)) or not pod.dir.monitor_alive():
             return
         time.sleep(0.05)
     raise StateError(f"container {name} did not stop within {timeout + 30} s")
+
+
+def running(cstate):
+    """Whether the monitor has the container as running (its end not recorded yet)."""
+    return cstate is not None and bool(cstate.state.get("running"))
 
 
 def remove(cfg, pod, name, record, cstate):
@@ -205,7 +212,7 @@ def remove(cfg, pod, name, record, cstate):
     from nsPod.api import control
     with store.mutation_lock:
         if cstate is not None and pod.dir.monitor_alive():
-            if cstate.has("pid"):
+            if running(cstate):
                 stop(cfg, pod, name, cstate, 0)
             reply = control.request(pod.dir, {"op": "remove-container", "container": name},
                                     timeout=30.0)
@@ -228,7 +235,9 @@ def state_of(record, cstate, monitor_alive):
     if cstate is None:
         return pb.CONTAINER_CREATED, 0, 0, 0, "", ""
     st = cstate.state
-    if st.get("running") and cstate.has("pid") and monitor_alive:
+    if st.get("running") and monitor_alive:
+        # Until the monitor records the end (its log drained, its exit code read), a
+        # process already gone is still running: EXITED comes with the whole log.
         return (pb.CONTAINER_RUNNING, sandboxes.rfc3339_ns(st.running.get("startedAt")),
                 0, 0, "", "")
     t = st.get("terminated")

@@ -116,6 +116,12 @@ def push_all(registry, base):
                                    ("www/index.html", "file", b"Welcome to nginx!\n", 0o644)],
                    Entrypoint=["/bin/nginx"], Cmd=["-g", "master process"])
     refs["nginx"] = registry.push(nginx, "e2e-test-images/nginx:1.14-2")
+    # The multi-container specs' httpd: serves port 80 and says so in its log.
+    httpd = layout(base, "httpd", [("www", "dir", None, 0o755),
+                                   ("www/index.html", "file", b"It works!\n", 0o644)],
+                   Entrypoint=["/bin/sh", "-c"],
+                   Cmd=["echo httpd serving on port 80; exec httpd -f -p 80 -h /www"])
+    refs["httpd"] = registry.push(httpd, "e2e-test-images/httpd:2.4.39-4")
     nnp = nonewprivs_binary(base)
     if nnp is not None:
         path = layout(base, "nonewprivs", [("usr", "dir", None, 0o755),
