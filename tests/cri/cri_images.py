@@ -16,7 +16,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from test_registry import Registry, write_layout  # noqa: E402
+from test_registry import ARCH, Registry, write_layout  # noqa: E402
 
 PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
           "www-data:x:33:33:www-data:/var/www:/bin/sh\n"
@@ -122,6 +122,11 @@ def push_all(registry, base):
                    Entrypoint=["/bin/sh", "-c"],
                    Cmd=["echo httpd serving on port 80; exec httpd -f -p 80 -h /www"])
     refs["httpd"] = registry.push(httpd, "e2e-test-images/httpd:2.4.39-4")
+    # The host-network web server of the port-forward spec: port 12003, on loopback only.
+    hostnet = layout(base, "hostnet", [("www", "dir", None, 0o755),
+                                       ("www/index.html", "file", b"hostnet\n", 0o644)],
+                     Entrypoint=["/bin/sh", "-c"], Cmd=["exec httpd -f -p 127.0.0.1:12003 -h /www"])
+    refs["hostnet"] = registry.push(hostnet, f"{TOOLS}/hostnet-nginx-{ARCH}:latest")
     nnp = nonewprivs_binary(base)
     if nnp is not None:
         path = layout(base, "nonewprivs", [("usr", "dir", None, 0o755),
