@@ -33,6 +33,24 @@ def own_cgroup():
     return "/"
 
 
+def print_specs(report):
+    """Every spec that did not pass, with critest's reason (skips say why they skip)."""
+    import json
+    try:
+        with open(report) as f:
+            suites = json.load(f)
+    except (OSError, ValueError):
+        return
+    for suite in suites:
+        for spec in suite.get("SpecReports") or []:
+            if spec.get("LeafNodeType") != "It" or spec.get("State") == "passed":
+                continue
+            name = " ".join(spec.get("ContainerHierarchyTexts") or []) + " " + \
+                spec.get("LeafNodeText", "")
+            why = ((spec.get("Failure") or {}).get("Message") or "").strip().splitlines()
+            print(f"{spec['State']}: {name}: {why[0][:160] if why else ''}")
+
+
 def main(argv):
     critest, extra = argv[0], argv[1:]
     work = tempfile.mkdtemp(prefix="nspod-critest-")
@@ -58,11 +76,13 @@ def main(argv):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"nspod cri did not start: {open(log.name).read()}")
             time.sleep(0.1)
+        report = os.path.join(work, "report.json")
         result = subprocess.run([critest, f"--runtime-endpoint={sock}",
-                                 f"--image-endpoint={sock}",
+                                 f"--image-endpoint={sock}", f"--ginkgo.json-report={report}",
                                  "--ginkgo.no-color", *extra],
                                 capture_output=True, text=True)
         sys.stdout.write(result.stdout + result.stderr)
+        print_specs(report)
         counts = re.search(r"Ran (\d+) of (\d+) Specs.*?\n.*?(\d+) Passed \| (\d+) Failed "
                            r"\| \d+ Pending \| (\d+) Skipped", result.stdout, re.S)
         if counts:
