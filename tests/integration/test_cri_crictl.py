@@ -285,3 +285,36 @@ def test_host_port_mapping_relays_to_the_pod(cri, nspod, registry):
     cri("rmp", "-f", pod_id)
     assert fetch() is None
     assert nspod.pods() == []
+
+
+def test_container_events_stream(cri, nspod, registry):
+    """GetContainerEvents, read by a Python gRPC client while crictl makes and removes."""
+    import threading
+    from nsPod.cri.protocol import channel, pb, runtime_stub
+    ch = channel(cri.sock)
+    events = []
+    call = runtime_stub(ch).GetContainerEvents(pb.GetEventsRequest())
+
+    def read():
+        try:
+            for ev in call:
+                events.append((ev.container_id, ev.container_event_type))
+        except Exception:
+            pass        # cancelled at the end
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        time.sleep(0.5)
+        cri("pull", registry.busybox)
+        pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+        ctr = cri("create", pod_id, container(nspod, registry.busybox), sandbox(nspod)).stdout.strip()
+        cri("start", ctr)
+        cri("rmp", "-f", pod_id)
+        wait_for(lambda: (pod_id, pb.CONTAINER_DELETED_EVENT) in events, "the sandbox's end")
+    finally:
+        call.cancel()
+        reader.join(10)
+        ch.close()
+    kinds = [k for c, k in events if c == ctr]
+    assert kinds[:2] == [pb.CONTAINER_CREATED_EVENT, pb.CONTAINER_STARTED_EVENT], events
+    assert nspod.pods() == []
