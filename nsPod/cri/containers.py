@@ -178,7 +178,13 @@ def start(cfg, pod, name, record, cstate):
             raise StateError(reply["error"])
         pod.record["containers"][name]["started"] = True
         pod.save_record()
-    return reply.get("warnings", [])
+    warnings = reply.get("warnings", [])
+    failed = [w for w in warnings if w.startswith(f"container {name}: StartError")]
+    if failed:
+        # As containerd answers a start that failed: an error; the status says EXITED with
+        # reason StartError and the message.
+        raise StateError(failed[0])
+    return warnings
 
 
 def stop(cfg, pod, name, cstate, timeout):

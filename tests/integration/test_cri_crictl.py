@@ -318,3 +318,33 @@ def test_container_events_stream(cri, nspod, registry):
     kinds = [k for c, k in events if c == ctr]
     assert kinds[:2] == [pb.CONTAINER_CREATED_EVENT, pb.CONTAINER_STARTED_EVENT], events
     assert nspod.pods() == []
+
+
+def test_a_container_that_cannot_start_is_a_start_error(cri, nspod, registry):
+    cri("pull", registry.busybox)
+    pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+    ctr = cri("create", pod_id, container(nspod, registry.busybox, command=["/no/such"]),
+              sandbox(nspod)).stdout.strip()
+    r = cri("start", ctr, check=False)
+    assert r.returncode != 0 and "StartError" in r.stderr
+    status = cri.json("inspect", ctr)["status"]
+    assert (status["state"], status["reason"]) == ("CONTAINER_EXITED", "StartError")
+    cri("rmp", "-f", pod_id)
+    assert nspod.pods() == []
+
+
+def test_masked_and_readonly_paths(cri, nspod, registry):
+    cri("pull", registry.busybox)
+    pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+    ctr = cri("create", pod_id, container(nspod, registry.busybox, command=["sleep", "1000"],
+                                          linux={"security_context": {
+                                              "masked_paths": ["/bin/ls"],
+                                              "readonly_paths": ["/tmp"]}}),
+              sandbox(nspod)).stdout.strip()
+    cri("start", ctr)
+    r = cri("exec", "-s", ctr, "/bin/ls", check=False)
+    assert r.returncode != 0 and "ermission denied" in r.stderr, r
+    r = cri("exec", "-s", ctr, "touch", "/tmp/x", check=False)
+    assert r.returncode != 0 and "Read-only file system" in r.stderr
+    cri("rmp", "-f", pod_id)
+    assert nspod.pods() == []
