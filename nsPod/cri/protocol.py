@@ -17,7 +17,7 @@ from nsPod.errors import ImageError, InputError, NspodError, PodExists, PodNotFo
 log = logging.getLogger("nspod.cri")
 
 __all__ = ["pb", "Code", "CriError", "NotFound", "serve", "channel", "runtime_stub",
-           "image_stub", "RpcError"]
+           "image_stub", "RpcError", "rpc_methods"]
 
 Code = grpc.StatusCode
 RpcError = grpc.RpcError
@@ -114,6 +114,16 @@ def runtime_stub(ch):
 
 def image_stub(ch):
     return rpc.ImageServiceStub(ch)
+
+
+def rpc_methods(runtime, images):
+    """(stub, method name, request class) of every unary RPC (for tests)."""
+    out = []
+    for stub, service in ((runtime, "RuntimeService"), (images, "ImageService")):
+        for m in pb.DESCRIPTOR.services_by_name[service].methods:
+            if not m.server_streaming:
+                out.append((stub, m.name, getattr(pb, m.input_type.name)))
+    return out
 
 
 def log_to_stderr(verbose=False):

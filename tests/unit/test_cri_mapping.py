@@ -256,3 +256,36 @@ def test_localhost_seccomp_profiles_are_checked(tmp_path):
     link.symlink_to(path)
     with pytest.raises(InputError, match="ref"):
         seccomp_profiles.read(str(link), "ref")
+
+
+def test_every_rpc_with_empty_or_odd_requests_is_answered_never_internal(cri):
+    """Each unary RPC, with an empty request and with one of odd values: an answer or a
+    status naming the problem, never INTERNAL (a bug); the server lives on."""
+    rt, im, _, root = cri
+    from nsPod.cri.protocol import rpc_methods
+    odd = {"pod_sandbox_id": "\u00e9\u0000", "container_id": "x" * 500, "timeout": -5,
+           "cmd": ["\u0000"], "port": [0, 70000], "verbose": True}
+    for stub, method, request_type in rpc_methods(rt, im):
+        for request in (request_type(), _with_odd_fields(request_type, odd)):
+            try:
+                getattr(stub, method)(request, timeout=30)
+            except RpcError as e:
+                assert e.code() != Code.INTERNAL, (method, e.details())
+                assert e.code() != Code.UNKNOWN or "Traceback" not in e.details()
+    assert rt.Version(pb.VersionRequest()).runtime_name == "nspod"
+    assert not (root / "pods").exists() or not os.listdir(root / "pods")
+
+
+def _with_odd_fields(request_type, odd):
+    request = request_type()
+    for field in request.DESCRIPTOR.fields:
+        if field.name in odd:
+            value = odd[field.name]
+            if isinstance(value, list):
+                getattr(request, field.name).extend(value)
+            else:
+                try:
+                    setattr(request, field.name, value)
+                except (TypeError, ValueError):
+                    pass
+    return request
