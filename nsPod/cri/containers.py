@@ -213,8 +213,8 @@ def running(cstate):
 
 
 def remove(cfg, pod, name, record, cstate):
-    """RemoveContainer: stopped first (at once), then forgotten by the monitor; its logs and
-    the kubelet's log link go."""
+    """RemoveContainer: stopped first (at once), then forgotten by the monitor; its logs go
+    (the kubelet's log link is the kubelet's to remove, as crictl rm does)."""
     from nsPod.api import control
     with store.mutation_lock:
         if cstate is not None and pod.dir.monitor_alive():
@@ -225,7 +225,7 @@ def remove(cfg, pod, name, record, cstate):
             if "error" in reply:
                 raise StateError(reply["error"])
         pod = store.load_pod(cfg.root, pod.name)
-        store.unlink_log(record)
+        # The kubelet's log link stays: the kubelet (and crictl rm) removes container logs.
         pod.record.get("containers", {}).pop(name, None)
         if pod.cri_made:
             pod.save_record()

@@ -46,6 +46,8 @@ def manifest_of(config):
     spec = {"restartPolicy": "Never", "containers": [], "terminationGracePeriodSeconds": 30}
     if config.hostname:
         spec["hostname"] = checks.text(config.hostname, "config.hostname", 63)
+    elif checks.LABEL_RE.fullmatch(name) and len(name) <= 63:
+        spec["hostname"] = name     # as Kubernetes names a pod's host: its name
     linux = config.linux
     sc = linux.security_context
     ns = sc.namespace_options
