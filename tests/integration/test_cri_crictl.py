@@ -348,3 +348,18 @@ def test_masked_and_readonly_paths(cri, nspod, registry):
     assert r.returncode != 0 and "Read-only file system" in r.stderr
     cri("rmp", "-f", pod_id)
     assert nspod.pods() == []
+
+
+def test_exec_sync_timeout_ends_the_command(cri, nspod, registry):
+    cri("pull", registry.busybox)
+    pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+    ctr = cri("create", pod_id, container(nspod, registry.busybox, command=["sleep", "1000"]),
+              sandbox(nspod)).stdout.strip()
+    cri("start", ctr)
+    r = cri("exec", "-s", "--timeout", "1", ctr, "sleep", "4321", check=False)
+    assert r.returncode != 0 and "timed out" in r.stderr, r
+    # The command is gone, not left running in the container.
+    wait_for(lambda: "sleep 4321" not in cri("exec", "-s", ctr, "ps").stdout,
+             "the timed-out command to end")
+    cri("rmp", "-f", pod_id)
+    assert nspod.pods() == []
