@@ -68,7 +68,9 @@ class Runtime(StatsAndEvents, RuntimeBase):
         if request.runtime_handler:
             raise InputError(f"runtime_handler: {request.runtime_handler!r}: nspod has only "
                              "the default handler (\"\")")
-        sandbox_id = sandboxes.run(self.cfg, request.config, self.server.hostports)
+        made = sandboxes.run(self.cfg, request.config, self.server.hostports)
+        self.server.track_monitor(made)
+        sandbox_id = made.id
         self.event(sandbox_id, sandbox_id, pb.CONTAINER_CREATED_EVENT)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
 

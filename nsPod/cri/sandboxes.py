@@ -126,7 +126,7 @@ def _dns_option(option):
 
 
 def run(cfg, config, hostports):
-    """RunPodSandbox: the pod made and started, its host ports published; returns its id."""
+    """RunPodSandbox: the pod made and started, its host ports published; returns it."""
     from nsPod.api import pods
     from nsPod.manifest import spec
     pod_name, manifest, record = manifest_of(config)
@@ -157,7 +157,7 @@ def run(cfg, config, hostports):
     if listeners:
         hostports.publish(made.id, listeners, wanted, made.state.get("podIP") or
                           made.plan.get("network", {}).get("ip", ""))
-    return made.id
+    return made
 
 
 def republish(cfg, hostports):

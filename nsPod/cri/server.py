@@ -43,6 +43,8 @@ class Server:
         self._streaming_lock = threading.Lock()
         self.grpc = None
         self.hostports = None
+        self._monitors = {}         # pid -> start time of the monitors this server started
+        self._children_lock = threading.Lock()
 
     def set_pod_cidr(self, cidr):
         """UpdateRuntimeConfig: the pod CIDR new sandboxes get their IP from. The bridge
@@ -82,29 +84,38 @@ class Server:
         from nsPod.cri.runtime import run_nspod
         return run_nspod(self.config, args, timeout)
 
+    def track_monitor(self, pod):
+        """The monitor of a sandbox this server made is its child: remembered (pid and start
+        time) to be reaped once it ends."""
+        monitor = pod.state.get("monitor")
+        if monitor is not None and monitor.get("pid"):
+            with self._children_lock:
+                self._monitors[monitor.pid] = monitor.get("startTime")
+
     def reap_monitors(self):
-        """Monitors of the pods this server made are its children: once they end (the pod
-        stopped) they are reaped here, or they would stay zombies for the server's life.
-        Only a zombie child whose start time is the one its pod recorded is waited for, so
-        a pid reused by an ExecSync child is never taken from its waiter."""
+        """Every few seconds: host ports of sandboxes that are gone are closed, and the
+        monitors this server started that ended are reaped (or they would stay zombies).
+        Only those: any other child (ExecSync's, the streaming server's) has its waiter."""
         from nsPod.cri import store
         from nsPod.store import state
-        for pod in store.all_pods(self.config.root):
-            monitor = pod.state.get("monitor")
-            if monitor is None or not monitor.get("pid"):
-                continue
-            pid = monitor.pid
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == b"Z" and int(fields[1]) == os.getpid() and \
-                    state.process_start_time(pid) == monitor.get("startTime"):
+        # Host ports of sandboxes stopped or removed behind CRI's back (`nspod stop/rm`);
+        # the published ones are taken before the pods are read: a sandbox published in
+        # between is not mistaken for a gone one.
+        published = list(self.hostports.forwarders)
+        ready = {p.id for p in store.all_pods(self.config.root) if p.ready()}
+        for sandbox_id in [i for i in published if i not in ready]:
+            self.hostports.unpublish(sandbox_id)
+        with self._children_lock:
+            for pid, start_time in list(self._monitors.items()):
+                if state.process_start_time(pid) != start_time:
+                    del self._monitors[pid]     # reaped already, or never ours
+                    continue
                 try:
-                    os.waitpid(pid, os.WNOHANG)
+                    done, _ = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
-                    pass
+                    done = pid
+                if done:
+                    del self._monitors[pid]
 
     def start(self):
         from nsPod.cri.runtime import Images, Runtime

@@ -111,6 +111,19 @@ def container(nspod, image, name="app", command=("sh", "-c", "echo hello; echo o
         "log_path": f"{name}/0.log", "linux": {}, **extra})
 
 
+def zombies_of(parent):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == b"Z" and int(fields[1]) == parent:
+            found.append(pid)
+    return found
+
+
 def wait_for(predicate, what, timeout=30):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -160,6 +173,8 @@ def test_kubelet_sequence_leaves_nothing(cri, nspod, registry):
     cri("rmp", pod_id)
     assert cri.json("pods")["items"] == []
     assert nspod.pods() == []
+    # The pod's monitor was the server's child: reaped, not left a zombie.
+    wait_for(lambda: not zombies_of(cri.proc.pid), "the monitor reaped by the server")
     cri("rmi", registry.busybox)
     assert cri.json("images")["images"] == []
 
