@@ -378,3 +378,26 @@ def test_exec_sync_timeout_ends_the_command(cri, nspod, registry):
              "the timed-out command to end")
     cri("rmp", "-f", pod_id)
     assert nspod.pods() == []
+
+
+def test_update_container_resources_writes_the_cgroup(cri, nspod, registry):
+    cri("pull", registry.busybox)
+    pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+    ctr = cri("create", pod_id, container(nspod, registry.busybox, command=["sleep", "1000"]),
+              sandbox(nspod)).stdout.strip()
+    cri("start", ctr)
+    cri("update", "--memory", str(96 << 20), ctr)
+    doc = cri.json("inspect", ctr)
+    cgroup = doc["info"]["cgroup"]
+    for path in (f"/sys/fs/cgroup/memory/{cgroup}/memory.limit_in_bytes",
+                 f"/sys/fs/cgroup/{cgroup}/memory.max"):
+        if os.path.exists(path):
+            with open(path) as f:
+                assert int(f.read()) == 96 << 20
+            break
+    else:
+        pytest.fail(f"no memory limit file for cgroup {cgroup}")
+    r = cri("update", "--memory", "-5", ctr, check=False)
+    assert r.returncode != 0
+    cri("rmp", "-f", pod_id)
+    assert nspod.pods() == []
