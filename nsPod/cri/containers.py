@@ -53,11 +53,13 @@ def record_of(pod, config):
             raise InputError(f"{field}.host_path: {source} does not exist")
         if m.propagation not in PROPAGATION:
             raise InputError(f"{field}.propagation: {m.propagation} is not a propagation mode")
-        if m.propagation:
-            raise CriError(f"{field}.propagation: {PROPAGATION[m.propagation]} mounts are not "
-                           "supported (volumes are private binds)", Code.UNIMPLEMENTED)
+        if m.propagation == 2:
+            # Bidirectional would need the container's mount namespace shared with the
+            # host's: its own mounts (the root, /proc) would appear on the host.
+            raise CriError(f"{field}.propagation: rshared mounts are not supported",
+                           Code.UNIMPLEMENTED)
         mounts.append({"container_path": target, "host_path": source,
-                       "readonly": m.readonly})
+                       "readonly": m.readonly, "propagation": m.propagation})
     if config.devices:
         raise CriError("config.devices: devices are not supported yet", Code.UNIMPLEMENTED)
     log_path = ""
@@ -172,6 +174,8 @@ def start(cfg, pod, name, record, cstate):
             cplan.mounts.append(MountPlan(volume=f"cri-mount-{i}", source=m["host_path"],
                                           target=m["container_path"], read_only=m["readonly"]))
         security.apply_security(cplan, record["security"])
+        if any(m.get("propagation") == 1 for m in record["mounts"]):
+            cplan.security = {**cplan.security, "rootPropagation": "rslave"}
         reply = control.request(pod.dir, {"op": "add", "container": cplan.to_json(),
                                           "manifest": manifest, "cri": True}, timeout=30.0)
         if "error" in reply:
@@ -287,7 +291,8 @@ def status_message(pod, cid, name, record, cstate, verbose=False):
     state, started, finished, code, reason, message = state_of(record, cstate, alive)
     image, ref = image_of(pod, name, record)
     mounts = [pb.Mount(container_path=m["container_path"], host_path=m["host_path"],
-                       readonly=m["readonly"]) for m in record.get("mounts", [])]
+                       readonly=m["readonly"], propagation=m.get("propagation", 0))
+              for m in record.get("mounts", [])]
     status = pb.ContainerStatus(
         id=cid, metadata=metadata_of(name, record), state=state,
         created_at=record.get("created_ns") or sandboxes.created_ns(pod),

@@ -93,8 +93,11 @@ def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, s
     with step("make the container's mount namespace"):
         unshare(CloneFlag.CLONE_NEWNS)
         # Before any mount: on a host where / is shared (systemd), every mount below would
-        # otherwise propagate back to the host.
-        mount(None, "/", None, MountFlag.MS_REC | MountFlag.MS_PRIVATE)
+        # otherwise propagate back to the host. A slave sends nothing back either, and
+        # receives the host's mounts (a CRI mount with HOST_TO_CONTAINER propagation).
+        mount(None, "/", None, MountFlag.MS_REC | (
+            MountFlag.MS_SLAVE if settings["rootPropagation"] == "rslave"
+            else MountFlag.MS_PRIVATE))
     rootfs = os.path.join(container_dir, "rootfs")
     with step("mount the container's root"):
         _mount_overlay_root(container_dir, rootfs, container, nodev)

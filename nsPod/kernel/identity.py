@@ -17,6 +17,9 @@ DEFAULT_SECURITY = {
     "seccompProfile": None,   # "Localhost" (nspod cri): the checked profile, kernel/seccomp.py
     # nspod cri's masked_paths/readonly_paths; None: container.py's defaults (containerd's)
     "maskedPaths": None, "readonlyPaths": None,
+    # "rslave" (nspod cri, a mount with HOST_TO_CONTAINER propagation): the container's
+    # mount namespace receives the host's mounts, never sends its own back.
+    "rootPropagation": "private",
 }
 
 

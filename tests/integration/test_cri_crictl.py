@@ -401,3 +401,40 @@ def test_update_container_resources_writes_the_cgroup(cri, nspod, registry):
     assert r.returncode != 0
     cri("rmp", "-f", pod_id)
     assert nspod.pods() == []
+
+
+def test_host_to_container_mount_propagation(cri, nspod, registry):
+    """A mount made on the host under a HOST_TO_CONTAINER mount appears in the container;
+    a private mount's does not; nothing the container mounts reaches the host."""
+    shared = os.path.join(nspod.workdir, "shared")
+    private = os.path.join(nspod.workdir, "private")
+    for d in (shared, private):
+        os.makedirs(d)
+    subprocess.run(["mount", "--bind", shared, shared], check=True)
+    subprocess.run(["mount", "--make-rshared", shared], check=True)
+    made = []
+    try:
+        cri("pull", registry.busybox)
+        pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+        ctr = cri("create", pod_id, container(nspod, registry.busybox, command=["sleep", "1000"],
+                                              mounts=[{"container_path": "/shared",
+                                                       "host_path": shared, "propagation": 1},
+                                                      {"container_path": "/private",
+                                                       "host_path": private}]),
+                  sandbox(nspod)).stdout.strip()
+        cri("start", ctr)
+        for d in (shared, private):
+            os.makedirs(os.path.join(d, "sub"))
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                            os.path.join(d, "sub")], check=True)
+            made.append(os.path.join(d, "sub"))
+            with open(os.path.join(d, "sub", "file"), "w") as f:
+                f.write("from the host\n")
+        assert cri("exec", "-s", ctr, "cat", "/shared/sub/file").stdout.strip() == "from the host"
+        r = cri("exec", "-s", ctr, "cat", "/private/sub/file", check=False)
+        assert r.returncode != 0
+        cri("rmp", "-f", pod_id)
+    finally:
+        for m in made + [shared]:
+            subprocess.run(["umount", "-l", m], check=False)
+    assert nspod.pods() == []
