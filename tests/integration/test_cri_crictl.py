@@ -438,3 +438,13 @@ def test_host_to_container_mount_propagation(cri, nspod, registry):
         for m in made + [shared]:
             subprocess.run(["umount", "-l", m], check=False)
     assert nspod.pods() == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--listen", "tcp://0.0.0.0:1"], "--listen"),
+    (["--listen", "unix://relative/sock"], "--listen"),
+    (["--stream-address", "not-an-ip"], "--stream-address")])
+def test_bad_cri_flags_are_one_line_exit_2_and_nothing_made(nspod, args, words):
+    r = nspod("cri", *args, check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r
+    assert not os.path.exists(nspod.root)
