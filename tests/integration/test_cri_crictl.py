@@ -448,3 +448,26 @@ def test_bad_cri_flags_are_one_line_exit_2_and_nothing_made(nspod, args, words):
     r = nspod("cri", *args, check=False)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r
     assert not os.path.exists(nspod.root)
+
+
+def test_concurrent_requests(cri, nspod, registry):
+    """The kubelet asks in parallel: sandboxes made, exec'd and removed at once."""
+    from concurrent.futures import ThreadPoolExecutor
+    cri("pull", registry.busybox)
+
+    def one(i):
+        pod = sandbox(nspod, f"par{i}")
+        pod_id = cri("runp", pod).stdout.strip()
+        ctr = cri("create", pod_id, container(nspod, registry.busybox, name=f"c{i}",
+                                              command=["sleep", "1000"]), pod).stdout.strip()
+        cri("start", ctr)
+        out = cri("exec", "-s", ctr, "echo", f"hi{i}").stdout.strip()
+        return pod_id, out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(4)))
+    assert [out for _, out in results] == [f"hi{i}" for i in range(4)]
+    assert len({p for p, _ in results}) == 4
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda p: cri("rmp", "-f", p[0]), results))
+    assert nspod.pods() == []
