@@ -190,6 +190,8 @@ def test_a_container_that_ends_is_not_restarted_and_the_sandbox_stays(cri, nspod
     assert cri.json("inspect", ctr)["status"]["exitCode"] == 7
     time.sleep(0.5)
     assert cri.json("inspectp", pod_id)["status"]["state"] == "SANDBOX_READY"
+    # For nspod too the pod runs on (not Failed): `nspod ps` lists it.
+    assert " Running " in nspod("ps").stdout
     # The kubelet's next attempt: a new container of the same name.
     again = cri("create", pod_id, write(nspod, "again.json", {
         "metadata": {"name": "app", "attempt": 1}, "image": {"image": registry.busybox},
