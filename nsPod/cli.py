@@ -528,6 +528,21 @@ def lab_run(ctx, name, check):
     sys.exit(ExitCode.OK if ok else ExitCode.FAILURE)
 
 
+# --- the CRI server (issue 13) ----------------------------------------------------------------
+
+@cli.command("cri")
+@click.option("--listen", default="unix:///run/nspod/cri.sock", show_default=True,
+              metavar="unix:///PATH", help="The CRI socket (made 0600: root only).")
+@click.option("--stream-address", default="127.0.0.1", show_default=True, metavar="IP",
+              help="Address of the streaming server (exec, attach, port-forward URLs).")
+@pass_context
+def cri(ctx, listen, stream_address):
+    """Serve Kubernetes' CRI v1 (RuntimeService, ImageService) in the foreground; logs to
+    stderr; SIGTERM or ^C ends it (pods keep running)."""
+    from nsPod.cri import server
+    server.serve_forever(ctx.config, listen, stream_address, verbose=ctx.verbose)
+
+
 def main(argv=None):
     """Entry point: the exit code of one command, and a fast exit.
 

@@ -93,8 +93,11 @@ def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, s
     with step("make the container's mount namespace"):
         unshare(CloneFlag.CLONE_NEWNS)
         # Before any mount: on a host where / is shared (systemd), every mount below would
-        # otherwise propagate back to the host.
-        mount(None, "/", None, MountFlag.MS_REC | MountFlag.MS_PRIVATE)
+        # otherwise propagate back to the host. A slave sends nothing back either, and
+        # receives the host's mounts (a CRI mount with HOST_TO_CONTAINER propagation).
+        mount(None, "/", None, MountFlag.MS_REC | (
+            MountFlag.MS_SLAVE if settings["rootPropagation"] == "rslave"
+            else MountFlag.MS_PRIVATE))
     rootfs = os.path.join(container_dir, "rootfs")
     with step("mount the container's root"):
         _mount_overlay_root(container_dir, rootfs, container, nodev)
@@ -130,9 +133,9 @@ def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, s
     if not privileged:
         # After the volumes, so that no volume mounted over /proc or /sys can undo them.
         with step("mask and protect kernel files in /proc and /sys"):
-            for path in READONLY_PATHS:
+            for path in settings["readonlyPaths"] or READONLY_PATHS:
                 mounts.make_read_only(os.path.join(rootfs, path.lstrip("/")))
-            for path in MASKED_PATHS:
+            for path in settings["maskedPaths"] or MASKED_PATHS:
                 mounts.mask(os.path.join(rootfs, path.lstrip("/")))
     with step(f"working directory {container.cwd}"):
         # runc makes a missing working directory; so do we, in the container's own layer,

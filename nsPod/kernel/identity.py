@@ -14,6 +14,12 @@ DEFAULT_SECURITY = {
     "user": "", "group": "", "supplementalGroups": [], "fsGroup": None, "runAsNonRoot": False,
     "privileged": False, "noNewPrivs": False, "readOnlyRootFilesystem": False,
     "capabilities": None, "seccomp": "Unconfined",
+    "seccompProfile": None,   # "Localhost" (nspod cri): the checked profile, kernel/seccomp.py
+    # nspod cri's masked_paths/readonly_paths; None: container.py's defaults (containerd's)
+    "maskedPaths": None, "readonlyPaths": None,
+    # "rslave" (nspod cri, a mount with HOST_TO_CONTAINER propagation): the container's
+    # mount namespace receives the host's mounts, never sends its own back.
+    "rootPropagation": "private",
 }
 
 
@@ -31,6 +37,9 @@ def prepare_security(container):
     the compiled seccomp filter (pyseccomp loads libseccomp from the host). Call it before the
     mount namespace changes (the container) or in the parent, before joining (exec)."""
     settings = security_settings(container)
+    if settings["seccomp"] == "Localhost" and settings["seccompProfile"]:
+        from nsPod.kernel import seccomp
+        return seccomp.localhost(settings["seccompProfile"])
     if settings["seccomp"] != "RuntimeDefault":
         return None
     from nsPod.kernel import seccomp

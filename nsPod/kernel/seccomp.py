@@ -101,6 +101,41 @@ def runtime_default(capabilities):
     return f
 
 
+# A Localhost profile's actions (the OCI runtime spec's names), as nsPod/cri reads them.
+ACTIONS = ("SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
+           "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_LOG")
+
+
+def _action(name, err):
+    if name == "SCMP_ACT_ERRNO":
+        return pyseccomp.ERRNO(err)
+    return {"SCMP_ACT_ALLOW": pyseccomp.ALLOW, "SCMP_ACT_KILL": pyseccomp.KILL_THREAD,
+            "SCMP_ACT_KILL_THREAD": pyseccomp.KILL_THREAD,
+            "SCMP_ACT_KILL_PROCESS": pyseccomp.KILL_PROCESS, "SCMP_ACT_TRAP": pyseccomp.TRAP,
+            "SCMP_ACT_LOG": pyseccomp.LOG}[name]
+
+
+def localhost(profile):
+    """A Localhost profile compiled: {"defaultAction", "defaultErrno", "rules": [[action,
+    errno, [syscall names]]]}, as nsPod/cri/seccomp_profiles.py checked it (no argument
+    conditions). Names this libseccomp does not know are skipped, as runc skips them."""
+    f = pyseccomp.SyscallFilter(_action(profile["defaultAction"], profile["defaultErrno"]))
+    f.set_attr(pyseccomp.Attr.CTL_NNP, 0)
+    for arch in _SUB_ARCHES.get(pyseccomp.system_arch(), ()):
+        f.add_arch(arch)
+    ruled = []
+    for action, err, names in profile["rules"]:
+        if action == profile["defaultAction"] and err == profile["defaultErrno"]:
+            continue  # libseccomp refuses a rule that only repeats the default
+        for name in names:
+            number = _resolve(name)
+            if number is not None:
+                f.add_rule(_action(action, err), number)
+                ruled.append(name)
+    f.denied = ruled
+    return f
+
+
 def load(f):
     """Install the filter on this thread (inherited by children, kept across execve)."""
     with traced("seccomp", ["SECCOMP_SET_MODE_FILTER",

@@ -10,6 +10,9 @@ def app_states(m):
     states = []
     for run in m.ordered((APP,)):
         cstate = m.cstate(run)
+        if run.cri and not run.pid and not m.stopping:
+            # nspod cri: an ended container is the kubelet's to replace; the sandbox runs on.
+            continue
         if run.pid:
             states.append("running")
         elif (run.pending is not None or run.manual_restart or run.deferred) \

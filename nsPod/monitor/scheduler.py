@@ -207,7 +207,7 @@ class Scheduler:
             run.manual_restart = False
             run.backoff.reset()
             self.schedule_restart(run, 0.0)
-        elif run.adhoc:
+        elif run.adhoc or run.cri:
             run.done = True
             run.completed = code == 0
         elif run.kind == INIT and code == 0:
@@ -222,6 +222,8 @@ class Scheduler:
         m.save()
         warnings = self.advance()
         phase.update(m)
+        if run.cri:
+            return warnings  # nspod cri: the sandbox outlives its containers
         if m.state.phase in state.TERMINAL_PHASES or \
                 lifecycle.apps_finished(phase.app_states(m)):
             # No app container will run again: the sidecars are stopped, then the pod ends

@@ -89,6 +89,7 @@ class Run:
         self.pending = None        # timer of a restart to come
         self.manual_restart = False
         self.adhoc = False         # added by `nspod add --init`: its failure is its own
+        self.cri = False           # added by `nspod cri`: never restarted, not the pod's end
         self.log_file = None
         self.stream_fds = ()
         self.probes = {}           # probe kind -> {"successes", "failures", "pid", "timer"}

@@ -20,7 +20,8 @@ BASE_IMPORTS = {"nsPod.config": {"nsPod.kernel.paths", "nsPod.manifest.sysctl_po
 # One module per outside dependency; the CLI alone talks to users.
 OWNERS = {"click": {"cli.py"}, "yaml": {"manifest/load.py"}, "pyroute2": {"net/links.py"},
           "prctl": {"kernel/security.py"}, "nsPod._syscalls": {"kernel/syscalls.py"},
-          "pyseccomp": {"kernel/seccomp.py"}, "zstandard": {"store/zstd_layers.py"}}
+          "pyseccomp": {"kernel/seccomp.py"}, "zstandard": {"store/zstd_layers.py"},
+          "grpc": {"cri/protocol.py"}, "cri_api": {"cri/protocol.py"}}
 # The per-pod monitor must stay lean: its memory is paid once per pod.
 MONITOR_FORBIDDEN = {"click", "yaml", "pyroute2"}
 # Detached processes write to their own log file (their stderr), never to a user, and end
@@ -204,9 +205,9 @@ def test_monitor_loads_nothing_heavy_at_all():
 MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
 OVERSIZED = {
     # Every command's click declaration lives here (the only click importer); the image
-    # pull commands and `delete -f` (issue 10), `--trace=json`, `explain` and `lab` (issue 14)
-    # brought it over: the next to move out.
-    "cli.py": 587,
+    # pull commands and `delete -f` (issue 10), `--trace=json`, `explain` and `lab` (issue 14),
+    # `cri` (issue 13) brought it over: the next to move out.
+    "cli.py": 602,
 }
 
 
