@@ -183,7 +183,8 @@ def _remove_dir(pod_dir):
 
 
 def clean_up_after_monitor(pod_dir):
-    """What a dead monitor did not undo: kill its processes, unmount its mounts.
+    """What a dead monitor did not undo: kill its processes, unmount its mounts, detach its
+    network, release a lease `run` took that no record of the state names.
 
     Returns a list of what was removed, for `gc`. Runs only holding monitor.lock, so never
     beside a live monitor.
@@ -196,7 +197,7 @@ def clean_up_after_monitor(pod_dir):
         pod_state = podstate.read(pod_dir)
         if pod_state is None or not teardown.anything_left(pod_state) and \
                 pod_state.phase in state.TERMINAL_PHASES:
-            return []
+            return _release_unrecorded_lease(pod_dir)
         removed = []
         victims = []
         cgroup = _believed_cgroup(pod_state.get("cgroup"))
@@ -229,6 +230,11 @@ def clean_up_after_monitor(pod_dir):
         failures = []
         teardown.undo(pod_dir.root, pod_dir.name, pod_state,
                       lambda step, error: failures.append(error))
+        if not pod_state.network:
+            try:
+                removed += _release_unrecorded_lease(pod_dir)
+            except NspodError as e:
+                failures.append(e)
         if failures:
             raise failures[0]
         if pod_state.phase not in state.TERMINAL_PHASES:
@@ -248,6 +254,15 @@ def clean_up_after_monitor(pod_dir):
         return removed
     finally:
         os.close(lock_fd)
+
+
+def _release_unrecorded_lease(pod_dir):
+    """The lease `run` took for the pod, when no network record of its state names it (run
+    or monitor died before the monitor recorded the network): released by the pod's name,
+    under its monitor.lock (the caller's)."""
+    from nsPod.net import ipam
+    ip = ipam.release_by_name(pod_dir.root, pod_dir.name)
+    return [f"lease {ip}"] if ip else []
 
 
 def _process_ref(pid, start_time):

@@ -27,7 +27,7 @@ import socket
 import time
 
 from nsPod.config import parse_subnet
-from nsPod.errors import NetworkError
+from nsPod.errors import InputError, NetworkError
 
 NETWORK_DIR = "network"
 LEASES_FILE = "leases.json"
@@ -253,3 +253,38 @@ class Leases:
             yield self._load()
         finally:
             os.close(fd)
+
+
+def release_by_name(root, pod_name):
+    """Release the pod's lease in whatever subnet the root's lease file is; returns its
+    address, or None when the pod holds none (no lock taken then: rm pays one read).
+
+    For a pod with no live monitor whose state records no network: `run` took the lease
+    before it started the monitor, which records the network only when it attaches it, so a
+    run or monitor that died in between left a lease no record names. Leases are keyed by pod
+    name; the caller holds the pod's monitor.lock while its directory claims the name, so no
+    other run or monitor of that name can hold a lease meanwhile.
+    """
+    path = os.path.join(network_dir(root), LEASES_FILE)
+    for _ in range(3):
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read() or b"{}")
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError) as e:
+            raise NetworkError(f"cannot read the lease file {path}: {e}") from e
+        if not isinstance(data, dict) or not isinstance(data.get("leases"), dict) \
+                or pod_name not in data["leases"]:
+            return None
+        try:
+            leases = Leases(root, data.get("subnet"))
+        except InputError as e:
+            raise NetworkError(f"the lease file {path} names no valid subnet: {e}") from e
+        try:
+            return leases.release(pod_name)
+        except NetworkError as e:
+            # Read outside the lock: the file may have changed subnet meanwhile (gc released
+            # the lease, a run in another subnet rewrote it); look again.
+            problem = e
+    raise problem

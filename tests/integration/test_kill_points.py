@@ -142,6 +142,52 @@ def test_killed_while_removing_the_pod_leaves_nothing_after_gc(nspod, step, who)
     gc_and_rm(nspod)
 
 
+# `run` takes the pod's lease (the IP its plan names) before it starts the monitor, which
+# records the pod's network only when it attaches it: at these steps the lease is the pod's
+# and no network record in its state says so.
+UNRECORDED_LEASE_STEPS = ["cgroup", "sandbox"]
+
+
+def leases(nspod):
+    try:
+        with open(os.path.join(nspod.root, "network", "leases.json")) as f:
+            return json.load(f).get("leases") or {}
+    except FileNotFoundError:
+        return {}
+
+
+@pytest.mark.parametrize("step", UNRECORDED_LEASE_STEPS)
+def test_cli_killed_before_the_network_is_recorded_then_gc_and_rm_release_its_lease(
+        nspod, step):
+    """`nspod run` killed while its monitor makes the pod; `gc` while the monitor is still
+    alive (it leaves a live monitor's pod alone), `rm -f` once the monitor has undone the pod
+    and exited: the lease `run` took goes too (the leak check reads the leases)."""
+    cli = start(nspod, ["run", manifest(nspod, bridged=True)], step)
+    monitor = wait_stopped(nspod, cli, step)
+    assert nspod.name in leases(nspod)
+    cli.kill()
+    cli.wait(timeout=30)
+    nspod("gc")
+    assert nspod.name in leases(nspod)     # its monitor is alive: not gc's to release
+    os.kill(monitor, signal.SIGCONT)
+    wait_exit(monitor)
+    nspod("rm", "-f", nspod.name)
+    assert nspod.pods() == [] and nspod.name not in leases(nspod)
+
+
+def test_rm_of_a_half_made_pod_releases_the_lease_its_run_took(nspod):
+    """A `run` that died after taking its lease and before writing the pod's state (planted:
+    the pod's directory and its lease, nothing else): `rm -f` alone releases the lease."""
+    from nsPod.net import ipam
+    nspod.name = f"kp-{uuid.uuid4().hex[:8]}"
+    nspod.pod_names.add(nspod.name)
+    os.makedirs(os.path.join(nspod.root, "pods", nspod.name), mode=0o700)
+    ip = ipam.Leases(nspod.root, nspod.subnet).allocate(nspod.name)
+    assert leases(nspod)[nspod.name]["ip"] == ip
+    nspod("rm", "-f", nspod.name)
+    assert nspod.pods() == [] and leases(nspod) == {}
+
+
 def v2():
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from nsPod.errors import InputError, NetworkError
-from nsPod.net.ipam import Leases
+from nsPod.net.ipam import Leases, release_by_name
 
 
 @pytest.fixture
@@ -133,6 +133,22 @@ def test_reading_needs_no_file(root):
 def _allocate_in_child(args):
     root, name = args
     return Leases(root, "10.213.5.0/24").allocate(name)
+
+
+def test_release_by_name_needs_no_subnet_and_takes_only_that_pods_lease(root):
+    """rm/gc release a lease `run` took that no network record names: by the pod's name, in
+    whatever subnet the lease file is (the caller's --subnet may have changed since)."""
+    assert release_by_name(root, "web") is None            # no lease file: nothing to do
+    leases = Leases(root, "10.213.5.0/24")
+    web, other = leases.allocate("web"), leases.allocate("other")
+    assert release_by_name(root, "web") == web
+    assert release_by_name(root, "web") is None
+    assert leases.all() == {"other": other}
+    with open(leases.path, "w") as f:
+        json.dump({"subnet": "not a subnet", "leases": {"x": {"ip": "10.0.0.2"}}}, f)
+    with pytest.raises(NetworkError, match="names no valid subnet"):
+        release_by_name(root, "x")
+    assert release_by_name(root, "y") is None             # holds none: the subnet unread
 
 
 def test_20_concurrent_processes_get_20_distinct_addresses(root):
