@@ -283,6 +283,22 @@ def run_attached(tty, run):
 
 
 @cli.command()
+@click.option("-i", "--stdin", "interactive", is_flag=True,
+              help="Pass stdin to the container (it needs stdin: true); end of input detaches.")
+@click.option("-t", "--tty", is_flag=True, help="This terminal, raw, is the container's tty.")
+@click.option("-c", "--container", help="Container name (default: the first).")
+@click.argument("pod")
+@pass_context
+def attach(ctx, interactive, tty, container, pod):
+    """Attach to a running container's stdin, tty and output (kubectl attach)."""
+    from nsPod.api import attach as attaching
+    if tty and not sys.stdin.isatty():
+        raise InputError("-t: standard input is not a terminal")
+    attachment = attaching.open_attachment(ctx.config, pod, container, interactive, tty)
+    sys.exit(attaching.attach_loop(attachment, interactive, raw_terminal=tty))
+
+
+@cli.command()
 @click.argument("pod")
 @click.argument("container")
 @pass_context

@@ -148,6 +148,14 @@ class Control:
                     self.relays.answer_after_starts(caller, reply,
                                                     self.m.plan.grace_seconds + 30)
                     return
+            elif op == "attach":
+                # `nspod attach`: answered with fds, the connection then stays as the session
+                # (monitor/attach.py); not traced (its steps are none).
+                if isinstance(caller, Relay):
+                    raise NspodError("attach cannot be traced")
+                self.check_running()
+                self.m.launcher.attachments.attach(conn, request)
+                return
             elif op == "ping":
                 reply = {"ok": True}
             else:
