@@ -202,3 +202,16 @@ def _show_log(path, offset):
 def _write_all(fd, data):
     while data:
         data = data[os.write(fd, data):]
+
+
+def run_target(pods, tty):
+    """`nspod run -i/-t`: the container to attach to once the pod runs (kubectl run -it):
+    the first with `stdin: true` of the file's one pod; InputError before anything is made."""
+    if len(pods) != 1:
+        raise InputError(f"-i/-t: the files make {len(pods)} pods; attach needs exactly one")
+    for c in pods[0].manifest["spec"].get("containers", []):
+        if c.get("stdin") is True:
+            if tty and c.get("tty") is not True:
+                raise InputError(f"-t: container {c['name']} was not made with tty: true")
+            return c["name"]
+    raise InputError("-i/-t: no container of the pod has stdin: true")

@@ -164,3 +164,32 @@ def test_bad_input_is_one_line_and_exit_2(nspod):
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], (args, result.stderr)
+
+
+def test_run_i_runs_the_pod_then_attaches_to_its_stdin_container(nspod):
+    text = POD.replace("NAME", "ri").replace("COMMAND", '["sh", "-c", "read a; echo got-$a"]') \
+        .replace("EXTRA", "")
+    path = nspod.manifest(text, "ri.yaml")
+    nspod.pod_names.add("ri")
+    key, value = nspod.marker.split("=")
+    client = subprocess.Popen(NSPOD + nspod.global_args() + ["run", "-i", path],
+                              env=dict(os.environ, **{key: value}), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    read_until(client.stdout.fileno(), b"ri\n", "the pod's name")
+    client.stdin.write(b"hey\n")
+    client.stdin.flush()
+    read_until(client.stdout.fileno(), b"got-hey\n", "the container's answer")
+    assert client.wait(timeout=20) == 0   # the container ended: the attach with it
+    client.stdin.close()
+    client.stdout.close()
+    assert "Traceback" not in client.stderr.read().decode()
+    client.stderr.close()
+
+
+def test_run_i_without_a_stdin_container_is_refused_before_anything_is_made(nspod):
+    text = POD.replace("NAME", "rn").replace("COMMAND", '["sleep", "100"]') \
+        .replace("    stdin: true\n", "").replace("EXTRA", "")
+    result = nspod("run", "-i", nspod.manifest(text, "rn.yaml"), check=False)
+    assert result.returncode == 2 and "stdin: true" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "rn" not in nspod("ps", "-a").stdout
