@@ -183,7 +183,11 @@ def attach_loop(attachment, use_stdin, raw_terminal):
                         if not att.tty:
                             _show_log(att.log_path, offset)
                         return 0
-                    _write_all(att.input_fd, data)
+                    try:
+                        _write_all(att.input_fd, data)
+                    except OSError:   # EPIPE, EIO: nothing reads the container's stdin now
+                        selector.unregister(0)
+                        att.close_input()
     finally:
         if previous_winch is not None:
             signal.signal(signal.SIGWINCH, previous_winch)
