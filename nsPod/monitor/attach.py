@@ -168,8 +168,10 @@ class Attachments:
                              "ended (stdinOnce)")
         if len(self.sessions) >= MAX_SESSIONS:
             raise NspodError(f"pod {m.plan.name} has {MAX_SESSIONS} clients attached already")
-        tty = fds.pty_master is not None
+        tty = bool(run.plan.tty)
         passed = [fds.pty_master] if tty else [fds.stdin_write] if want_stdin else []
+        if None in passed:   # its output ended (EIO) or stdin closed: the exit is on its way
+            raise NspodError(f"container {name} of pod {m.plan.name} is not running")
         reply = {"ok": True, "tty": tty, "stdin": want_stdin, "log": m.cstate(run).log}
         socket.send_fds(conn, [(_json(reply) + "\n").encode()], passed)
         conn.setblocking(False)
