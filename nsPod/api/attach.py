@@ -178,7 +178,10 @@ def attach_loop(attachment, use_stdin, raw_terminal):
                     if att.tty:
                         _write_all(1, data)
                 else:
-                    data = os.read(0, 65536)
+                    try:
+                        data = os.read(0, 65536)
+                    except OSError:   # EIO: this terminal is gone
+                        data = b""
                     if not data:        # the user's end of input: detach
                         if not att.tty:
                             _show_log(att.log_path, offset)

@@ -15,8 +15,9 @@ sockets are non-blocking, at most SESSION_BUFFER bytes of output wait for one cl
 is dropped for it, as a slow terminal would lose it), at most MAX_SESSIONS clients at once.
 The connection stays open while the client is attached: its end is the detach, after which
 a container with stdinOnce has its stdin closed (Kubernetes' semantics; with a tty the
-master is the container's output too, so stdinOnce is not applied there). When the run
-ends, every session of it is closed: the clients see end of file.
+master is the container's output too, so its end of input is the terminal's EOF character
+written to it, as typed). When the run ends, every session of it is closed: the clients
+see end of file.
 """
 import contextlib
 import os
@@ -188,12 +189,18 @@ class Attachments:
         session.conn.close()
         run = session.run
         fds = getattr(run, "stdio", None)
-        if session.stdin and run.plan.stdin_once and fds is not None \
-                and fds.stdin_write is not None:
-            # Kubernetes' stdinOnce: the first attach's end is the end of the stdin.
+        if not (session.stdin and run.plan.stdin_once and fds is not None):
+            return
+        # Kubernetes' stdinOnce: the first attach's end is the end of the stdin.
+        run.stdin_closed = True
+        if fds.stdin_write is not None:
             os.close(fds.stdin_write)
             fds.stdin_write = None
-            run.stdin_closed = True
+        elif fds.pty_master is not None:
+            # A pty stays the container's output: its end of input is the terminal's EOF
+            # character, as typed (a reader in canonical mode reads end of file).
+            with contextlib.suppress(OSError):
+                os.write(fds.pty_master, _eof_char(fds.pty_master))
 
     def run_ended(self, run):
         """Its output is all in the log: its clients see end of file, its stdin closes."""
@@ -211,6 +218,14 @@ class Attachments:
     def close_all(self):
         for session in list(self.sessions):
             self.detach(session)
+
+
+def _eof_char(fd):
+    import termios
+    try:
+        return termios.tcgetattr(fd)[6][termios.VEOF]
+    except termios.error:
+        return b"\x04"
 
 
 def _json(reply):

@@ -10,12 +10,13 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import termios
 import time
 
-from conftest import NSPOD
 from helpers import container_status, wait_for, wait_terminated
 
+NSPOD = [sys.executable, "-P", "-m", "nsPod"]   # as conftest runs it
 POD = """\
 apiVersion: v1
 kind: Pod
@@ -193,3 +194,22 @@ def test_run_i_without_a_stdin_container_is_refused_before_anything_is_made(nspo
     assert result.returncode == 2 and "stdin: true" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "rn" not in nspod("ps", "-a").stdout
+
+
+def test_stdin_once_on_a_tty_ends_its_input_at_the_first_detach(nspod):
+    """Attached with -i but no -t (this stdin is a pipe): the pty's output comes through the
+    monitor; the detach writes the terminal's EOF character: `cat` reads end of file."""
+    pod(nspod, "ttonce", ["sh", "-c", "cat; echo saw-eof"],
+        "    stdinOnce: true\n    tty: true\n")
+    client = attach(nspod, "-i", "ttonce", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    client.stdin.write(b"hello\n")
+    client.stdin.flush()
+    read_until(client.stdout.fileno(), b"hello\r\nhello\r\n", "the echo and cat's copy")
+    client.stdin.close()
+    assert client.wait(timeout=20) == 0
+    client.stdout.close()
+    status = wait_terminated(nspod, "ttonce", "main", timeout=20)
+    assert status["exitCode"] == 0, status
+    assert "saw-eof" in nspod("logs", "ttonce").stdout
+    refused = nspod("attach", "-i", "ttonce", check=False, input="")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
