@@ -135,6 +135,9 @@ def test_attach_t_is_the_containers_terminal_with_resize(nspod):
 
 
 def test_a_client_that_never_reads_cannot_hold_up_the_monitor(nspod):
+    """4 MB of tty output while an attached client reads nothing: the monitor keeps reading
+    it into the log (far past what the client's socket and its 256 KiB queue can hold) and
+    keeps answering its control socket."""
     pod(nspod, "slow", ["sh", "-c", "read go; head -c 4000000 /dev/zero | tr '\\0' x; "
                                     "echo; echo done-writing; cat"], "    tty: true\n")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -142,10 +145,17 @@ def test_a_client_that_never_reads_cannot_hold_up_the_monitor(nspod):
     sock.sendall(b'{"op": "attach", "container": "main", "stdin": true}\n')
     data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
     assert json.loads(data.split(b"\n")[0])["tty"] is True and len(fds) == 1
+    log = os.path.join(nspod.root, "pods", "slow", "logs", "main", "0.log")
     try:
         os.write(fds[0], b"go\r")    # then never read the socket
-        wait_for(lambda: "done-writing" in nspod("logs", "slow").stdout, timeout=60,
-                 what="4 MB through the pty into the log")
+        wait_for(lambda: os.path.getsize(log) > 3_000_000, timeout=60,
+                 what="the 4 MB of output read into the log")
+        ping = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ping.settimeout(10)
+        ping.connect(os.path.join(nspod.root, "pods", "slow", "control.sock"))
+        ping.sendall(b'{"op": "ping"}\n')
+        assert json.loads(ping.recv(4096)) == {"ok": True}
+        ping.close()
         assert "slow" in nspod("ps").stdout
         assert nspod("exec", "slow", "--", "echo", "exec-works").stdout == "exec-works\n"
     finally:
