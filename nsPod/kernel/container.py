@@ -155,7 +155,7 @@ def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, s
     if stdin_fd is None and container.stdin_open:
         with step("stdin: a pipe that never ends (stdin: true)"):
             stdin_fd = _endless_stdin()   # before the security context: it may drop dumpable
-    if container.tty:
+    if container.tty and stdin_fd is not None:
         with step("a new session whose controlling terminal is the pty (tty: true)"):
             # stdin_fd is the pty's slave (monitor/attach.py): ^C and job control reach the
             # container's processes, as with a runtime's console.
