@@ -110,19 +110,30 @@ def load_manifests(files, name=None, allowed_unsafe_sysctls=(), sources_required
 @click.argument("files", metavar="FILE...", nargs=-1, required=True)
 @click.option("--name", help="Pod name (overrides metadata.name; one-pod files only).")
 @click.option("--wait", is_flag=True, help="Return once every container runs, or the pod ended.")
+@click.option("-i", "--stdin", "interactive", is_flag=True,
+              help="Then attach -i to the first container with stdin: true (one pod).")
+@click.option("-t", "--tty", is_flag=True, help="Then attach -t to it (it needs tty: true).")
 @pass_context
-def run(ctx, files, name, wait):
+def run(ctx, files, name, wait, interactive, tty):
     """Create and start the pod(s) of Kubernetes manifests (FILE..., a directory, or - for
     stdin); ConfigMaps, Secrets and PersistentVolumeClaims in them serve the pods."""
-    from nsPod.api import pods, pulls
-    for p in load_manifests(files, name, ctx.config.allowed_unsafe_sysctls):
+    from nsPod.api import attach as attaching, pods, pulls
+    if (interactive or tty) and "-" in files:
+        raise InputError("-i/-t: the manifest cannot come from stdin too")
+    if tty and not sys.stdin.isatty():
+        raise InputError("-t: standard input is not a terminal")
+    made = load_manifests(files, name, ctx.config.allowed_unsafe_sysctls)
+    target = attaching.run_target(made, tty) if interactive or tty else None
+    for p in made:
         pulls.pull_for_pod(ctx.config, p.manifest, _progress(False))
         for w in pods.run(ctx.config, p):
             warn(w)
         click.echo(p.name)
-        if wait:
+        if wait or target:
             from nsPod.api import query
             query.wait_started(ctx.config, p.name)
+    if target:
+        _attach(ctx, interactive, tty, target, made[0].name)
 
 
 @cli.command()
@@ -280,6 +291,26 @@ def run_attached(tty, run):
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(code)
+
+
+@cli.command()
+@click.option("-i", "--stdin", "interactive", is_flag=True,
+              help="Pass stdin to the container (it needs stdin: true); end of input detaches.")
+@click.option("-t", "--tty", is_flag=True, help="This terminal, raw, is the container's tty.")
+@click.option("-c", "--container", help="Container name (default: the first).")
+@click.argument("pod")
+@pass_context
+def attach(ctx, interactive, tty, container, pod):
+    """Attach to a running container's stdin, tty and output (kubectl attach)."""
+    _attach(ctx, interactive, tty, container, pod)
+
+
+def _attach(ctx, interactive, tty, container, pod):
+    from nsPod.api import attach as attaching
+    if tty and not sys.stdin.isatty():
+        raise InputError("-t: standard input is not a terminal")
+    attachment = attaching.open_attachment(ctx.config, pod, container, interactive, tty)
+    sys.exit(attaching.attach_loop(attachment, interactive, raw_terminal=tty))
 
 
 @cli.command()

@@ -7,8 +7,10 @@ apply_security too, so that a command run in a container has the container's uid
 capabilities and seccomp filter.
 """
 import errno
+import fcntl
 import os
 import stat
+import termios
 import warnings
 
 from nsPod.kernel import mounts, namespaces, process, volumes
@@ -156,6 +158,12 @@ def _build_root_and_exec(plan, container, container_dir, stdout_fd, stderr_fd, s
     if stdin_fd is None and container.stdin_open:
         with step("stdin: a pipe that never ends (stdin: true)"):
             stdin_fd = _endless_stdin()   # before the security context: it may drop dumpable
+    if container.tty and stdin_fd is not None:
+        with step("a new session whose controlling terminal is the pty (tty: true)"):
+            # stdin_fd is the pty's slave (monitor/attach.py): ^C and job control reach the
+            # container's processes, as with a runtime's console.
+            os.setsid()
+            fcntl.ioctl(stdin_fd, termios.TIOCSCTTY, 0)
     apply_security(container, prepared)
     with step("standard streams"):
         os.dup2(os.open("/dev/null", os.O_RDONLY) if stdin_fd is None else stdin_fd, 0)

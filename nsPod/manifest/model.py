@@ -136,7 +136,9 @@ class Container:
     pre_stop: Handler | None = None
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
     termination_message_policy: str = "File"   # or FallbackToLogsOnError
-    stdin: bool = False                  # stdin: true, kept open with no writer (no attach)
+    stdin: bool = False                  # stdin: true, a pipe nspod attach -i writes into
+    stdin_once: bool = False             # stdin closed when the first attach -i detaches
+    tty: bool = False                    # a pty: stdin, stdout and stderr, controlling tty
 
 
 @dataclass(frozen=True)

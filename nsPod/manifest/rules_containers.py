@@ -111,7 +111,8 @@ def validate_container(raw, path, init, ctx):
         liveness_probe=probes["livenessProbe"], readiness_probe=probes["readinessProbe"],
         startup_probe=probes["startupProbe"], post_start=post_start, pre_stop=pre_stop,
         termination_message_path=message_path, termination_message_policy=message_policy,
-        stdin=c.get("stdin") is True)
+        stdin=c.get("stdin") is True, stdin_once=c.get("stdinOnce") is True,
+        tty=c.get("tty") is True)
 
 
 def validate_env(value, path, ctx):

@@ -146,16 +146,11 @@ CONTAINER = {
     "imagePullPolicy": None,        # honoured by `run` (nsPod/registry/pull.py ensure)
     **dict.fromkeys((
         "volumeDevices", "resizePolicy", "restartPolicyRules"), UNSUPPORTED),
-    # nspod has no attach (docs/interface.md): stdin true keeps the container's stdin open
-    # with no writer, as before a kubectl attach; a tty is never allocated.
-    "stdin": default(False, otherwise=("warn", "nspod has no attach; the container's "
-                                       "stdin is kept open with nothing written to it (reads "
-                                       "block, as before `kubectl attach`); for a shell: "
-                                       "nspod exec -it POD -- sh")),
-    "stdinOnce": default(False, otherwise=("warn", "ignored (nspod has no attach to end)")),
-    "tty": default(False, otherwise=("warn", "no terminal is allocated (nspod has no "
-                                     "attach; output goes to the logs); for one: nspod exec "
-                                     "-it POD -- sh")),
+    # `nspod attach` (docs/interface.md) writes into the stdin that stdin true keeps open,
+    # and shows the pty that tty true allocates; stdinOnce closes it after the first attach.
+    "stdin": None,
+    "stdinOnce": None,
+    "tty": None,
 }
 APP_CONTAINER = {
     **CONTAINER,

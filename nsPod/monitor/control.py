@@ -154,6 +154,14 @@ class Control:
                 reply = self.remove_container(request)
             elif op == "rotate-log":
                 reply = self.rotate_log(request)
+            elif op == "attach":
+                # `nspod attach`: answered with fds, the connection then stays as the session
+                # (monitor/attach.py); not traced (its steps are none).
+                if isinstance(caller, Relay):
+                    raise NspodError("attach cannot be traced")
+                self.check_running()
+                self.m.launcher.attachments.attach(conn, request)
+                return
             elif op == "ping":
                 reply = {"ok": True}
             else:

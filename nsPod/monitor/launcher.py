@@ -16,6 +16,7 @@ from nsPod.kernel import container, namespaces, sandbox, security, tracing
 from nsPod.kernel.cgroups import Limits
 from nsPod.kernel.cgroups.devices import allowlist as device_allowlist
 from nsPod.kernel.process import ChildFailed
+from nsPod.monitor.attach import Attachments, StdioFds
 from nsPod.errors import NspodError, describe
 from nsPod.plan import lifecycle
 from nsPod.plan.make import PAUSE_CGROUP, termination_log
@@ -28,6 +29,7 @@ class Launcher:
         self.m = monitor
         self.streams = {}          # read fd -> logs.StreamWriter
         self.log_limits = logs.limits_from_env()
+        self.attachments = Attachments(monitor)   # `nspod attach` clients, kept stdio ends
 
     # --- processes -------------------------------------------------------------------------
 
@@ -70,7 +72,7 @@ class Launcher:
         Returns (pid, startedAt); raises whatever failed, with nothing of it left open."""
         m = self.m
         log_file = None
-        out_r = err_r = None
+        stdio = None
         try:
             log_dir = m.dir.file("logs", run.name)
             os.makedirs(log_dir, exist_ok=True)
@@ -88,32 +90,30 @@ class Launcher:
             _world_writable_empty(termination_log(m.dir.path, run.name))
             container_dir = m.dir.file("containers", run.name)
             os.makedirs(container_dir, exist_ok=True)
-            out_r, out_w = os.pipe()
-            try:
-                err_r, err_w = os.pipe()
-            except OSError:
-                os.close(out_w)
-                raise
+            # Pipes, or a pty with tty: true; with stdin: true the monitor keeps a way in
+            # for `nspod attach` (monitor/attach.py).
+            stdio = StdioFds(run.plan)
             started_at = now_rfc3339()
             try:
                 pid = container.spawn(m.plan, run.plan, m.state.pause.pid,
-                                      container_dir, out_w, err_w,
+                                      container_dir, stdio.child_out, stdio.child_err,
                                       set_pdeathsig=_die_with_monitor,
-                                      prepare=self.attach_to(run.name))
+                                      prepare=self.attach_to(run.name),
+                                      stdin_fd=stdio.child_stdin)
             finally:
-                # Only the container may hold the write ends, so its exit is our EOF.
-                os.close(out_w)
-                os.close(err_w)
+                # Only the container may hold its ends, so its exit is our EOF.
+                stdio.close_child_ends()
         except BaseException:
-            for fd in (out_r, err_r):
-                if fd is not None:
-                    os.close(fd)
+            if stdio is not None:
+                stdio.close_all()
             if log_file is not None:
                 log_file.release()
             raise
         run.log_file = log_file
-        run.stream_fds = (out_r, err_r)
-        for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
+        read_fds = stdio.take_read_fds()
+        run.stream_fds = tuple(fd for fd, _ in read_fds)
+        self.attachments.started(run, stdio)
+        for fd, stream in read_fds:
             os.set_blocking(fd, False)
             self.streams[fd] = logs.StreamWriter(log_file, stream)
             m.selector.register(fd, selectors.EVENT_READ, "log")
@@ -144,6 +144,7 @@ class Launcher:
         for fd in run.stream_fds:
             while fd in self.streams and self.on_log(fd):
                 pass
+        self.attachments.run_ended(run)
 
     def termination_message(self, run, cstate, code):
         lc = run.plan.lifecycle
@@ -165,12 +166,16 @@ class Launcher:
             data = os.read(fd, 65536)
         except BlockingIOError:
             return False
+        except OSError:
+            data = b""   # EIO: a pty whose slave every process has closed
         if data:
             writer.feed(data)
+            self.attachments.output(fd, data)
             return True
         writer.close()
         self.m.selector.unregister(fd)
         os.close(fd)
+        self.attachments.pty_closed(fd)
         del self.streams[fd]
         return False
 
@@ -188,6 +193,8 @@ class Launcher:
             with contextlib.suppress(OSError):
                 self.m.selector.unregister(fd)
             os.close(fd)
+            self.attachments.pty_closed(fd)
+        self.attachments.close_all()
 
 
 def kill(pid, sig):

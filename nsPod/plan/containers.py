@@ -52,6 +52,8 @@ def container_plan(container, pod, volumes, facts, etc=None):
         rootfs=image.get("rootfs", ""),
         security=security_plan(container, pod, image),
         stdin_open=container.stdin,
+        stdin_once=container.stdin_once,
+        tty=container.tty,
     )
 
 

@@ -50,8 +50,12 @@ class ContainerPlan:
     rootfs: str = ""      # the overlay's lower layer: an image's root filesystem; "" is the host's /
     # who the process is and what it may do: see security_plan()
     security: dict = Factory(dict)
-    # stdin: true: the process's stdin is a pipe that never ends (kernel/container.py)
+    # stdin: true: the process's stdin is a pipe whose write end the monitor keeps for
+    # `nspod attach -i` (monitor/attach.py); stdin_once: closed when the first -i detaches;
+    # tty: a pty is its stdin, stdout and stderr, the monitor keeps its master
     stdin_open: bool = False
+    stdin_once: bool = False
+    tty: bool = False
 
     def env_dict(self):
         return dict(self.env)

@@ -206,8 +206,8 @@ MODULE_LINES_MAX, CLASS_LINES_MAX = 450, 300
 OVERSIZED = {
     # Every command's click declaration lives here (the only click importer); the image
     # pull commands and `delete -f` (issue 10), `--trace=json`, `explain` and `lab` (issue 14),
-    # `cri` (issue 13) brought it over: the next to move out.
-    "cli.py": 602,
+    # `cri` (issue 13), `attach` and `run -it` brought it over: the next to move out.
+    "cli.py": 633,
 }
 
 

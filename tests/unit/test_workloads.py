@@ -193,8 +193,8 @@ def test_fields_at_their_defaults_are_accepted_silently():
 def test_fields_off_their_defaults_are_still_refused_or_warned():
     doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
         "hostUsers": False, "automountServiceAccountToken": True,
-        "containers": [{"name": "c", "command": ["sleep", "1"], "tty": True,
-                        "resources": {"limits": {"nvidia.com/gpu": 1}}}]}}
+        "containers": [{"name": "c", "command": ["sleep", "1"], "tty": True, "stdin": True,
+                        "stdinOnce": True, "resources": {"limits": {"nvidia.com/gpu": 1}}}]}}
     import json
     with pytest.raises(SpecError) as info:
         load(json.dumps(doc))
@@ -202,8 +202,6 @@ def test_fields_off_their_defaults_are_still_refused_or_warned():
     assert info.value.warnings == [
         "spec.automountServiceAccountToken: ignored: there is no API server, so no service "
         "account token",
-        "spec.containers[0].tty: no terminal is allocated (nspod has no attach; output goes to "
-        "the logs); for one: nspod exec -it POD -- sh",
         "spec.containers[0].resources.limits.nvidia.com/gpu: ignored (nspod limits only memory "
         "and cpu)"]
 
