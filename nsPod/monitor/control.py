@@ -17,7 +17,7 @@ import sys
 from nsPod import jsonline
 from nsPod.errors import NspodError, describe
 from nsPod.kernel.cgroups import Limits
-from nsPod.monitor import phase
+from nsPod.monitor import cri_ops, phase
 from nsPod.monitor.relay import Relay, Relays
 from nsPod.plan.lifecycle import INIT
 from nsPod.plan.make import container_from_json
@@ -149,11 +149,11 @@ class Control:
                                                     self.m.plan.grace_seconds + 30)
                     return
             elif op == "stop-container":
-                reply = self.stop_container(request)
+                reply = cri_ops.stop_container(self, request)
             elif op == "remove-container":
-                reply = self.remove_container(request)
+                reply = cri_ops.remove_container(self, request)
             elif op == "rotate-log":
-                reply = self.rotate_log(request)
+                reply = cri_ops.rotate_log(self, request)
             elif op == "attach":
                 # `nspod attach`: answered with fds, the connection then stays as the session
                 # (monitor/attach.py); not traced (its steps are none).
@@ -219,50 +219,6 @@ class Control:
         warnings = m.scheduler.start(run)
         phase.update(m)
         return {"ok": True, "warnings": warnings}
-
-    def stop_container(self, request):
-        """CRI StopContainer: this container only, preStop/SIGTERM then SIGKILL after the
-        timeout; not restarted (CRI containers never are)."""
-        run = self.m.runs.get(request.get("container"))
-        timeout = request.get("timeout")
-        if run is None:
-            raise NspodError(f"pod {self.m.plan.name} has no container {request.get('container')!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise NspodError(f"stop-container: timeout {timeout!r} is not a number of seconds")
-        self.m.stopper.terminate(run, timeout)
-        return {"ok": True}
-
-    def remove_container(self, request):
-        """CRI RemoveContainer: forget an ended CRI container (plan, status, its cgroup)."""
-        m = self.m
-        name = request.get("container")
-        run = m.runs.get(name)
-        if run is None or not getattr(run, "cri", False):
-            raise NspodError(f"pod {m.plan.name} has no CRI container {name!r}")
-        if run.pid:
-            raise NspodError(f"container {name} is running: stop it first")
-        m.timers.cancel(run.pending)
-        del m.runs[name]
-        m.plan.containers = [c for c in m.plan.containers if c.name != name]
-        m.state.containers.pop(name, None)
-        with contextlib.suppress(NspodError, OSError):
-            m.cgroups.remove(m.cgroup_rel(name))
-        doc = m.dir.read_pod()
-        manifest = doc["manifest"]
-        spec = manifest.get("spec", {})
-        spec["containers"] = [c for c in spec.get("containers", []) if c.get("name") != name]
-        self.write_plan(manifest)
-        m.save()
-        return {"ok": True}
-
-    def rotate_log(self, request):
-        """CRI ReopenContainerLog: the running container's log starts a new file (the old
-        one becomes <n>.log.1, as a rotation by size does)."""
-        run = self.m.runs.get(request.get("container"))
-        if run is None or run.log_file is None or run.log_file.fd is None:
-            raise NspodError(f"container {request.get('container')!r} is not running")
-        run.log_file.rotate()
-        return {"ok": True}
 
     def write_plan(self, manifest):
         doc = self.m.dir.read_pod()
