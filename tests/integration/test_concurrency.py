@@ -146,8 +146,16 @@ def kill_after(proc, delay, nspod=None, pod=None):
         wait_for(lambda: not _podd_children(nspod), timeout=30,
                  what="the killed command's process to end")
         if pod is not None:
-            wait_for(lambda: not _lock_held(nspod, pod), timeout=30,
-                     what=f"the half-made pod {pod} to be let go")
+            wait_for(lambda: not _lock_held(nspod, pod) or _phase(nspod, pod) == "Running",
+                     timeout=30, what=f"the half-made pod {pod} to be let go, or to run")
+
+
+def _phase(nspod, pod):
+    try:
+        with open(os.path.join(nspod.root, "pods", pod, "state.json")) as f:
+            return json.load(f).get("phase")
+    except (OSError, ValueError):
+        return None
 
 
 def _podd_children(nspod):

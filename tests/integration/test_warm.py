@@ -185,7 +185,8 @@ def test_a_killed_client_kills_its_command(nspod):
     def sleepers():
         return [pid for pid in os.listdir("/proc") if pid.isdigit() and alive(pid)
                 and _cmdline_or_none(pid) == f"sleep {marker} "]
-    [sleeper] = sleepers()
+    # "up" comes from sh just before it execs sleep: wait for the exec.
+    [sleeper] = wait_for(sleepers, timeout=30, what="the exec'd sleep")
     command = status_field(sleeper, "ppid")   # the process running `exec`: its reaper
     assert command != proc.pid and "-m nsPod.podd" in cmdline(command)
     proc.kill()
