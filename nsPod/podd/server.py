@@ -280,6 +280,9 @@ def main(argv):
     directory = client.usable_dir(root, create=False)
     if directory is None:
         raise SystemExit(f"podd: {client.warm_dir(root)} is not a directory of ours (0700)")
+    path = client.socket_path(root, key)
+    if len(os.fsencode(path)) >= client.SUN_PATH_MAX:
+        raise SystemExit(f"podd: {path} is too long for a unix socket")
     _take_lock(client.lock_path(root, key), lock_fd)
     _trim_log(os.path.join(directory, client.LOG_FILE))
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -292,9 +295,6 @@ def main(argv):
     gc.freeze()    # everything imported: no collection in a fork walks (so copies) it
     podd = Podd(root, key, lock_fd)
     podd.wakeup = wakeup
-    path = client.socket_path(root, key)
-    if len(os.fsencode(path)) >= 100:
-        raise SystemExit(f"podd: {path} is too long for a unix socket")
     podd.listener, inode = _listen(path)
     try:
         podd.serve(idle_seconds())

@@ -37,6 +37,7 @@ VALUE_OPTIONS = {"--root", "--cgroup-parent", "--bridge", "--subnet", "--restart
                  "--allowed-unsafe-sysctls"}
 FLAG_OPTIONS = {"-v", "--verbose", "--trace"}
 CONNECT_TIMEOUT = 30.0
+SUN_PATH_MAX = 100       # podd binds its socket by path: sun_path holds 108 bytes
 # What podd itself keeps of the starting client's environment: what finds and loads Python
 # code the same way. A command's own environment comes with each request.
 PODD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPYCACHEPREFIX",
@@ -327,6 +328,8 @@ def run(argv):
     if usable_dir(root) is None:
         return None
     key = context_key()
+    if len(os.fsencode(socket_path(root, key))) >= SUN_PATH_MAX:
+        return None      # podd does not listen past sun_path: never start one that cannot
     forwarder = _Forwarder()
     forwarder.install()
     sock = connect(root, key)

@@ -258,3 +258,22 @@ def test_hostile_requests_hold_up_nobody(nspod):
     assert client.running(nspod.root) == podd
     silent.close()
     half.close()
+
+
+def test_a_root_too_long_for_podds_socket_runs_commands_in_process():
+    """A state root whose podd socket path would pass sun_path's bound: no podd is started
+    (it could not listen), every command runs in-process, and works."""
+    from conftest import nspod_world
+    with nspod_world() as world:
+        long_root = os.path.join(world.workdir, "r" * 90)
+        os.makedirs(os.path.join(long_root, "pods"), mode=0o700)
+        os.chmod(long_root, 0o700)
+        env = dict(os.environ)
+        env.pop("NSPOD_TRACE", None)
+        for _ in range(2):
+            result = subprocess.run(NSPOD + ["--root", long_root, "ps"], capture_output=True,
+                                    text=True, timeout=60, env=env)
+            assert result.returncode == 0, result.stderr
+        assert client.running(long_root) is None
+        assert not os.path.exists(client.warm_dir(long_root)) or \
+            not [n for n in os.listdir(client.warm_dir(long_root)) if n.endswith(".lock")]
