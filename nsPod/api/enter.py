@@ -31,6 +31,7 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     driver = open_driver(doc["plan"]["cgroup_parent"])
     rel = rel_in_parent(cstate.cgroup, doc["plan"]["cgroup_parent"])
     security.become_subreaper()  # the process comes from a second fork: it is ours to reap
+    forwarder = _Forwarder()
     try:
         # In the container's cgroup before it runs: its memory is the container's.
         pid = container.spawn_joined(target, cplan, argv, attach=lambda p: driver.attach(rel, p),
@@ -38,7 +39,7 @@ def exec_in(config, pod_name, container_name, argv, interactive=False):
     except process.ChildFailed as e:
         raise ExecFailed(e.message, ExitCode.NOT_FOUND if e.errno == errno.ENOENT
                              else ExitCode.CANNOT_EXECUTE) from None
-    return _wait_forwarding_signals(pid)
+    return forwarder.wait(pid)
 
 
 def debug(config, pod_name, target_name, argv, interactive=False):
@@ -79,6 +80,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
     os.makedirs(container_dir)
     driver.create(rel, Limits(), exclusive=True)  # never a container's own cgroup
     security.become_subreaper()
+    forwarder = _Forwarder()
     try:
         driver.restrict_devices(rel, allowlist(container.security_settings(cplan)["privileged"]))
         try:
@@ -90,7 +92,7 @@ def debug(config, pod_name, target_name, argv, interactive=False):
         except process.ChildFailed as e:
             raise ExecFailed(e.message, ExitCode.NOT_FOUND if e.errno == errno.ENOENT
                              else ExitCode.CANNOT_EXECUTE) from None
-        return _wait_forwarding_signals(pid)
+        return forwarder.wait(pid)
     finally:
         driver.kill(rel)
         driver.remove(rel)
@@ -103,14 +105,30 @@ class ExecFailed(NspodError):
         self.exit_code = exit_code
 
 
-def _wait_forwarding_signals(pid):
-    def forward(signo, frame):
+class _Forwarder:
+    """SIGTERM, SIGHUP, SIGINT (and SIGWINCH: through podd the process is in no terminal's
+    foreground group) passed on to the process; caught from before it exists, so that one
+    that comes while it is being made is passed on once it is, not lost."""
+
+    def __init__(self):
+        self.pid = None
+        self.pending = []
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGWINCH):
+            signal.signal(sig, self.forward)
+
+    def forward(self, signo, frame):
+        if self.pid is None:
+            self.pending.append(signo)
+            return
         try:
-            os.kill(pid, signo)
+            os.kill(self.pid, signo)
         except ProcessLookupError:
             pass
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, forward)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    def wait(self, pid):
+        self.pid = pid
+        for signo in self.pending:
+            self.forward(signo, None)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) \
+            else 128 + os.WTERMSIG(status)

@@ -20,6 +20,7 @@ from nsPod.store.state import PodDir, ProcessRef, now_rfc3339
 from nsPod.api.query import _enter, _existing, host_facts
 from nsPod.store.locks import admission_lock
 from nsPod.api import admission, control
+from nsPod.warm import forking
 
 
 def run(config, pod):
@@ -74,15 +75,20 @@ def _start_monitor(config, pod_dir, lock_fd):
     # afterwards, the monitor writes to the pod's monitor.log.
     stderr = None if config.trace else open(pod_dir.file("monitor.log"), "ab")
     try:
-        monitor = subprocess.Popen(
-            # The file, not -m: runpy costs ~8 ms; -P keeps its directory off sys.path.
-            [sys.executable, "-P", os.path.join(os.path.dirname(os.path.dirname(__file__)),
-                                                "monitor", "__main__.py"),
-             pod_dir.path, str(ready_w),
-             str(lock_fd), str(os.getpid())],
-            pass_fds=(ready_w, lock_fd), start_new_session=True, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-        )
+        if forking.is_warm():   # a command forked from podd: podd forks the monitor
+            monitor = forking.start_monitor(config.root, pod_dir.path, ready_w, lock_fd,
+                                            2 if stderr is None else stderr.fileno(),
+                                            config.trace)
+        else:
+            monitor = subprocess.Popen(
+                # The file, not -m: runpy costs ~8 ms; -P keeps its directory off sys.path.
+                [sys.executable, "-P", os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                                    "monitor", "__main__.py"),
+                 pod_dir.path, str(ready_w),
+                 str(lock_fd), str(os.getpid())],
+                pass_fds=(ready_w, lock_fd), start_new_session=True, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            )
     finally:
         os.close(ready_w)
         os.close(lock_fd)
@@ -113,6 +119,8 @@ def _start_monitor(config, pod_dir, lock_fd):
         raise SetupError(f"pod {pod_dir.name}: {reply['error']}")
     # The monitor lives on detached; dropping the Popen object must not wait for it.
     monitor.returncode = 0
+    if forking.is_warm():
+        monitor.close()     # podd's watcher of the monitor ends with this
     return reply.get("warnings", [])
 
 

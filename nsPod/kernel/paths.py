@@ -30,7 +30,7 @@ from nsPod.kernel import root_registry
 # What nspod itself puts at the top of a state root: an existing non-empty directory with none
 # of these is not a state root (a mistyped --root /usr must not become one).
 ROOT_ENTRIES = frozenset(("pods", "network", "images", "volumes", "admission.lock",
-                          "cgroup-parents.json", "cgroup-parents.lock"))
+                          "cgroup-parents.json", "cgroup-parents.lock", "warm"))
 
 
 # --- names ----------------------------------------------------------------------------------

@@ -52,8 +52,10 @@ from nsPod.store.state import ProcessRef, now_rfc3339
 
 # For tests/integration/test_kill_points.py only: NSPOD_TEST_PAUSE_AT=<step>[,<step>...] makes
 # the monitor stop itself (SIGSTOP) at those named steps, for the test to SIGKILL it there.
-# Unset (always, outside those tests), test_point does nothing.
-_STOP_AT = frozenset(filter(None, os.environ.get("NSPOD_TEST_PAUSE_AT", "").split(",")))
+# Unset (always, outside those tests), test_point does nothing. Read when asked: a monitor
+# forked from podd has the environment of the command that made it, not podd's.
+def _stop_at():
+    return os.environ.get("NSPOD_TEST_PAUSE_AT", "").split(",")
 
 
 class Aborted(BaseException):
@@ -192,7 +194,7 @@ class Monitor:
         return f"{self.pod_cgroup}/{leaf}"
 
     def test_point(self, step):
-        if step in _STOP_AT:
+        if step and step in _stop_at():
             os.kill(os.getpid(), signal.SIGSTOP)
 
     # --- setup: a straight line, each step recorded before it is taken --------------------

@@ -393,6 +393,10 @@ def stop(root, timeout=5.0):
                     asked = True
                 except _Unreachable:
                     pass
+                except NetworkError:
+                    # No answer within the second: netd is still finishing the work of a
+                    # request it answered (a veth's deletion); ask again until the deadline.
+                    pass
             time.sleep(POLL)
         return True
     finally:

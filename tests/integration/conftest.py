@@ -18,6 +18,7 @@ import pytest
 
 from leaks import Snapshot
 from nsPod.net import client as netclient
+from nsPod.warm import client as warmclient
 
 # -P: the installed nspod, never the source tree in the current directory.
 NSPOD = [sys.executable, "-P", "-m", "nsPod"]
@@ -99,8 +100,9 @@ def nspod_world():
     finally:
         if tool.pods():
             tool("rm", "-f", "--timeout", "0", *tool.pods(), check=False)
-        # The network helper idles on for a while by design; a test's is stopped here.
+        # The network helper and podd idle on for a while by design; a test's are stopped here.
         netclient.stop(root)
+        warmclient.stop_all(root)
         leaks = before.leaks()
         if not leaks:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -12,9 +12,10 @@ from conftest import NSPOD
 from helpers import container, pod_yaml, wait_for
 from leaks import Snapshot, links, mounts, processes
 from nsPod.net import client as netclient
+from nsPod.warm import client as warmclient
 
 # netd stays up across a test's cycles, so that its fds can be compared before and after.
-NETD_ENV = {"NSPOD_NETD_IDLE": "600"}
+NETD_ENV = {"NSPOD_NETD_IDLE": "600", "NSPOD_WARM_IDLE": "600"}
 # Sized to about a minute here; NSPOD_SOAK_CYCLES=300 for a long one.
 SOAK_CYCLES = int(os.environ.get("NSPOD_SOAK_CYCLES", "30"))
 
@@ -82,7 +83,9 @@ def counts(nspod):
     same time, so links, mounts and netns entries are counted only where they are ours."""
     netd = netclient.running(nspod.root)
     assert netd and netd > 0, "netd is not running"
-    ours = [pid for (pid, _), cmd in processes().items() if nspod.root in cmd]
+    # podd (when the warm path is on) is counted apart: it must be the same, its fds flat.
+    podd = warmclient.running(nspod.root)
+    ours = [pid for (pid, _), cmd in processes().items() if nspod.root in cmd and pid != podd]
     our_links = {nspod.bridge} | {netclient.host_veth_name(nspod.root, p, nspod.bridge)
                                   for p in nspod.pod_names}
     our_netns = {netclient.netns_name(nspod.root, p) for p in nspod.pod_names}
@@ -95,6 +98,8 @@ def counts(nspod):
         "links": len(links() & our_links),
         "test fds": len(os.listdir("/proc/self/fd")),
         "netd fds": len(os.listdir(f"/proc/{netd}/fd")),
+        "podd": podd,
+        "podd fds": len(os.listdir(f"/proc/{podd}/fd")) if podd else 0,
         "leases": len(leases(nspod)),
         "netns": len(netns & our_netns),
         "state dirs": len(nspod.pods()),
@@ -108,6 +113,9 @@ def test_create_rm_soak_keeps_counts_flat(nspod):
     files = {net: manifest(nspod, f"soak-{net}", net) for net in ("none", "bridge")}
     nspod("run", files["bridge"], env=NETD_ENV)
     nspod("rm", "-f", "--timeout", "0", "soak-bridge", env=NETD_ENV)
+    if warmclient.enabled():     # podd, started by the second command, listens
+        wait_for(lambda: os.path.exists(warmclient.socket_path(nspod.root)), timeout=30,
+                 what="podd to listen")
     before = counts(nspod)
     for i in range(SOAK_CYCLES):
         net = ("none", "bridge")[i % 2]
@@ -126,14 +134,64 @@ def spawn(nspod, *args):
                             env=dict(os.environ, **{key: value}, **NETD_ENV))
 
 
-def kill_after(proc, delay):
+def kill_after(proc, delay, nspod=None, pod=None):
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    if nspod is not None:
+        # Through podd the command runs in a process of its own (podd's child), which dies
+        # of the client's death a moment after it: wait for that, as the killed CLI was
+        # gone once waited for; and for a `run`, until a monitor it was making has undone
+        # the pod (of that death) and let go of monitor.lock.
+        wait_for(lambda: not _podd_children(nspod), timeout=30,
+                 what="the killed command's process to end")
+        if pod is not None:
+            wait_for(lambda: not _lock_held(nspod, pod) or _phase(nspod, pod) == "Running",
+                     timeout=30, what=f"the half-made pod {pod} to be let go, or to run")
+
+
+def _phase(nspod, pod):
+    try:
+        with open(os.path.join(nspod.root, "pods", pod, "state.json")) as f:
+            return json.load(f).get("phase")
+    except (OSError, ValueError):
+        return None
+
+
+def _podd_children(nspod):
+    podd = warmclient.running(nspod.root)
+    if not podd:
+        return []
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == podd and fields[0] not in ("Z", "X"):
+            children.append(int(entry))
+    return children
+
+
+def _lock_held(nspod, pod):
+    import fcntl
+    try:
+        fd = os.open(os.path.join(nspod.root, "pods", pod, "monitor.lock"), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def assert_clean(nspod, snapshot):
     netclient.stop(nspod.root)
+    warmclient.stop_all(nspod.root)
     leaks = snapshot.leaks()
     assert not leaks, "left behind:\n" + "\n".join(leaks)
 
@@ -149,7 +207,7 @@ def test_cli_killed_during_run_then_gc_and_rm_leave_nothing(nspod):
                             nspod.bridge)
         net = ("bridge", "none")[i % 2]
         path = manifest(nspod, f"k{i}", net)
-        kill_after(spawn(nspod, "run", path), delay)
+        kill_after(spawn(nspod, "run", path), delay, nspod, f"k{i}")
         nspod("gc", env=NETD_ENV)
         nspod("rm", "-f", "--timeout", "0", f"k{i}", env=NETD_ENV)
         assert_clean(nspod, snapshot)
@@ -164,7 +222,7 @@ def test_cli_killed_during_rm_then_gc_and_rm_leave_nothing(nspod):
         nspod("run", manifest(nspod, f"r{i}", net), env=NETD_ENV)
         wait_for(lambda: nspod.inspect(f"r{i}")["status"]["phase"] == "Running",
                  what=f"pod r{i} to run")
-        kill_after(spawn(nspod, "rm", "-f", "--timeout", "0", f"r{i}"), delay)
+        kill_after(spawn(nspod, "rm", "-f", "--timeout", "0", f"r{i}"), delay, nspod)
         nspod("gc", env=NETD_ENV)
         nspod("rm", "-f", "--timeout", "0", f"r{i}", env=NETD_ENV)
         assert_clean(nspod, snapshot)

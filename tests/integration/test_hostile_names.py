@@ -87,10 +87,12 @@ def test_rm_of_a_relative_path_out_of_the_root_touches_nothing(nspod):
 @pytest.mark.parametrize("name", ["..", "."])
 def test_rm_force_of_dot_and_dotdot_leaves_the_root_and_running_pods(nspod, name):
     nspod("create", "--network", "none", "hostile-p")
-    before = sorted(os.listdir(nspod.root))
+    # warm/ is podd's: the first command that finds the root made may make it.
+    entries = lambda: sorted(e for e in os.listdir(nspod.root) if e != "warm")  # noqa: E731
+    before = entries()
     line = error_line(nspod("rm", "-f", name, check=False), 2)
     assert "invalid pod name" in line
-    assert sorted(os.listdir(nspod.root)) == before
+    assert entries() == before
     assert nspod.inspect("hostile-p")["status"]["phase"] == "Running"
 
 
