@@ -20,6 +20,7 @@ The names nspod gives to things outside the state root are made here too (cheap,
 monitor can record them before asking netd to make them), with the markers that tell nspod's
 links from anybody else's.
 """
+import contextlib
 import fcntl
 import json
 import os
@@ -386,17 +387,11 @@ def stop(root, timeout=5.0):
                 raise NetworkError(f"the network helper of {root} did not exit within "
                                    f"{timeout:g} s")
             if not asked:
-                # A netd still starting has no socket yet: ask again until it listens; one
-                # listening may answer slowly on a loaded host: await it until the deadline.
-                try:
+                # A netd still starting has no socket yet, one busy (a veth's deletion) may
+                # answer late: ask until the deadline, then the lock alone says it is gone.
+                with contextlib.suppress(_Unreachable, NetworkError):
                     _exchange(root, {"op": "exit"}, deadline)
                     asked = True
-                except _Unreachable:
-                    pass
-                except NetworkError:
-                    # No answer within the second: netd is still finishing the work of a
-                    # request it answered (a veth's deletion); ask again until the deadline.
-                    pass
             time.sleep(POLL)
         return True
     finally:
