@@ -29,7 +29,7 @@ import socket
 import sys
 import time
 
-from nsPod import jsonline
+from nsPod import jsonline, lockwait
 from nsPod.errors import NetworkError
 
 # config.DEFAULT_ROOT (config imports dataclasses, which the monitor does without).
@@ -363,39 +363,18 @@ def running(root):
 def stop(root, timeout=5.0):
     """Ask the root's netd (of the caller's netns) to exit and wait until it has; True when
     one was running."""
-    try:
-        fd = os.open(lock_path(root), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    def ask(deadline):
+        # A netd still starting has no socket yet, one busy (a veth's deletion) may answer
+        # late: ask until the deadline, then the lock alone says it is gone.
+        with contextlib.suppress(_Unreachable, NetworkError):
+            _exchange(root, {"op": "exit"}, deadline)
+            return True
         return False
-    # The same open file throughout: the exiting netd unlinks the path before its lock goes
-    # with its last fd, so only this file's lock says when it is gone.
-    try:
-        def held():
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
 
-        if not held():
-            return False
-        deadline = time.monotonic() + timeout
-        asked = False
-        while held():
-            if time.monotonic() >= deadline:
-                raise NetworkError(f"the network helper of {root} did not exit within "
-                                   f"{timeout:g} s")
-            if not asked:
-                # A netd still starting has no socket yet, one busy (a veth's deletion) may
-                # answer late: ask until the deadline, then the lock alone says it is gone.
-                with contextlib.suppress(_Unreachable, NetworkError):
-                    _exchange(root, {"op": "exit"}, deadline)
-                    asked = True
-            time.sleep(POLL)
-        return True
-    finally:
-        os.close(fd)
+    return lockwait.stop_lock_holder(
+        lock_path(root), ask, timeout, poll=POLL,
+        too_late=lambda: NetworkError(f"the network helper of {root} did not exit within "
+                                      f"{timeout:g} s"))
 
 
 def _exchange(root, request, deadline):

@@ -237,39 +237,22 @@ def stop(root, key=None, timeout=10.0):
     """Ask podd of (root, this context) to exit and wait until it has; True when one ran.
     For tests and tools (it waits by looking every 10 ms: a podd still importing has no
     socket yet)."""
-    try:
-        fd = os.open(lock_path(root, key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    # The same open file throughout: podd unlinks the path before its lock goes with it.
-    try:
-        def held():
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
+    from nsPod import lockwait    # not at the top: the thin client's commands never stop podd
 
-        if not held():
+    def ask(deadline):
+        sock = connect(root, key, timeout)
+        if sock is None:
             return False
-        deadline = time.monotonic() + timeout
-        asked = False
-        while held():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"podd of {root} did not exit within {timeout:g} s")
-            sock = None if asked else connect(root, key, timeout)
-            if sock is not None:
-                with sock:
-                    try:
-                        sock.sendall(protocol.encode_request(protocol.Request("exit")))
-                        asked = sock.recv(protocol.MAX_REPLY).startswith(b"P")
-                    except OSError:
-                        pass
-            time.sleep(0.01)
-        return True
-    finally:
-        os.close(fd)
+        with sock:
+            try:
+                sock.sendall(protocol.encode_request(protocol.Request("exit")))
+                return sock.recv(protocol.MAX_REPLY).startswith(b"P")
+            except OSError:
+                return False
+
+    return lockwait.stop_lock_holder(
+        lock_path(root, key), ask, timeout,
+        too_late=lambda: TimeoutError(f"podd of {root} did not exit within {timeout:g} s"))
 
 
 def stop_all(root, timeout=10.0):

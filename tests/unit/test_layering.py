@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "nsPod"
 LAYERS = ("podd", "cli", "labs", "cri", "api", "warm", "monitor", "net", "registry", "store",
           "kernel", "plan", "manifest")
 # Usable by every layer (they sit beside the stack, not in it).
-BASE = {"nsPod", "nsPod.errors", "nsPod.config", "nsPod.jsonline"}
+BASE = {"nsPod", "nsPod.errors", "nsPod.config", "nsPod.jsonline", "nsPod.lockwait"}
 # What the base modules themselves may import: the global options check the state root's
 # path and the sysctl policy. Listed, so that a new one is a decision, not an accident.
 BASE_IMPORTS = {"nsPod.config": {"nsPod.kernel.paths", "nsPod.manifest.sysctl_policy"}}
