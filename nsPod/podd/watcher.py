@@ -15,17 +15,7 @@ from nsPod.warm import forking, protocol
 
 def fork(sock, request, fds, podd_fds):
     """Fork the watcher; podd closes its copies of the request's fds after."""
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        code = _watch(sock, request, fds, podd_fds)
-    except BaseException:
-        import traceback
-        traceback.print_exc()
-    finally:
-        os._exit(code)
+    return forking.fork_child(_watch, sock, request, fds, podd_fds)
 
 
 def _watch(sock, request, fds, podd_fds):

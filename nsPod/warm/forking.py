@@ -174,3 +174,20 @@ def _only_fds(stderr_fd, keep):
         os.closerange(lowest, fd)
         lowest = fd + 1
     os.closerange(lowest, os.sysconf("SC_OPEN_MAX"))
+
+
+def fork_child(body, *args):
+    """Fork; the child runs body(*args) and ends with its exit code, never returning into
+    podd's loop (a traceback goes to the child's stderr, podd's log). The parent gets the
+    pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = body(*args)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        os._exit(code)
