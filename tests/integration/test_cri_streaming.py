@@ -182,8 +182,9 @@ def test_attach_streams_the_container_output(nspod, server, client):
 def test_attach_stdin_reaches_the_container_and_its_end_detaches(nspod, server, client,
                                                                  transport):
     """critest's attach spec: a shell reading its stdin (stdin, stdinOnce); what is written
-    is run, its output comes back, and the client's end of input closes the shell's stdin
-    (stdinOnce): it ends, and so does the session, with success."""
+    is run, its output comes back as written (stdout and stderr apart), and the client's
+    end of input closes the shell's stdin (stdinOnce): it ends, and so does the session,
+    with success."""
     nspod.run_yaml(pod_yaml("p", """\
     - name: a
       command: ["sh"]
@@ -199,6 +200,11 @@ def test_attach_stdin_reaches_the_container_and_its_end_detaches(nspod, server, 
         proc.stdin.write(b"echo hello; echo oops >&2\n")
         proc.stdin.flush()
         assert proc.stdout.readline() == b"hello\n"
+        # A partial line comes as it is written (critest's `echo -n hello`), not when the
+        # log has a whole line.
+        proc.stdin.write(b"printf partial\n")
+        proc.stdin.flush()
+        assert proc.stdout.read(7) == b"partial"   # no newline follows: a whole line waits
         proc.stdin.write(b"echo again\n")
         proc.stdin.close()
         out, err = proc.stdout.read(), proc.stderr.read()
