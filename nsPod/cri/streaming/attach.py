@@ -89,7 +89,7 @@ class AttachSession:
 
     def _send(self, write_out, stream, data):
         channel = STDERR if stream == STDERR and not self.options["tty"] else STDOUT
-        if self.options["stderr" if channel == STDERR else "stdout"]:
+        if data and self.options["stderr" if channel == STDERR else "stdout"]:
             write_out(channel, data)
 
     def _pump_tty(self, write_out):
