@@ -219,6 +219,31 @@ def test_attach_stdin_reaches_the_container_and_its_end_detaches(nspod, server, 
              what="the shell to end at the end of its stdin")
 
 
+def test_a_client_that_goes_away_detaches(nspod, server, client):
+    """Killed mid-session (no end of input sent): the server's session ends, the detach
+    closes the stdin of a stdinOnce container, so its `cat` ends."""
+    nspod.run_yaml(pod_yaml("p", """\
+    - name: a
+      command: ["cat"]
+      stdin: true
+      stdinOnce: true
+"""))
+    wait_for(lambda: "running" in nspod.inspect("p")["status"]["containerStatuses"][0]["state"],
+             what="container a running")
+    url = server.attach_url("p", "a", tty=False, stdin=True, stdout=True, stderr=True)
+    proc = subprocess.Popen([client, "exec", "-transport", "spdy", "-stdin", url],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"ping\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"ping\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_for(lambda: "terminated" in nspod.inspect("p")["status"]["containerStatuses"][0]["state"],
+             what="cat to end when the killed client's attach was detached")
+
+
 def test_tty_attach_is_the_terminal_and_follows_resizes(nspod, server, client):
     nspod.run_yaml(pod_yaml("p", """\
     - name: a
