@@ -10,6 +10,9 @@ the connection stays open while attached, and closing it is the detach. The CLI'
 - no tty: output is the container's log from the moment of the attach on
   (`read_log_from(offset)`, offset = `attachment.log_offset`); input (with stdin) is written
   to `attachment.input_fd`; `attachment.sock` reads end of file when the container ended.
+- relay_output (no tty): `attachment.sock` carries the container's output as the monitor
+  reads it, framed: a stream byte (1 stdout, 2 stderr), a 4-byte big-endian length, the
+  bytes (`attachment.relay` says the monitor does it; an older one does not).
 - close(): the input fd first, then the connection: the detach. With stdinOnce the
   container's stdin then reads end of file.
 """
@@ -26,8 +29,9 @@ MAX_REPLY = 65536
 
 
 class Attachment:
-    def __init__(self, sock, input_fd, tty, log_path, log_offset, early_output):
+    def __init__(self, sock, input_fd, tty, log_path, log_offset, early_output, relay=False):
         self.sock = sock
+        self.relay = relay
         self.input_fd = input_fd        # None without stdin (a tty's master is kept anyway)
         self.tty = tty
         self.log_path = log_path
@@ -51,7 +55,8 @@ class Attachment:
             self.sock = None
 
 
-def open_attachment(config, pod_name, container_name=None, stdin=False, tty=False):
+def open_attachment(config, pod_name, container_name=None, stdin=False, tty=False,
+                    relay_output=False):
     """Attach to a running container of a pod; an Attachment. InputError (exit 2) for a pod
     or container that does not exist, -i to a container without `stdin: true`, -t to one
     without `tty: true`; StateError when it is not running."""
@@ -79,8 +84,8 @@ def open_attachment(config, pod_name, container_name=None, stdin=False, tty=Fals
     try:
         with pod_dir.socket_address(existing=True) as address:
             sock.connect(address)
-        sock.sendall(json.dumps({"op": "attach", "container": name,
-                                 "stdin": bool(stdin)}).encode() + b"\n")
+        sock.sendall(json.dumps({"op": "attach", "container": name, "stdin": bool(stdin),
+                                 "relay": bool(relay_output)}).encode() + b"\n")
         data, fds, _, _ = socket.recv_fds(sock, MAX_REPLY, 1)
         while b"\n" not in data:
             more = sock.recv(MAX_REPLY)
@@ -97,7 +102,8 @@ def open_attachment(config, pod_name, container_name=None, stdin=False, tty=Fals
             log_path = os.path.join(pod_dir.path, reply["log"])
         input_fd = fds.pop() if fds else None
         sock.settimeout(None)
-        return Attachment(sock, input_fd, bool(reply.get("tty")), log_path, offset, rest)
+        return Attachment(sock, input_fd, bool(reply.get("tty")), log_path, offset, rest,
+                          reply.get("relay") is True)
     except OSError as e:
         sock.close()
         raise StateError(f"pod {pod_name}: no answer from its monitor: {describe(e)}") from e

@@ -44,6 +44,12 @@ def record_of(pod, config):
                                                       128 * 1024)})
     if env:
         doc["env"] = env
+    # The container spec's own fields, so its plan (stdin_open, stdin_once, tty) has them:
+    # the monitor keeps its stdin pipe or pty for CRI Attach (monitor/attach.py).
+    for field, value in (("stdin", config.stdin), ("stdinOnce", config.stdin_once),
+                         ("tty", config.tty)):
+        if value:
+            doc[field] = True
     mounts = []
     for i, m in enumerate(config.mounts):
         field = f"config.mounts[{i}]"
@@ -79,7 +85,7 @@ def record_of(pod, config):
         "annotations": checks.labels(config.annotations, "config.annotations"),
         "log_path": log_path, "created_ns": sandboxes.now_ns(), "doc": doc,
         "mounts": mounts, "limits": limits, "security": sec,
-        "tty": config.tty, "stdin": config.stdin}
+        "tty": config.tty, "stdin": config.stdin, "stdin_once": config.stdin_once}
 
 
 def create(cfg, pod, config):

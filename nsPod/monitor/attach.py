@@ -9,6 +9,10 @@ with `tty: true` has as its terminal, kept by the monitor and handed to attached
   pipes of other containers, launcher.on_log) and copies it to each attached client's
   socket; the client gets the master too, to write input and set the window size
   (TIOCSWINSZ) itself.
+- relay (a client's choice, no tty; CRI Attach's): the monitor also copies what it reads from
+  the container's stdout and stderr pipes to that client's socket, each chunk framed as one
+  byte (1 stdout, 2 stderr), its length (4 bytes, big-endian) and the bytes: output as it is
+  written, before a line is whole (the log holds a partial line until its newline).
 
 Nothing a client does can hold up the monitor: no data from clients passes through it,
 sockets are non-blocking, at most SESSION_BUFFER bytes of output wait for one client (more
@@ -78,11 +82,12 @@ class StdioFds:
 class Session:
     """One attached client's connection."""
 
-    def __init__(self, attachments, conn, run, stdin):
+    def __init__(self, attachments, conn, run, stdin, relay=False):
         self.attachments = attachments
         self.conn = conn
         self.run = run
         self.stdin = stdin
+        self.relay = relay
         self.out = bytearray()
         self.writing = False
 
@@ -128,23 +133,36 @@ class Attachments:
         self.m = monitor
         self.sessions = set()
         self.pty_runs = {}          # pty master fd -> run
+        self.pipe_runs = {}         # stdout/stderr pipe fd -> (run, frame's stream byte)
 
-    def started(self, run, fds):
-        """A run has started with these StdioFds: keep what attach needs."""
+    def started(self, run, fds, read_fds=()):
+        """A run has started with these StdioFds (and these (fd, stream) the launcher
+        reads): keep what attach needs."""
         run.stdio = fds
         run.stdin_closed = False
         if fds.pty_master is not None:
             self.pty_runs[fds.pty_master] = run
+        else:
+            for fd, stream in read_fds:
+                self.pipe_runs[fd] = (run, b"\x02" if stream == "stderr" else b"\x01")
 
     def output(self, fd, data):
-        """Output read from a fd into the log: a pty's goes to its attached clients too."""
+        """Output read from a fd into the log: a pty's goes to its attached clients too, a
+        pipe's (framed) to the clients that asked for it."""
         run = self.pty_runs.get(fd)
         if run is not None:
             for session in [s for s in self.sessions if s.run is run]:
                 session.feed(data)
+            return
+        run, stream = self.pipe_runs.get(fd, (None, None))
+        if run is not None:
+            frame = stream + len(data).to_bytes(4, "big") + data
+            for session in [s for s in self.sessions if s.run is run and s.relay]:
+                session.feed(frame)
 
     def pty_closed(self, fd):
-        """The launcher has closed a pty master it read to its end."""
+        """The launcher has closed a pty master or an output pipe it read to its end."""
+        self.pipe_runs.pop(fd, None)
         run = self.pty_runs.pop(fd, None)
         fds = getattr(run, "stdio", None)
         if fds is not None and fds.pty_master == fd:
@@ -173,10 +191,12 @@ class Attachments:
         passed = [fds.pty_master] if tty else [fds.stdin_write] if want_stdin else []
         if None in passed:   # its output ended (EIO) or stdin closed: the exit is on its way
             raise NspodError(f"container {name} of pod {m.plan.name} is not running")
-        reply = {"ok": True, "tty": tty, "stdin": want_stdin, "log": m.cstate(run).log}
+        relay = request.get("relay") is True and not tty
+        reply = {"ok": True, "tty": tty, "stdin": want_stdin, "log": m.cstate(run).log,
+                 "relay": relay}
         socket.send_fds(conn, [(_json(reply) + "\n").encode()], passed)
         conn.setblocking(False)
-        session = Session(self, conn, run, want_stdin)
+        session = Session(self, conn, run, want_stdin, relay)
         self.sessions.add(session)
         m.selector.register(conn, selectors.EVENT_READ, session)
 

@@ -112,7 +112,7 @@ class Launcher:
         run.log_file = log_file
         read_fds = stdio.take_read_fds()
         run.stream_fds = tuple(fd for fd, _ in read_fds)
-        self.attachments.started(run, stdio)
+        self.attachments.started(run, stdio, read_fds)
         for fd, stream in read_fds:
             os.set_blocking(fd, False)
             self.streams[fd] = logs.StreamWriter(log_file, stream)

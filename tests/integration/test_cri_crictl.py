@@ -58,9 +58,13 @@ class Cri:
             assert self.proc.poll() is None and time.monotonic() < deadline, self.server_log()
             time.sleep(0.05)
 
-    def __call__(self, *args, check=True):
-        r = subprocess.run([CRICTL, "--config", "/dev/null", "-r", self.sock, "-i", self.sock,
-                            "-t", "60s", *args], capture_output=True, text=True, timeout=120)
+    def command(self, *args):
+        return [CRICTL, "--config", "/dev/null", "-r", self.sock, "-i", self.sock, "-t", "60s",
+                *args]
+
+    def __call__(self, *args, check=True, input=None):
+        r = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=120,
+                           input=input)
         if check and r.returncode != 0:
             raise AssertionError(f"crictl {' '.join(args)}: {r.returncode}\n{r.stdout}\n"
                                  f"{r.stderr}\nserver:\n{self.server_log()}")
@@ -473,3 +477,70 @@ def test_concurrent_requests(cri, nspod, registry):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda p: cri("rmp", "-f", p[0]), results))
     assert nspod.pods() == []
+
+
+def running_container(cri, nspod, registry, command, **extra):
+    cri("pull", registry.busybox)
+    pod_id = cri("runp", sandbox(nspod)).stdout.strip()
+    ctr = cri("create", pod_id, container(nspod, registry.busybox, command=command, **extra),
+              sandbox(nspod)).stdout.strip()
+    cri("start", ctr)
+    return pod_id, ctr
+
+
+def test_attach_with_stdin_to_a_container_made_with_stdin(cri, nspod, registry):
+    """crictl attach -i to `sh` created with stdin and stdin_once: what is written runs, its
+    output comes back (stdout and stderr apart), the end of input ends the shell and the
+    attach; a container without stdin drops the input and shows its output."""
+    _, ctr = running_container(cri, nspod, registry, ["sh"], stdin=True, stdin_once=True)
+    done = cri("attach", "-i", ctr, input="echo hello; echo oops >&2\n")
+    assert done.stdout == "hello\n" and "oops" in done.stderr
+    wait_for(lambda: cri.json("inspect", ctr)["status"]["state"] == "CONTAINER_EXITED",
+             "the shell to end at the end of its stdin (stdin_once)")
+    assert cri.json("inspect", ctr)["status"]["exitCode"] == 0
+    again = cri("attach", ctr, check=False)
+    assert again.returncode != 0 and "not running" in again.stderr
+
+
+def test_tty_attach_with_resize(cri, nspod, registry):
+    """crictl attach -i -t on a terminal (a pty this test holds): the container's terminal
+    takes its size and follows a resize (SIGWINCH to crictl), input typed comes back."""
+    import fcntl
+    import select
+    import struct
+    import termios
+    _, ctr = running_container(cri, nspod, registry, ["sh", "-c", "while read line; do "
+                                                      "echo got:$line; stty size; done"],
+                               stdin=True, tty=True)
+    master, slave = os.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 77, 0, 0))
+    proc = subprocess.Popen(cri.command("attach", "-i", "-t", ctr), stdin=slave, stdout=slave,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    got = b""
+
+    def type_until(line, wanted):
+        """Type the line (again each second: the size and the keys are separate streams)
+        until the container's answer holds `wanted`."""
+        nonlocal got
+        deadline = time.monotonic() + 30
+        while wanted not in got:
+            assert time.monotonic() < deadline and proc.poll() is None, (wanted, got)
+            os.write(master, line)
+            until = time.monotonic() + 1
+            while wanted not in got and time.monotonic() < until:
+                if select.select([master], [], [], 0.2)[0]:
+                    got += os.read(master, 4096)
+
+    try:
+        type_until(b"one\r", b"got:one\r\n33 77")
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 88, 0, 0))
+        type_until(b"two\r", b"got:two\r\n44 88")
+        os.write(master, b"\x04")   # ^D: the loop's read ends, so do the container and attach
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

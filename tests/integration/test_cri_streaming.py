@@ -157,7 +157,8 @@ def test_tty_exec_passes_the_exit_code_and_input(nspod, server, client):
 def test_attach_streams_the_container_output(nspod, server, client):
     running_pod(nspod, "i=0; while true; do echo tick$i; echo tock$i >&2; "
                        "i=$((i+1)); sleep 0.2; done")
-    # stdin too: nspod keeps none of a running container, so what is sent is dropped.
+    # stdin too: the container has none (no stdin: true), so what is sent is read and
+    # dropped, as containerd does, and cannot stall the connection.
     url = server.attach_url("p", "a", tty=False, stdin=True, stdout=True, stderr=True)
     proc = subprocess.Popen([client, "exec", "-transport", "spdy", "-stdin", url],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -175,6 +176,120 @@ def test_attach_streams_the_container_output(nspod, server, client):
             proc.wait()
     assert b"tock" in err
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_attach_stdin_reaches_the_container_and_its_end_detaches(nspod, server, client,
+                                                                 transport):
+    """critest's attach spec: a shell reading its stdin (stdin, stdinOnce); what is written
+    is run, its output comes back as written (stdout and stderr apart), and the client's
+    end of input closes the shell's stdin (stdinOnce): it ends, and so does the session,
+    with success."""
+    nspod.run_yaml(pod_yaml("p", """\
+    - name: a
+      command: ["sh"]
+      stdin: true
+      stdinOnce: true
+"""))
+    wait_for(lambda: "running" in nspod.inspect("p")["status"]["containerStatuses"][0]["state"],
+             what="container a running")
+    url = server.attach_url("p", "a", tty=False, stdin=True, stdout=True, stderr=True)
+    proc = subprocess.Popen([client, "exec", "-transport", transport, "-stdin", url],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"echo hello; echo oops >&2\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"hello\n"
+        # A partial line comes as it is written (critest's `echo -n hello`), not when the
+        # log has a whole line.
+        proc.stdin.write(b"printf partial\n")
+        proc.stdin.flush()
+        assert proc.stdout.read(7) == b"partial"   # no newline follows: a whole line waits
+        proc.stdin.write(b"echo again\n")
+        proc.stdin.close()
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out == b"again\n" and err == b"oops\n"
+    assert proc.returncode == 0
+    wait_for(lambda: "terminated" in nspod.inspect("p")["status"]["containerStatuses"][0]["state"],
+             what="the shell to end at the end of its stdin")
+
+
+def test_a_client_that_goes_away_detaches(nspod, server, client):
+    """Killed mid-session (no end of input sent): the server's session ends, the detach
+    closes the stdin of a stdinOnce container, so its `cat` ends."""
+    nspod.run_yaml(pod_yaml("p", """\
+    - name: a
+      command: ["cat"]
+      stdin: true
+      stdinOnce: true
+"""))
+    wait_for(lambda: "running" in nspod.inspect("p")["status"]["containerStatuses"][0]["state"],
+             what="container a running")
+    url = server.attach_url("p", "a", tty=False, stdin=True, stdout=True, stderr=True)
+    proc = subprocess.Popen([client, "exec", "-transport", "spdy", "-stdin", url],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"ping\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"ping\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_for(lambda: "terminated" in nspod.inspect("p")["status"]["containerStatuses"][0]["state"],
+             what="cat to end when the killed client's attach was detached")
+
+
+def test_tty_attach_is_the_terminal_and_follows_resizes(nspod, server, client):
+    nspod.run_yaml(pod_yaml("p", """\
+    - name: a
+      command: ["sh", "-c", "while read line; do echo got:$line; stty size; done"]
+      stdin: true
+      tty: true
+"""))
+    wait_for(lambda: "running" in nspod.inspect("p")["status"]["containerStatuses"][0]["state"],
+             what="container a running")
+    url = server.attach_url("p", "a", tty=True, stdin=True, stdout=True, stderr=False)
+    proc = subprocess.Popen([client, "exec", "-transport", "websocket", "-tty", "-stdin",
+                             "-resize", "100x40", url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The size is sent when the session starts; a line typed is echoed by the terminal
+        # and answered, with the new size.
+        wait_for(lambda: nspod("exec", "p", "-c", "a", "--", "sh", "-c",
+                               "stty size < /proc/1/fd/0").stdout.strip() == "40 100",
+                 what="the container's terminal resized to 40x100")
+        proc.stdin.write(b"hi\n")
+        proc.stdin.flush()
+        got = b""
+        while b"40 100" not in got:
+            chunk = proc.stdout.read1(4096)
+            assert chunk, (got, proc.stderr.read())
+            got += chunk
+        assert b"got:hi" in got
+        nspod("stop", "p", "--timeout", "0")
+        proc.stdin.close()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
+
+def test_attach_to_a_missing_or_stopped_container_is_an_error_naming_it(nspod, server, client):
+    running_pod(nspod)
+    done = stream(client, "exec", "-transport", "spdy",
+                  server.attach_url("p", "nope", False, False, True, True))
+    assert done.returncode == 1 and b"nope" in done.stderr
+    nspod("stop", "p", "--timeout", "0")
+    done = stream(client, "exec", "-transport", "websocket",
+                  server.attach_url("p", "a", False, False, True, True))
+    assert done.returncode == 1 and b"not running" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("transport", ["spdy", "websocket"])

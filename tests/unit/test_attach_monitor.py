@@ -36,7 +36,8 @@ def test_stdin_write_end_is_passed_and_stdin_once_closes_it_at_the_detach():
     attachments, run, fds = world(stdin_once=True)
     reader = fds.child_stdin           # what the container would read
     client, server, reply, passed = connect(attachments)
-    assert reply == {"ok": True, "tty": False, "stdin": True, "log": "logs/c/0.log"}
+    assert reply == {"ok": True, "tty": False, "stdin": True, "log": "logs/c/0.log",
+                     "relay": False}
     os.write(passed[0], b"hello\n")
     assert os.read(reader, 100) == b"hello\n"
     os.close(passed[0])
@@ -47,6 +48,34 @@ def test_stdin_write_end_is_passed_and_stdin_once_closes_it_at_the_detach():
     assert os.read(reader, 100) == b""  # end of file: no writer is left
     with pytest.raises(NspodError, match="stdinOnce"):
         connect(attachments)
+    fds.close_all()
+
+
+def test_relay_frames_the_pipes_output_for_the_clients_that_asked_only():
+    attachments, run, fds = world(stdin_open=False)
+    read_fds = fds.take_read_fds()
+    attachments.started(run, fds, read_fds)
+    (out_fd, _), (err_fd, _) = read_fds
+    plain, _, _, _ = connect(attachments, stdin=False)
+    relayed, server = socket.socketpair()
+    attachments.attach(server, {"container": "c", "relay": True})
+    reply = json.loads(relayed.recv(65536).split(b"\n")[0])
+    assert reply["relay"] is True
+    attachments.output(out_fd, b"hel")          # a partial line: sent as it is
+    attachments.output(err_fd, b"oops\n")
+    relayed.settimeout(5)
+    wanted = b"\x01\x00\x00\x00\x03hel" + b"\x02\x00\x00\x00\x05oops\n"
+    got = b""
+    while len(got) < len(wanted):
+        got += relayed.recv(65536)
+    assert got == wanted
+    plain.setblocking(False)
+    with pytest.raises(BlockingIOError):       # who did not ask gets nothing
+        plain.recv(65536)
+    attachments.run_ended(run)
+    assert relayed.recv(65536) == b""           # the end of the run: end of file
+    for fd, _ in read_fds:
+        os.close(fd)
     fds.close_all()
 
 

@@ -1,4 +1,4 @@
-"""The server's side of a session's runner process (runner.py): start it on pipes or a
+"""The server's side of an exec session's runner process (runner.py): start it on pipes or a
 terminal, pump its output to the client and the client's input to it, resize its terminal,
 end it when the client goes, and read its result. Also `dial`: a socket connected inside a
 pod's network namespace, made by a runner and passed back.
@@ -32,7 +32,7 @@ class DialError(NspodError):
 
 
 class Command:
-    """One exec or attach runner. `spec` is the runner's JSON spec without status_fd."""
+    """One exec runner. `spec` is the runner's JSON spec without status_fd."""
 
     def __init__(self, spec, tty, stdin):
         self.tty = tty
@@ -73,11 +73,8 @@ class Command:
         resize_pipe (JSON {"Width","Height"} objects) -> the terminal's size."""
         for channel, fd in self.outputs.items():
             self._spawn("out", self._pump_out, fd, channel, write_out)
-        if stdin_pipe is not None:
-            # No stdin to give it to (attach): drained, so the client's input cannot fill
-            # the buffer and stall its connection's reader.
-            self._spawn("in", self._pump_in if self.stdin_fd is not None else self._drain,
-                        stdin_pipe)
+        if stdin_pipe is not None and self.stdin_fd is not None:
+            self._spawn("in", self._pump_in, stdin_pipe)
         if resize_pipe is not None and self.master is not None:
             self._spawn("resize", self._pump_resize, resize_pipe)
 
@@ -123,37 +120,13 @@ class Command:
         except (OSError, ValueError):
             pass  # the command closed its stdin or ended
 
-    def _drain(self, pipe):
-        while not self._stop.is_set() and pipe.read(0.2) != b"":
-            pass
-
     def _pump_resize(self, pipe):
-        decoder, text = json.JSONDecoder(), ""
-        while True:
-            data = pipe.read(0.5)
-            if data is None:
-                if self._stop.is_set():
-                    return
-                continue
-            if not data or len(text) > 4096:
-                return
-            text += data.decode(errors="replace")
-            while text.strip():
-                try:
-                    size, end = decoder.raw_decode(text.lstrip())
-                except (ValueError, RecursionError):   # incomplete, or not a size at all
-                    break
-                text = text.lstrip()[end:]
-                self.resize(size)
+        pump_resizes(pipe, self._stop, self.resize)
 
     def resize(self, size):
-        if not isinstance(size, dict):
-            return
-        w, h = size.get("Width"), size.get("Height")
-        if type(w) is int and type(h) is int and 0 <= w < 1 << 16 and 0 <= h < 1 << 16 \
-                and self.master is not None:
+        if self.master is not None:
             try:
-                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
             except OSError:
                 pass  # the session is ending
 
@@ -220,6 +193,31 @@ class Command:
         if self.master is not None:
             os.close(self.master)
             self.master = None
+
+
+def pump_resizes(pipe, stop, apply):
+    """The resize stream (JSON {"Width","Height"} objects, back to back) -> apply((rows,
+    cols)), until it ends, holds garbage, or `stop` is set."""
+    decoder, text = json.JSONDecoder(), ""
+    while True:
+        data = pipe.read(0.5)
+        if data is None:
+            if stop.is_set():
+                return
+            continue
+        if not data or len(text) > 4096:
+            return
+        text += data.decode(errors="replace")
+        while text.strip():
+            try:
+                size, end = decoder.raw_decode(text.lstrip())
+            except (ValueError, RecursionError):   # incomplete, or not a size at all
+                break
+            text = text.lstrip()[end:]
+            if isinstance(size, dict):
+                w, h = size.get("Width"), size.get("Height")
+                if type(w) is int and type(h) is int and 0 <= w < 1 << 16 and 0 <= h < 1 << 16:
+                    apply((h, w))
 
 
 # Runners making sockets at once, over all sessions: each forwarded connection starts one, and

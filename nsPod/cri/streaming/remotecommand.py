@@ -15,7 +15,9 @@ import socket
 import threading
 import time
 
+from nsPod.errors import NspodError
 from nsPod.cri.streaming import spdy, websocket
+from nsPod.cri.streaming.attach import AttachSession
 from nsPod.cri.streaming.buffers import Closed, Pipe
 from nsPod.cri.streaming.commands import Command
 
@@ -204,7 +206,12 @@ def run(channels, spec, options, log):
 
 def _run_command(channels, spec, options, log):
     try:
-        command = Command(spec, options["tty"], options["stdin"] and spec["mode"] == "exec")
+        if spec["mode"] == "attach":
+            command = AttachSession(spec, options)
+        else:
+            command = Command(spec, options["tty"], options["stdin"])
+    except NspodError as e:   # the container is not there, not running: the client's error
+        return {"error": str(e)}
     except OSError as e:
         log.error("streaming: cannot start the session's process: %s", e)
         return {"error": f"cannot start the session's process: {e.strerror or e}"}

@@ -4,11 +4,10 @@ setns, become a subreaper and install signal handlers, which the server's thread
 
 SPEC (JSON) names the mode, the state root, the pod and the rest; the result goes to the
 file descriptor `status_fd` as one JSON object, never to stdout/stderr (they are the
-client's): {"exit": N[, "message": M]} or {"error": M}. Modes:
+client's): {"exit": N[, "message": M]} or {"error": M}. Modes (attach needs no runner:
+attach.py):
   exec    the command in the container (nsPod.api.enter.exec_in), on this process's stdio
           (a pipe each, or a terminal: then it is made this session's controlling one).
-  attach  the container's output from now on, stdout to fd 1 and stderr to fd 2, until it
-          stops (nspod keeps no stdin of a running container to attach to).
   dial    a TCP socket made in the pod's network namespace and connected to 127.0.0.1:port,
           sent back over the unix socket `status_fd` (SCM_RIGHTS).
 """
@@ -77,46 +76,6 @@ def _kill_children():
                 pass
 
 
-def _attach(spec):
-    import time
-    from nsPod.api import query
-    from nsPod.store import logs as logfiles
-    config = _config(spec)
-    query._enter(config, [spec["pod"]], [spec["container"]])
-    _, name, path = query.log_path(config, spec["pod"], spec["container"], False)
-    if not query.container_running(config, spec["pod"], name):
-        return {"error": f"container {name} of pod {spec['pod']} is not running"}
-    signal.signal(signal.SIGUSR1, lambda *_: os._exit(0))
-    offset = os.path.getsize(path) if os.path.exists(path) else 0
-    buffered = b""
-    while True:
-        running = query.container_running(config, spec["pod"], name)
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read(1 << 20)
-                offset = f.tell()
-        except FileNotFoundError:
-            chunk = b""
-        buffered += chunk
-        *lines, buffered = buffered.split(b"\n")
-        for line in lines:
-            rec = logfiles.parse_line(line.decode(errors="replace"))
-            if rec:
-                text = rec[3] + ("" if rec[2] == "P" else "\n")
-                fd = 2 if rec[1] == "stderr" and not spec["tty"] else 1
-                _write_all(fd, text.encode())
-        if not running and not chunk:
-            return {"exit": 0}
-        if not chunk:
-            time.sleep(0.1)
-
-
-def _write_all(fd, data):
-    while data:
-        data = data[os.write(fd, data):]
-
-
 def _dial(spec):
     from nsPod.api import query
     from nsPod.api.pods import _is_pause
@@ -141,7 +100,7 @@ def _dial(spec):
     return None
 
 
-MODES = {"exec": _exec, "attach": _attach, "dial": _dial}
+MODES = {"exec": _exec, "dial": _dial}
 
 if __name__ == "__main__":
     main(sys.argv)
