@@ -244,6 +244,44 @@ def read_netd_pid(root):
     return pid if b"nsPod.net.daemon" in cmdline and root.encode() in cmdline else None
 
 
+def read_podd_pids(root):
+    """The pids of the root's live podds: those that hold a <root>/warm/podd.<key>.lock
+    (flock, as nsPod.warm.client.running tests it), as the lock file says."""
+    import fcntl
+    try:
+        names = os.listdir(os.path.join(root, "warm"))
+    except OSError:
+        return set()
+    pids = set()
+    for name in names:
+        if not (name.startswith("podd.") and name.endswith(".lock")):
+            continue
+        try:
+            fd = os.open(os.path.join(root, "warm", name), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            words = os.pread(fd, 64, 0).split()
+            if words and words[0].isdigit():
+                pids.add(int(words[0]))
+        finally:
+            os.close(fd)
+    return pids
+
+
+def stale_warm_files(root):
+    """What a stopped podd should not leave in <root>/warm: its socket and lock file (podd
+    unlinks both before it exits; podd.log stays with the root)."""
+    try:
+        names = os.listdir(os.path.join(root, "warm"))
+    except OSError:
+        return []
+    return sorted(n for n in names if n != "podd.log")
+
+
 # --- the probe: timestamps from inside an nspod CLI and its monitor ---------------------------
 
 # Written as sitecustomize.py into a private directory that only the profile's instrumented
@@ -485,6 +523,44 @@ class Bench:
         code = "import sys; from nsPod.net import client as netclient; netclient.stop(sys.argv[1])"
         run_checked([self.python, "-c", code, self.root], env=self.env)
 
+    def stop_podd(self):
+        """nsPod.warm.client.stop_all(root) in nspod's interpreter: every podd of the root (the
+        warm per-root process the thin `nspod` starts on demand) exits; a checkout without
+        nsPod/warm has none. Prints the pids of podd locks still held after that, if any."""
+        code = ("import sys\n"
+                "try:\n    from nsPod.warm import client\nexcept ImportError:\n    sys.exit(0)\n"
+                "root = sys.argv[1]; client.stop_all(root)\n"
+                "import os\n"
+                "try:\n    names = os.listdir(client.warm_dir(root))\nexcept OSError:\n    names = []\n"
+                "for n in names:\n"
+                "    if n.startswith('podd.') and n.endswith('.lock'):\n"
+                "        pid = client.running(root, n[5:-5])\n"
+                "        if pid is not None:\n            print(pid)\n")
+        return run_checked([self.python, "-c", code, self.root], env=self.env).split()
+
+    def root_processes(self):
+        """{pid: command line} of every process whose command line names this run's temp dir
+        (podd and the monitors it forked carry `-m nsPod.podd ROOT`, netd its root), or that
+        lives in a cgroup under the private parent (pause, containers); the bench's own
+        processes (this one and what it still runs) excluded."""
+        mine = {os.getpid()} | {p.pid for p in self.processes}
+        needle = self.tmp.encode()
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in mine:
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                with open(f"/proc/{entry}/cgroup") as f:
+                    cgroups = f.read()
+            except OSError:
+                continue
+            if (needle in cmdline and b"bench.py" not in cmdline and b"scale.py" not in cmdline
+                    or self.cgroup_parent + "/" in cgroups):
+                found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
+        return found
+
     def start(self, argv, **kwargs):
         proc = subprocess.Popen(argv, env=self.env, **kwargs)
         self.processes.append(proc)
@@ -526,6 +602,17 @@ class Bench:
         if self.netd_pid() is not None:
             problems.append(f"the network helper of {self.root} still runs "
                             f"(pid {self.netd_pid()})")
+        # After the last `nspod` call: the thin client's rm above may have started podd.
+        if os.path.isdir(self.root):
+            try:
+                problems += [f"podd of {self.root} still runs (pid {pid})"
+                             for pid in self.stop_podd()]
+            except BenchError as e:
+                problems.append(f"stopping podd: {e}")
+        problems += [f"podd file {self.root}/warm/{n} left after podd stopped"
+                     for n in stale_warm_files(self.root)]
+        for pid, cmdline in sorted(self.root_processes().items()):
+            problems.append(f"process {pid} of this run still runs: {cmdline}")
         problems += self._check_network()
         problems += self._remove_cgroups()
         mounts = mount_points_under(self.tmp)

@@ -198,6 +198,14 @@ def leftovers(bench, records, network):
                   if bench.tmp in line or f"-{bench.token} " in line]
     found += [f"mount {m} still there" for m in mounts]
     found += [f"pod directory {n} still there" for n in bench.pods_left()]
+    # The root's helpers run on until cleanup, which stops and checks them (podd: the warm
+    # per-root process; netd): any other process of the run is a leak. podd is known by its
+    # lock only (a monitor podd forked carries podd's command line); netd by its command line
+    # too, since it unlinks its lock when its last pod goes, before it has exited.
+    podd = benchlib.read_podd_pids(bench.root)
+    found += [f"process {pid} still runs: {cmdline}"
+              for pid, cmdline in sorted(bench.root_processes().items())
+              if pid not in podd and " -m nsPod.net.daemon " not in cmdline]
     try:
         with open(os.path.join(bench.root, "network", "leases.json")) as f:
             held = json.load(f).get("leases") or {}
