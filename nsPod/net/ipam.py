@@ -97,12 +97,21 @@ class Leases:
         """The pod's address: the one it holds, else `preferred` when free, else the next free."""
         return self.acquire(pod_name, preferred)[0]
 
-    def acquire(self, pod_name, preferred=None):
-        """(address, True when this call made the lease) — what an undo needs to know."""
+    def acquire(self, pod_name, preferred=None, notes_for=None):
+        """(address, True when this call made the lease) — what an undo needs to know.
+
+        notes_for(lease as stored) -> {field: value}, when given, adds fields to the lease in
+        the same read-modify-write (netd's attach: one parse and one write of the file, which
+        at 1,000 leases costs ~2 ms each, instead of three parses and a write)."""
         with self._locked() as data:
             leases = data["leases"]
             held = leases.get(pod_name)
             if held:
+                if notes_for is not None:
+                    fields = notes_for(dict(held))
+                    if any(held.get(k) != v for k, v in fields.items()):
+                        held.update(fields)
+                        self._save(data)
                 return held["ip"], False
             taken = {_address_int(lease["ip"]) for lease in leases.values()}
             address = None
@@ -116,7 +125,10 @@ class Leases:
                 raise NetworkError(
                     f"subnet {self.subnet} has no free address ({len(leases)} pods hold leases)")
             ip = str(ipaddress.IPv4Address(address))
-            leases[pod_name] = {"ip": ip, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            lease = {"ip": ip, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if notes_for is not None:
+                lease.update(notes_for(dict(lease)))
+            leases[pod_name] = lease
             data["last"] = ip
             self._save(data)
             return ip, True

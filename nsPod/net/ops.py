@@ -76,20 +76,24 @@ class Netd:
                 gateway = _required(request, "gateway")
             else:
                 leases = ipam.Leases(self.root, _required(request, "subnet"))
-                ip, created = leases.acquire(pod, request.get("preferred"))
+
+                def notes_for(held):
+                    # The pod's record, written with its lease before its veth and netns name
+                    # are made: which netns they are in, and which netns its /run/netns name
+                    # may hold.
+                    replace.update(i for i in (held.get("netnsInode"),
+                                               held.get("staleNetnsInode"))
+                                   if isinstance(i, int) and i != inode)
+                    notes = {"netnsKey": self.key, "netnsInode": inode}
+                    if replace:
+                        notes["staleNetnsInode"] = max(replace)
+                    return notes
+
+                ip, created = leases.acquire(pod, request.get("preferred"), notes_for)
                 if created:
                     undo.append(lambda: leases.release(pod))
                 address, gateway = leases.cidr(ip), leases.gateway
                 self.bridges[bridge] = leases.subnet
-                # The pod's record, written before its veth and netns name are made: which
-                # netns they are in, and which netns its /run/netns name may hold.
-                held = leases.record_of(pod) or {}
-                replace |= {i for i in (held.get("netnsInode"), held.get("staleNetnsInode"))
-                            if isinstance(i, int) and i != inode}
-                notes = {"netnsKey": self.key, "netnsInode": inode}
-                if replace:
-                    notes["staleNetnsInode"] = max(replace)
-                leases.note(pod, **notes)
             result = veth.attach(pod, pid, address, gateway, bridge, self.root,
                                     netns_fd=ns_fd)
             undo.append(lambda: veth.detach(result["hostVeth"], self.root, pod))

@@ -190,3 +190,23 @@ def test_held_addresses_are_read_as_ipaddress_reads_them():
                  "10.89.0.2 "):
         with pytest.raises(ValueError):
             _address_int(text)
+
+
+def test_acquire_writes_the_notes_with_the_lease_in_one_write(root, monkeypatch):
+    leases = Leases(root, "10.89.0.0/24")
+    saves = []
+    real_save = leases._save
+    monkeypatch.setattr(leases, "_save", lambda data: (saves.append(1), real_save(data)))
+    seen = []
+    ip, created = leases.acquire("web", notes_for=lambda held: (seen.append(held),
+                                                                {"netnsInode": 7})[1])
+    assert created and len(saves) == 1
+    assert seen[0]["ip"] == ip and "netnsInode" not in seen[0]
+    assert leases.record_of("web")["netnsInode"] == 7
+    # Held already: the callback sees the stored record; unchanged notes are not rewritten.
+    ip2, created2 = leases.acquire("web", notes_for=lambda held: (seen.append(held),
+                                                                  {"netnsInode": 7})[1])
+    assert (ip2, created2) == (ip, False) and seen[1]["netnsInode"] == 7 and len(saves) == 1
+    leases.acquire("web", notes_for=lambda held: {"netnsInode": 8, "staleNetnsInode": 7})
+    assert len(saves) == 2
+    assert leases.record_of("web")["staleNetnsInode"] == 7
