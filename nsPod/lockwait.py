@@ -1,4 +1,5 @@
-"""Stopping a warm per-root process (netd, podd) that holds a lock file while it lives.
+"""Finding and stopping a warm per-root process (netd, podd) that holds a lock file (its pid
+written in it) while it lives.
 
 Standard library only: the thin `nspod` client imports it.
 """
@@ -40,5 +41,23 @@ def stop_lock_holder(lock_path, ask, timeout, too_late, poll=0.01):
                 asked = ask(deadline)
             time.sleep(poll)
         return True
+    finally:
+        os.close(fd)
+
+
+def lock_holder_pid(lock_path):
+    """The pid written in a lock file someone holds, -1 if it names none, None when nobody
+    holds it (or there is no file)."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 64, 0).decode(errors="replace").split()
+            return int(text[0]) if text and text[0].isdigit() else -1
+        return None
     finally:
         os.close(fd)

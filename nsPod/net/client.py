@@ -345,19 +345,7 @@ def start(root):
 
 def running(root):
     """The pid of the root's netd for the caller's netns, or None when none holds the lock."""
-    try:
-        fd = os.open(lock_path(root), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 64, 0).decode(errors="replace").split()
-            return int(text[0]) if text and text[0].isdigit() else -1
-        return None
-    finally:
-        os.close(fd)
+    return lockwait.lock_holder_pid(lock_path(root))
 
 
 def stop(root, timeout=5.0):
