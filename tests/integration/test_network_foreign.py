@@ -247,7 +247,10 @@ def test_a_bridged_pod_runs_inside_unshare_net_and_on_the_host_with_one_root(nsp
                                             .strip("net:[]"))
         other.nspod(nspod, "rm", "-f", "inside")
         assert not os.path.exists(path)
-        assert other.run("ip", "link", "show", nspod.bridge, check=False).returncode != 0
+        # netd deletes the last veth and then the bridge after its reply (RCU grace periods):
+        # gone soon after `rm` returns, not necessarily at once.
+        wait_for(lambda: other.run("ip", "link", "show", nspod.bridge, check=False)
+                 .returncode != 0, timeout=10, what="the bridge inside removed")
         other.run(*NSPOD[:2], "-c", "import sys; from nsPod.net import client as netclient; "
                   "netclient.stop(sys.argv[1])", nspod.root)
         assert [os.stat(f"/proc/{p}/ns/net").st_ino for p in netd_pids(nspod.root)] == \
