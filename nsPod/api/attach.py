@@ -23,7 +23,7 @@ import socket
 import struct
 import termios
 
-from nsPod.errors import InputError, NspodError, PodNotFound, StateError, describe
+from nsPod.errors import InputError, NspodError, StateError, describe
 
 MAX_REPLY = 65536
 
@@ -57,15 +57,12 @@ class Attachment:
 
 def open_attachment(config, pod_name, container_name=None, stdin=False, tty=False,
                     relay_output=False):
-    """Attach to a running container of a pod; an Attachment. InputError (exit 2) for a pod
-    or container that does not exist, -i to a container without `stdin: true`, -t to one
+    """Attach to a running container of a pod; an Attachment. PodNotFound (exit 1, as for
+    every command) for an unknown pod; InputError (exit 2) for a container that does not exist, -i to a container without `stdin: true`, -t to one
     without `tty: true`; StateError when it is not running."""
     from nsPod.api.query import _enter, load, pick_container
     _enter(config, [pod_name], [container_name])
-    try:
-        pod_dir, doc, pod_state = load(config, pod_name)
-    except PodNotFound as e:
-        raise InputError(str(e)) from None
+    pod_dir, doc, pod_state = load(config, pod_name)
     cplan = pick_container(doc, pod_name, container_name)
     name = cplan["name"]
     if stdin and not (cplan.get("stdin_open") or cplan.get("tty")):

@@ -168,7 +168,10 @@ def test_bad_input_is_one_line_and_exit_2(nspod):
     nspod.manifest(POD.replace("NAME", "plain").replace("COMMAND", '["sleep", "1000"]')
                    .replace("    stdin: true\n", "").replace("EXTRA", ""), "plain.yaml")
     nspod("run", "--wait", os.path.join(nspod.workdir, "plain.yaml"))
-    for args, words in ((["nosuchpod"], "nosuchpod"), (["-c", "nope", "bad"], "nope"),
+    unknown = nspod("attach", "nosuchpod", check=False, input="")
+    assert unknown.returncode == 1 and unknown.stderr.strip() == \
+        "error: pod 'nosuchpod' not found", unknown.stderr    # as inspect/logs/exec say it
+    for args, words in ((["-c", "nope", "bad"], "nope"),
                         (["-i", "plain"], "stdin: true"), (["-t", "bad"], "-t"),
                         (["-c", "../x", "bad"], "")):
         result = nspod("attach", *args, check=False, input="")
