@@ -121,14 +121,27 @@ def link_log(path, target):
     """The kubelet's log path, a symlink to the run's log nspod's monitor writes. Its
     directory is made if missing; nothing there is replaced, and no symlink on the way is
     followed (the path must be what it says)."""
+    from nsPod.kernel.syscalls import ResolveFlag, openat2
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
-    if os.path.realpath(directory) != directory:
-        raise InputError(f"config.log_path: {directory} holds a symlink")
+    # The link is made relative to the directory opened without following any symlink, so a
+    # symlink swapped in after makedirs cannot send it elsewhere.
+    root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.symlink(target, path)
+        dir_fd = openat2(root_fd, directory.lstrip("/") or ".",
+                         os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                         ResolveFlag.RESOLVE_NO_SYMLINKS | ResolveFlag.RESOLVE_NO_MAGICLINKS)
+    except OSError as e:
+        raise InputError(f"config.log_path: {directory}: holds a symlink or is not a "
+                         f"directory ({e.strerror})") from None
+    finally:
+        os.close(root_fd)
+    try:
+        os.symlink(target, os.path.basename(path), dir_fd=dir_fd)
     except FileExistsError:
         raise InputError(f"config.log_path: {path} already exists") from None
+    finally:
+        os.close(dir_fd)
 
 
 def reopen_log(pod, name, record, cstate):

@@ -289,3 +289,21 @@ def _with_odd_fields(request_type, odd):
                 except (TypeError, ValueError):
                     pass
     return request
+
+
+def test_log_link_is_not_made_through_a_symlinked_directory(tmp_path):
+    """The kubelet's log path is made as a link in its directory opened without following
+    symlinks: a directory that is (or passes through) a symlink is refused, nothing made."""
+    from nsPod.cri.containers import link_log
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "logs").symlink_to(elsewhere)
+    with pytest.raises(InputError, match="config.log_path: .*symlink"):
+        link_log(str(tmp_path / "logs" / "app" / "0.log"), "/target")
+    with pytest.raises(InputError, match="config.log_path: .*symlink"):
+        link_log(str(tmp_path / "logs" / "0.log"), "/target")
+    assert [p.name for p in elsewhere.iterdir()] == ["app"]   # makedirs's, not a link
+    link_log(str(tmp_path / "real" / "0.log"), "/target")
+    assert os.readlink(tmp_path / "real" / "0.log") == "/target"
+    with pytest.raises(InputError, match="already exists"):
+        link_log(str(tmp_path / "real" / "0.log"), "/target")
